@@ -1,0 +1,87 @@
+// The CPU backend: host memory, float32 compute, ops from kernels/cpu/.
+#include <cstdlib>
+#include <cstring>
+#include <new>
+
+#include "common/error.h"
+#include "kernels/cpu/cpu_ops.h"
+
+namespace tpserve::kernels {
+
+namespace {
+
+const float* f(const void* p) { return static_cast<const float*>(p); }
+float* f(void* p) { return static_cast<float*>(p); }
+
+class CpuBackend final : public Backend {
+ public:
+  std::string_view name() const override { return "cpu"; }
+  DType compute_dtype() const override { return DType::kF32; }
+
+  void* allocate(size_t bytes) override {
+    // 64-byte alignment for vector loads; aligned_alloc wants a multiple of the alignment.
+    size_t rounded = (bytes + 63) / 64 * 64;
+    void* ptr = std::aligned_alloc(64, rounded == 0 ? 64 : rounded);
+    if (ptr == nullptr) raise(ErrorCode::kResourceExhausted, "cpu: cannot allocate {} bytes", bytes);
+    return ptr;
+  }
+  void release(void* ptr) override { std::free(ptr); }
+  void copy_to_device(void* dst, const void* src, size_t bytes) override {
+    std::memcpy(dst, src, bytes);
+  }
+  void copy_to_host(void* dst, const void* src, size_t bytes) override {
+    std::memcpy(dst, src, bytes);
+  }
+  void fill_zero(void* ptr, size_t bytes) override { std::memset(ptr, 0, bytes); }
+  void upload_f32(void* dst, const float* src, int64_t n) override {
+    std::memcpy(dst, src, sizeof(float) * n);
+  }
+  void download_f32(float* dst, const void* src, int64_t n) override {
+    std::memcpy(dst, src, sizeof(float) * n);
+  }
+  void synchronize() override {}
+
+  void embedding(const int32_t* ids, int num_tokens, const void* table, int64_t row_begin,
+                 int64_t num_rows, int64_t hidden, void* out) override {
+    cpu::embedding(ids, num_tokens, f(table), row_begin, num_rows, hidden, f(out));
+  }
+  void rms_norm(const void* x, const void* weight, int rows, int64_t cols, float eps,
+                void* out) override {
+    cpu::rms_norm(f(x), f(weight), rows, cols, eps, f(out));
+  }
+  void linear(const void* x, const void* weight, const void* bias, int m, int64_t n, int64_t k,
+              void* out) override {
+    cpu::linear(f(x), f(weight), f(bias), m, n, k, f(out));
+  }
+  void rope(void* x, int64_t row_stride, const int32_t* positions, int num_tokens, int num_heads,
+            const RopeParams& params) override {
+    cpu::rope(f(x), row_stride, positions, num_tokens, num_heads, params);
+  }
+  void cache_write(const void* key, const void* value, int64_t row_stride,
+                   const PagedBatch& batch, const HeadLayout& heads, void* key_cache,
+                   void* value_cache) override {
+    cpu::cache_write(f(key), f(value), row_stride, batch, heads, f(key_cache), f(value_cache));
+  }
+  void attention(const void* q, int64_t q_row_stride, const void* key_cache,
+                 const void* value_cache, const PagedBatch& batch, const HeadLayout& heads,
+                 float scale, void* out) override {
+    cpu::attention(f(q), q_row_stride, f(key_cache), f(value_cache), batch, heads, scale, f(out));
+  }
+  void copy_rows(const void* src, const int32_t* rows, int num_rows, int64_t cols,
+                 void* dst) override {
+    cpu::copy_rows(f(src), rows, num_rows, cols, f(dst));
+  }
+  void silu_mul(const void* gate_up, int rows, int64_t inter, void* out) override {
+    cpu::silu_mul(f(gate_up), rows, inter, f(out));
+  }
+  void add(void* x, const void* y, int64_t n) override { cpu::add(f(x), f(y), n); }
+  void argmax(const void* logits, int rows, int64_t cols, int32_t* out) override {
+    cpu::argmax(f(logits), rows, cols, out);
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_cpu_backend() { return std::make_unique<CpuBackend>(); }
+
+}  // namespace tpserve::kernels

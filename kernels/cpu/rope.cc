@@ -1,0 +1,34 @@
+// Rotary position embedding. The angle of pair i at position p is p * inv_freq[i], computed in
+// float32 as transformers does (freqs = position.float() @ inv_freq). Two pairings exist:
+//   rotate_half (LLaMA, Qwen, InternLM2): dim i pairs with dim i + rotary_dim / 2;
+//   interleaved (ChatGLM2/3): dim 2i pairs with dim 2i + 1.
+// Dims past rotary_dim pass through unchanged (ChatGLM rotates half of each head).
+#include <cmath>
+
+#include "kernels/cpu/cpu_ops.h"
+
+namespace tpserve::kernels::cpu {
+
+void rope(float* x, int64_t row_stride, const int32_t* positions, int num_tokens, int num_heads,
+          const RopeParams& params) {
+  const int half = params.rotary_dim / 2;
+  for (int t = 0; t < num_tokens; ++t) {
+    const float position = static_cast<float>(positions[t]);
+    for (int h = 0; h < num_heads; ++h) {
+      float* head = x + t * row_stride + static_cast<int64_t>(h) * params.head_dim;
+      for (int i = 0; i < half; ++i) {
+        const float angle = position * params.inv_freq[i];
+        const float cos = std::cos(angle) * params.attention_scaling;
+        const float sin = std::sin(angle) * params.attention_scaling;
+        const int a = params.interleaved ? 2 * i : i;
+        const int b = params.interleaved ? 2 * i + 1 : i + half;
+        const float xa = head[a];
+        const float xb = head[b];
+        head[a] = xa * cos - xb * sin;
+        head[b] = xb * cos + xa * sin;
+      }
+    }
+  }
+}
+
+}  // namespace tpserve::kernels::cpu

@@ -1,0 +1,122 @@
+// The op set of the canonical decoder, declared once. A Backend is one device: it owns memory
+// and runs the ops on pointers it allocated. Everything above (runtime/) is device-agnostic.
+//
+// Conventions shared by every backend:
+//   - Activations are row-major [tokens, features] in the backend's compute dtype (float32 on the
+//     CPU reference; bf16/fp16 with float32 accumulation on CUDA). Small metadata (ids, positions,
+//     block tables) is int32.
+//   - Linear weights keep the Hugging Face layout [out_features, in_features]: y = x W^T + b.
+//   - The paged KV cache of one layer is [num_blocks, block_size, num_kv_heads, head_dim] for K and
+//     again for V; a sequence's block table lists its blocks in position order.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string_view>
+
+#include "common/dtype.h"
+
+namespace tpserve::kernels {
+
+// Rotary position embedding of one rank's heads.
+struct RopeParams {
+  int head_dim = 0;
+  int rotary_dim = 0;        // leading dims of each head that rotate (== head_dim for LLaMA/Qwen2)
+  bool interleaved = false;  // pairs (2i, 2i+1) as in ChatGLM; false = transformers' rotate_half
+                             // (dim i pairs with dim i + rotary_dim/2)
+  const float* inv_freq = nullptr;  // [rotary_dim / 2] float32 in backend memory
+  float attention_scaling = 1.0f;   // multiplies cos and sin (YaRN's mscale; 1 otherwise)
+};
+
+// Which KV head each local query head reads. Rank-local q head h is global head q_head_begin + h
+// and reads global KV head (q_head_begin + h) / group_size, stored locally at index
+// that minus kv_head_begin. This covers N dividing the KV heads, N a multiple of them
+// (replicated KV heads) and everything between.
+struct HeadLayout {
+  int num_q_heads = 0;   // local
+  int num_kv_heads = 0;  // local
+  int head_dim = 0;
+  int q_head_begin = 0;  // global index of local q head 0
+  int kv_head_begin = 0;
+  int group_size = 1;    // global q heads per KV head
+};
+
+// The tokens of one step and where their keys live. All pointers in backend memory.
+struct PagedBatch {
+  int num_tokens = 0;
+  const int32_t* token_seq = nullptr;     // [num_tokens] row of the token's sequence in block_tables
+  const int32_t* token_pos = nullptr;     // [num_tokens] position of the token in its sequence
+  const int32_t* block_tables = nullptr;  // [num_seqs, max_blocks_per_seq]
+  int max_blocks_per_seq = 0;
+  int block_size = 0;
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+
+  virtual std::string_view name() const = 0;
+  virtual DType compute_dtype() const = 0;
+
+  // Memory. Sizes are in bytes; pointers returned by allocate are only valid on this backend.
+  virtual void* allocate(size_t bytes) = 0;
+  virtual void release(void* ptr) = 0;
+  virtual void copy_to_device(void* dst, const void* src, size_t bytes) = 0;
+  virtual void copy_to_host(void* dst, const void* src, size_t bytes) = 0;
+  virtual void fill_zero(void* ptr, size_t bytes) = 0;
+  // Host float32 -> n elements of the compute dtype in backend memory (weights, inputs).
+  virtual void upload_f32(void* dst, const float* src, int64_t n) = 0;
+  // n elements of the compute dtype in backend memory -> host float32 (logits, checks).
+  virtual void download_f32(float* dst, const void* src, int64_t n) = 0;
+  virtual void synchronize() = 0;
+
+  // out[t] = table[ids[t] - row_begin] when row_begin <= ids[t] < row_begin + num_rows, else 0
+  // (vocab-parallel embedding: the all-reduce over ranks completes the lookup).
+  virtual void embedding(const int32_t* ids, int num_tokens, const void* table, int64_t row_begin,
+                         int64_t num_rows, int64_t hidden, void* out) = 0;
+
+  // out = x / sqrt(mean(x^2) + eps) * weight, per row; out may alias x.
+  virtual void rms_norm(const void* x, const void* weight, int rows, int64_t cols, float eps,
+                        void* out) = 0;
+
+  // out[M,N] = x[M,K] W[N,K]^T (+ bias[N]).
+  virtual void linear(const void* x, const void* weight, const void* bias, int m, int64_t n,
+                      int64_t k, void* out) = 0;
+
+  // Rotates, in place, the first rotary_dim dims of each of num_heads heads of every token's row
+  // of x by angle position * inv_freq. Token t's heads start at x + t * row_stride (elements), so
+  // q and k can be rotated where the fused QKV GEMM left them.
+  virtual void rope(void* x, int64_t row_stride, const int32_t* positions, int num_tokens,
+                    int num_heads, const RopeParams& params) = 0;
+
+  // Writes each token's key and value (num_kv_heads * head_dim elements at key + t * row_stride,
+  // value + t * row_stride) into the cache slot of its position.
+  virtual void cache_write(const void* key, const void* value, int64_t row_stride,
+                           const PagedBatch& batch, const HeadLayout& heads, void* key_cache,
+                           void* value_cache) = 0;
+
+  // Causal attention: each query token attends to positions 0..token_pos of its sequence, read
+  // through the block table. Token t's query heads start at q + t * q_row_stride; out is
+  // [num_tokens, num_q_heads * head_dim].
+  virtual void attention(const void* q, int64_t q_row_stride, const void* key_cache,
+                         const void* value_cache, const PagedBatch& batch,
+                         const HeadLayout& heads, float scale, void* out) = 0;
+
+  // out[t, i] = silu(gate_up[t, i]) * gate_up[t, inter + i]; gate_up is [rows, 2 * inter].
+  virtual void silu_mul(const void* gate_up, int rows, int64_t inter, void* out) = 0;
+
+  // dst[i] = src[rows[i]] for i < num_rows; rows of `cols` elements.
+  virtual void copy_rows(const void* src, const int32_t* rows, int num_rows, int64_t cols,
+                         void* dst) = 0;
+
+  // x += y, n elements.
+  virtual void add(void* x, const void* y, int64_t n) = 0;
+
+  // out[r] = argmax of row r of logits[rows, cols] (lowest index on ties).
+  virtual void argmax(const void* logits, int rows, int64_t cols, int32_t* out) = 0;
+};
+
+std::unique_ptr<Backend> make_cpu_backend();
+
+}  // namespace tpserve::kernels

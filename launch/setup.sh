@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Sets up tpserve on a Debian machine: installs the Debian packages it needs (only those missing;
+# safe to run again), then configures and builds into build/. The CUDA backend is built too where
+# the CUDA toolkit is installed (/usr/local/cuda), for sm_80 and sm_90.
+#
+#   bash launch/setup.sh            # Release build in build/
+#   BUILD_DIR=out bash launch/setup.sh
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+build_dir=${BUILD_DIR:-$root/build}
+
+packages=(
+  cmake ninja-build g++ pkg-config
+  libopenmpi-dev openmpi-bin
+  libopenblas-dev
+  libspdlog-dev libfmt-dev nlohmann-json3-dev libcli11-dev
+  libgtest-dev libgmock-dev
+  libpcre2-dev libsentencepiece-dev
+  libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
+)
+
+missing=()
+for package in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" ||
+    missing+=("$package")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}"
+  sudo=""
+  [[ $(id -u) -eq 0 ]] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+cmake -S "$root" -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=${BUILD_TYPE:-Release}
+cmake --build "$build_dir" --parallel "$(nproc)"
+echo "setup: built $build_dir/tpserve"

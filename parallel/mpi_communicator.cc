@@ -1,0 +1,160 @@
+#include "parallel/mpi_communicator.h"
+
+#include <sched.h>
+
+#include <limits>
+#include <thread>
+
+#include "common/check.h"
+#include "common/error.h"
+#include "common/log.h"
+
+namespace tpserve::parallel {
+
+namespace {
+
+// Every MPI call goes through this: a failure names the call and ends the job.
+#define TPS_MPI(call)                                                                  \
+  do {                                                                                 \
+    int mpi_status_ = (call);                                                          \
+    if (mpi_status_ != MPI_SUCCESS) {                                                  \
+      char mpi_text_[MPI_MAX_ERROR_STRING];                                            \
+      int mpi_length_ = 0;                                                             \
+      MPI_Error_string(mpi_status_, mpi_text_, &mpi_length_);                          \
+      ::tpserve::check_failed(#call, __FILE__, __LINE__, std::string(mpi_text_, mpi_length_)); \
+    }                                                                                  \
+  } while (0)
+
+MPI_Datatype mpi_type(DType dtype) {
+  switch (dtype) {
+    case DType::kF32: return MPI_FLOAT;
+    case DType::kF64: return MPI_DOUBLE;
+    case DType::kI32: return MPI_INT32_T;
+    case DType::kI64: return MPI_INT64_T;
+    default:
+      TPS_CHECK(false, "the MPI communicator has no reduction for {}", dtype_name(dtype));
+      __builtin_unreachable();
+  }
+}
+
+int checked_count(size_t count) {
+  TPS_CHECK(count <= static_cast<size_t>(std::numeric_limits<int>::max()),
+            "collective of {} elements exceeds MPI's int count", count);
+  return static_cast<int>(count);
+}
+
+void abort_handler(int exit_code) { abort_job(exit_code); }
+
+}  // namespace
+
+void abort_job(int exit_code) {
+  log().flush();
+  int initialized = 0;
+  MPI_Initialized(&initialized);
+  if (initialized) MPI_Abort(MPI_COMM_WORLD, exit_code);
+  std::_Exit(exit_code);
+}
+
+MpiSession::MpiSession() {
+  int initialized = 0;
+  MPI_Initialized(&initialized);
+  if (!initialized) {
+    int provided = 0;
+    TPS_MPI(MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided));
+    owns_mpi_ = true;
+  }
+  TPS_MPI(MPI_Comm_rank(MPI_COMM_WORLD, &rank_));
+  TPS_MPI(MPI_Comm_size(MPI_COMM_WORLD, &size_));
+  MPI_Comm node_comm;
+  TPS_MPI(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL,
+                              &node_comm));
+  TPS_MPI(MPI_Comm_rank(node_comm, &local_rank_));
+  TPS_MPI(MPI_Comm_size(node_comm, &local_size_));
+  MPI_Comm_free(&node_comm);
+  init_logging(rank_, size_);
+  set_abort_handler(&abort_handler);
+}
+
+MpiSession::~MpiSession() {
+  if (!owns_mpi_) return;
+  int finalized = 0;
+  MPI_Finalized(&finalized);
+  if (!finalized) MPI_Finalize();
+}
+
+MpiCommunicator::MpiCommunicator(MPI_Comm comm, std::chrono::milliseconds timeout)
+    : timeout_(timeout) {
+  TPS_MPI(MPI_Comm_dup(comm, &comm_));
+  TPS_MPI(MPI_Comm_rank(comm_, &rank_));
+  TPS_MPI(MPI_Comm_size(comm_, &size_));
+}
+
+MpiCommunicator::~MpiCommunicator() {
+  int finalized = 0;
+  MPI_Finalized(&finalized);
+  if (!finalized && comm_ != MPI_COMM_NULL) MPI_Comm_free(&comm_);
+}
+
+void MpiCommunicator::wait(MPI_Request& request, const char* what) {
+  // Poll instead of blocking so a peer that never arrives is noticed. Spin briefly (the common
+  // case on an idle rank is a short wait), then yield the core: CPU ranks are often oversubscribed.
+  const auto deadline = std::chrono::steady_clock::now() + timeout_;
+  for (int spins = 0;; ++spins) {
+    int done = 0;
+    TPS_MPI(MPI_Test(&request, &done, MPI_STATUS_IGNORE));
+    if (done) return;
+    if (spins > 1000) {
+      if (std::chrono::steady_clock::now() > deadline) {
+        log().critical("collective {} did not complete within {} s: a peer rank is hung or dead; "
+                       "ending the job",
+                       what, std::chrono::duration_cast<std::chrono::seconds>(timeout_).count());
+        abort_job(75);
+      }
+      if (spins > 100000) {
+        std::this_thread::sleep_for(std::chrono::microseconds(200));
+      } else {
+        sched_yield();
+      }
+    }
+  }
+}
+
+void MpiCommunicator::all_reduce_sum(void* data, size_t count, DType dtype) {
+  if (size_ == 1) return;
+  MPI_Request request;
+  TPS_MPI(MPI_Iallreduce(MPI_IN_PLACE, data, checked_count(count), mpi_type(dtype), MPI_SUM, comm_,
+                         &request));
+  wait(request, "all_reduce");
+}
+
+void MpiCommunicator::all_gather(const void* send, size_t count, DType dtype, void* recv) {
+  MPI_Request request;
+  const int n = checked_count(count);
+  TPS_MPI(MPI_Iallgather(send, n, mpi_type(dtype), recv, n, mpi_type(dtype), comm_, &request));
+  wait(request, "all_gather");
+}
+
+void MpiCommunicator::broadcast(void* data, size_t bytes, int root) {
+  if (size_ == 1) return;
+  MPI_Request request;
+  TPS_MPI(MPI_Ibcast(data, checked_count(bytes), MPI_BYTE, root, comm_, &request));
+  wait(request, "broadcast");
+}
+
+void MpiCommunicator::barrier() {
+  if (size_ == 1) return;
+  MPI_Request request;
+  TPS_MPI(MPI_Ibarrier(comm_, &request));
+  wait(request, "barrier");
+}
+
+bool MpiCommunicator::all_ok(bool ok) {
+  int value = ok ? 1 : 0;
+  if (size_ == 1) return ok;
+  MPI_Request request;
+  TPS_MPI(MPI_Iallreduce(MPI_IN_PLACE, &value, 1, MPI_INT, MPI_MIN, comm_, &request));
+  wait(request, "all_ok");
+  return value == 1;
+}
+
+}  // namespace tpserve::parallel

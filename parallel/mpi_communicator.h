@@ -1,0 +1,66 @@
+// The MPI communicator and the process's MPI life cycle.
+#pragma once
+
+#include <mpi.h>
+
+#include <chrono>
+#include <memory>
+
+#include "parallel/communicator.h"
+
+namespace tpserve::parallel {
+
+// Initialises MPI (once per process), installs MPI_Abort as the check/abort handler and sets the
+// log prefix to the rank. Finalises MPI on destruction.
+class MpiSession {
+ public:
+  MpiSession();
+  ~MpiSession();
+  MpiSession(const MpiSession&) = delete;
+  MpiSession& operator=(const MpiSession&) = delete;
+
+  int rank() const { return rank_; }
+  int size() const { return size_; }
+  // Rank among the processes of this node (MPI_COMM_TYPE_SHARED): picks the GPU.
+  int local_rank() const { return local_rank_; }
+  int local_size() const { return local_size_; }
+
+ private:
+  int rank_ = 0;
+  int size_ = 1;
+  int local_rank_ = 0;
+  int local_size_ = 1;
+  bool owns_mpi_ = false;
+};
+
+// Ends every rank of the job now (MPI_Abort), after flushing the log.
+[[noreturn]] void abort_job(int exit_code);
+
+class MpiCommunicator final : public Communicator {
+ public:
+  // Duplicates `comm` so its traffic never mixes with anyone else's.
+  explicit MpiCommunicator(MPI_Comm comm = MPI_COMM_WORLD,
+                           std::chrono::milliseconds timeout = std::chrono::seconds(300));
+  ~MpiCommunicator() override;
+
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+  void all_reduce_sum(void* data, size_t count, DType dtype) override;
+  void all_gather(const void* send, size_t count, DType dtype, void* recv) override;
+  void broadcast(void* data, size_t bytes, int root) override;
+  void barrier() override;
+  bool all_ok(bool ok) override;
+
+  void set_timeout(std::chrono::milliseconds timeout) { timeout_ = timeout; }
+
+ private:
+  // Waits for a non-blocking collective; past the timeout, aborts the job naming `what`.
+  void wait(MPI_Request& request, const char* what);
+
+  MPI_Comm comm_ = MPI_COMM_NULL;
+  int rank_ = 0;
+  int size_ = 1;
+  std::chrono::milliseconds timeout_;
+};
+
+}  // namespace tpserve::parallel

@@ -1,0 +1,29 @@
+#include "runtime/architecture.h"
+
+#include <array>
+
+namespace tpserve::runtime {
+
+namespace {
+
+// The registry: adding a family is one adapter file and one line here.
+std::array<const Architecture*, 2> registry() {
+  return {&llama_architecture(), &qwen2_architecture()};
+}
+
+}  // namespace
+
+const Architecture* find_architecture(std::string_view name) {
+  for (const Architecture* architecture : registry()) {
+    if (architecture->name == name) return architecture;
+  }
+  return nullptr;
+}
+
+std::vector<std::string_view> architecture_names() {
+  std::vector<std::string_view> names;
+  for (const Architecture* architecture : registry()) names.push_back(architecture->name);
+  return names;
+}
+
+}  // namespace tpserve::runtime

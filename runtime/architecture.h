@@ -1,0 +1,54 @@
+// Family adapters: one per Hugging Face architecture, mapping its checkpoint names, fused layouts
+// and config fields onto the canonical decoder. An adapter is data plus a config parser — no
+// forward code of its own. Names are patterns where "{}" stands for the layer index and carry no
+// ".weight" / ".bias" suffix.
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "parallel/shard_plan.h"
+#include "runtime/model_config.h"
+
+namespace tpserve::runtime {
+
+// Where q, k and v come from: three tensors, or one fused tensor in a known row layout.
+struct QkvSource {
+  std::string q, k, v;  // separate projections
+  std::string fused;    // when non-empty: one tensor holding all three
+  parallel::QkvLayout layout = parallel::QkvLayout::kConcatenated;
+};
+
+// Where gate and up come from: two tensors, or one fused [gate; up] tensor.
+struct GateUpSource {
+  std::string gate, up;
+  std::string fused;
+};
+
+struct Architecture {
+  std::string_view name;  // config.json "architectures"[0], e.g. "Qwen2ForCausalLM"
+  // Fills the family-specific fields of config (the common ones are read before this runs).
+  void (*parse_config)(const ConfigReader& reader, ModelConfig& config) = nullptr;
+  std::string embed;
+  std::string final_norm;
+  std::string lm_head;  // unused when the config ties word embeddings
+  std::string attn_norm;
+  std::string mlp_norm;
+  QkvSource qkv;
+  std::string o;
+  GateUpSource gate_up;
+  std::string down;
+};
+
+// The adapter registered for an architecture name, or nullptr.
+const Architecture* find_architecture(std::string_view name);
+
+// Every registered architecture name, for error messages and `tpserve --help`.
+std::vector<std::string_view> architecture_names();
+
+// Family adapters (one file each).
+const Architecture& llama_architecture();
+const Architecture& qwen2_architecture();
+
+}  // namespace tpserve::runtime

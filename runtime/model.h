@@ -1,0 +1,103 @@
+// The canonical decoder, run tensor-parallel on one rank's shard. Every family goes through this
+// one forward; the differences live in the adapters (runtime/arch_*.cc) and the weight plan.
+//
+// One step, on every rank:
+//   embed (vocab-parallel rows; all-reduce)
+//   per layer: RMSNorm -> fused QKV GEMM (this rank's heads, + bias) -> RoPE -> KV cache write
+//              -> paged attention -> O GEMM (row-parallel) -> all-reduce -> + residual
+//              -> RMSNorm -> fused gate|up GEMM -> SiLU(gate) * up -> down GEMM (row-parallel)
+//              -> all-reduce -> + residual
+//   final RMSNorm on the tokens whose logits are wanted -> lm_head (vocab-parallel) -> all-gather
+#pragma once
+
+#include <functional>
+#include <vector>
+
+#include "parallel/communicator.h"
+#include "runtime/device_buffer.h"
+#include "runtime/model_config.h"
+#include "runtime/safetensors.h"
+#include "runtime/step.h"
+#include "runtime/weight_plan.h"
+#include "runtime/weights.h"
+
+namespace tpserve::runtime {
+
+struct ModelOptions {
+  int max_tokens_per_step = 256;  // rows of the activation workspace
+  int max_logit_rows = 64;        // tokens per step whose logits come back
+  int max_seqs = 64;              // sequences per step
+  int32_t block_size = 16;        // KV positions per block
+  int32_t num_kv_blocks = 64;     // KV blocks per layer on this rank
+  int32_t max_blocks_per_seq = 0; // 0: enough for max_position_embeddings
+};
+
+class Model {
+ public:
+  Model(ModelConfig config, RankShape shape, kernels::Backend& backend,
+        parallel::Communicator& comm, const ModelOptions& options);
+
+  // Loads this rank's shards (validating every tensor first).
+  void load(const Checkpoint& checkpoint,
+            const std::function<void(const LoadProgress&)>& progress = {});
+
+  // Runs one step. logits receives [step.logit_rows.size(), vocab_size] float32 (row-major) on
+  // every rank. Step sizes beyond the options are a broken invariant (callers validate first).
+  void forward(const StepInput& step, std::vector<float>& logits);
+
+  const ModelConfig& config() const { return config_; }
+  const RankShape& shape() const { return shape_; }
+  const ModelOptions& options() const { return options_; }
+  size_t weight_bytes() const { return weights_.bytes(); }
+  size_t kv_cache_bytes() const;
+
+ private:
+  struct LayerWeights {
+    const void* attn_norm;
+    const void* qkv;
+    const void* qkv_bias;
+    const void* o;
+    const void* o_bias;
+    const void* mlp_norm;
+    const void* gate_up;
+    const void* gate_up_bias;
+    const void* down;
+    const void* down_bias;
+  };
+
+  int32_t blocks_for_positions(int64_t positions) const;
+  void allocate_workspace();
+  void upload_step(const StepInput& step);
+  void run_layer(int layer, const kernels::PagedBatch& batch, int num_tokens);
+  void compute_logits(const StepInput& step, std::vector<float>& logits);
+
+  ModelConfig config_;
+  RankShape shape_;
+  kernels::Backend& backend_;
+  parallel::Communicator& comm_;
+  ModelOptions options_;
+  int element_size_;
+  kernels::HeadLayout heads_;
+  kernels::RopeParams rope_;
+  int64_t qkv_width_ = 0;  // (local q heads + 2 * local kv heads) * head_dim
+  int64_t q_width_ = 0;
+  int64_t kv_width_ = 0;
+  int64_t inter_ = 0;      // this rank's intermediate units
+
+  WeightStore weights_;
+  std::vector<LayerWeights> layers_;
+  const void* embed_ = nullptr;
+  const void* final_norm_ = nullptr;
+  const void* lm_head_ = nullptr;
+
+  DeviceBuffer inv_freq_;
+  std::vector<DeviceBuffer> key_cache_;
+  std::vector<DeviceBuffer> value_cache_;
+  // Workspace, planned once: nothing is allocated per step.
+  DeviceBuffer hidden_, normed_, qkv_, attn_, proj_, gate_up_, mlp_act_;
+  DeviceBuffer final_rows_, logits_local_, logits_all_;
+  DeviceBuffer token_ids_, token_seq_, token_pos_, block_tables_, logit_rows_;
+  std::vector<float> gathered_host_;
+};
+
+}  // namespace tpserve::runtime

@@ -1,0 +1,78 @@
+// The canonical decoder's hyper-parameters, filled from a checkpoint's config.json by the family
+// adapter named in its "architectures" field.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include "common/dtype.h"
+
+namespace tpserve::runtime {
+
+enum class RopeScaling { kNone, kLinear, kLlama3 };
+
+struct RopeConfig {
+  float theta = 10000.0f;
+  int rotary_dim = 0;        // dims of each head that rotate
+  bool interleaved = false;  // ChatGLM pairs (2i, 2i+1); else rotate_half
+  RopeScaling scaling = RopeScaling::kNone;
+  float factor = 1.0f;
+  // Llama-3.1 ("rope_type": "llama3") frequency bands.
+  float low_freq_factor = 1.0f;
+  float high_freq_factor = 4.0f;
+  int64_t original_max_position_embeddings = 8192;
+};
+
+struct ModelConfig {
+  std::filesystem::path dir;
+  std::string architecture;  // "LlamaForCausalLM"
+  std::string model_type;    // "llama"
+  int64_t hidden_size = 0;
+  int64_t intermediate_size = 0;
+  int64_t vocab_size = 0;
+  int num_layers = 0;
+  int num_heads = 0;
+  int num_kv_heads = 0;
+  int head_dim = 0;
+  float rms_norm_eps = 1e-6f;
+  int64_t max_position_embeddings = 0;
+  RopeConfig rope;
+  bool tie_word_embeddings = false;
+  bool qkv_bias = false;  // bias on q/k/v (Qwen2 always; LLaMA with attention_bias)
+  bool o_bias = false;    // bias on the output projection (LLaMA attention_bias)
+  bool mlp_bias = false;  // bias on gate/up/down (LLaMA mlp_bias)
+  DType torch_dtype = DType::kF32;
+  std::vector<int32_t> eos_token_ids;
+  int32_t bos_token_id = -1;
+};
+
+// Reads <dir>/config.json and fills ModelConfig through the adapter of its architecture.
+// Errors (tpserve::Error) name the file and the field: missing file, malformed JSON, unknown
+// architecture (listing the supported ones), missing or out-of-range fields.
+ModelConfig load_model_config(const std::filesystem::path& dir);
+
+// Field readers shared by the family adapters; errors name config.json's path and the field.
+class ConfigReader {
+ public:
+  ConfigReader(const nlohmann::json& document, std::filesystem::path file);
+  bool has(const char* field) const;
+  int64_t positive_int(const char* field) const;
+  int64_t positive_int_or(const char* field, int64_t fallback) const;
+  float positive_float_or(const char* field, float fallback) const;
+  bool bool_or(const char* field, bool fallback) const;
+  std::string string_or(const char* field, const std::string& fallback) const;
+  std::vector<int32_t> token_ids_or_empty(const char* field) const;  // int or list of ints
+  const nlohmann::json& document() const { return json_; }
+  const std::filesystem::path& file() const { return file_; }
+  [[noreturn]] void fail(const char* field, const std::string& problem) const;
+
+ private:
+  const nlohmann::json& json_;
+  std::filesystem::path file_;
+};
+
+}  // namespace tpserve::runtime

@@ -1,0 +1,107 @@
+// Reading Hugging Face checkpoints: safetensors files (mmap'ed, validated at open like the
+// reference Rust `safetensors` crate) and model directories with an optional
+// `model.safetensors.index.json`. A rank reads only the byte ranges of its own shard: read_f32
+// touches just the rows / column segments it is asked for.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/dtype.h"
+
+namespace tpserve::runtime {
+
+struct TensorEntry {
+  std::string name;
+  DType dtype = DType::kF32;
+  std::vector<int64_t> shape;
+  uint64_t data_begin = 0;  // offsets inside the data section
+  uint64_t data_end = 0;
+
+  int64_t numel() const;
+  uint64_t byte_size() const { return data_end - data_begin; }
+  // The tensor viewed as a matrix: rows = shape[0], cols = product of the rest;
+  // 1-D [n] -> [n, 1]; scalar -> [1, 1].
+  int64_t rows() const;
+  int64_t cols() const;
+};
+
+// One safetensors file, mmap'ed read-only (MAP_PRIVATE) and validated at open.
+class SafetensorsFile {
+ public:
+  static std::unique_ptr<SafetensorsFile> open(const std::filesystem::path& path);
+  ~SafetensorsFile();  // munmap (the descriptor is closed right after mmap)
+  SafetensorsFile(const SafetensorsFile&) = delete;
+  SafetensorsFile& operator=(const SafetensorsFile&) = delete;
+
+  const std::filesystem::path& path() const { return path_; }
+  const std::vector<TensorEntry>& tensors() const { return tensors_; }  // in data-offset order
+  const TensorEntry* find(std::string_view name) const;                 // nullptr if absent
+  const std::map<std::string, std::string>& metadata() const { return metadata_; }
+
+  // The bytes [offset, offset + length) of a tensor's data, bounds-checked (throws kOutOfRange).
+  // `tensor` must be one of this file's entries.
+  std::span<const std::byte> bytes(const TensorEntry& tensor, uint64_t offset,
+                                   uint64_t length) const;
+
+ private:
+  SafetensorsFile() = default;
+
+  std::filesystem::path path_;
+  const std::byte* map_ = nullptr;  // the whole file
+  size_t map_size_ = 0;
+  const std::byte* data_ = nullptr;  // start of the data section inside map_
+  std::vector<TensorEntry> tensors_;
+  std::map<std::string, size_t, std::less<>> index_;  // name -> position in tensors_
+  std::map<std::string, std::string> metadata_;
+};
+
+// A model directory: `model.safetensors`, or `model.safetensors.index.json`
+// ({"metadata": ..., "weight_map": {tensor: file}}) naming several shard files. Like transformers,
+// a single `model.safetensors` wins when both are present.
+class Checkpoint {
+ public:
+  static std::unique_ptr<Checkpoint> open(const std::filesystem::path& dir);
+
+  const std::filesystem::path& dir() const { return dir_; }
+  bool contains(std::string_view name) const;
+  // Both throw kNotFound: "<dir>: tensor 'x' not found in the checkpoint".
+  const TensorEntry& tensor(std::string_view name) const;
+  const SafetensorsFile& file_of(std::string_view name) const;
+  std::vector<std::string> tensor_names() const;  // sorted
+
+  // Reads the block rows [row_begin, row_end) x cols [col_begin, col_end) of tensor `name` viewed
+  // as a matrix (TensorEntry::rows/cols) into `out` (row-major, (row_end - row_begin) *
+  // (col_end - col_begin) floats), widening F32/F16/BF16 to float32. Touches only those bytes of
+  // the mapping: a full-width row range is one contiguous read, a column block one segment per row.
+  // Other dtypes -> kUnimplemented; a range outside the tensor -> kOutOfRange.
+  void read_f32(std::string_view name, int64_t row_begin, int64_t row_end, int64_t col_begin,
+                int64_t col_end, float* out) const;
+  // Total bytes read through read_f32 so far (for load-throughput reports).
+  uint64_t bytes_read() const { return bytes_read_.load(std::memory_order_relaxed); }
+
+ private:
+  struct Located {
+    const SafetensorsFile* file;
+    const TensorEntry* entry;
+  };
+
+  Checkpoint() = default;
+  void open_index(const std::filesystem::path& index_path);
+  const Located& locate(std::string_view name) const;
+
+  std::filesystem::path dir_;
+  std::vector<std::unique_ptr<SafetensorsFile>> files_;
+  std::map<std::string, Located, std::less<>> tensors_;
+  mutable std::atomic<uint64_t> bytes_read_{0};
+};
+
+}  // namespace tpserve::runtime

@@ -1,0 +1,51 @@
+// This rank's weights on its backend, loaded shard by shard straight from the Hugging Face
+// checkpoint: each canonical weight is read (only its own byte ranges), widened to float32 in a
+// host staging buffer the size of that one shard, and uploaded in the compute dtype. Host memory
+// during load is bounded by the largest single shard, never the model.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "runtime/device_buffer.h"
+#include "runtime/safetensors.h"
+#include "runtime/weight_plan.h"
+
+namespace tpserve::runtime {
+
+// Checks every source block against the checkpoint before anything is read: the tensor exists,
+// is F32/F16/BF16 and has the shape the config implies. Throws a tpserve::Error naming the
+// checkpoint, the tensor and both shapes.
+void validate_weights(const Checkpoint& checkpoint, const std::vector<WeightShard>& plan);
+
+struct LoadProgress {
+  int64_t bytes_done = 0;   // of this rank's shards, in the compute dtype
+  int64_t bytes_total = 0;
+  size_t weights_done = 0;
+  size_t weights_total = 0;
+};
+
+class WeightStore {
+ public:
+  WeightStore() = default;
+
+  // Validates, then loads every shard of the plan. `progress` (optional) is called after each.
+  void load(const Checkpoint& checkpoint, const std::vector<WeightShard>& plan,
+            kernels::Backend& backend,
+            const std::function<void(const LoadProgress&)>& progress = {});
+
+  // The device pointer of a canonical weight, or nullptr when the plan has none by that name.
+  const void* find(const std::string& name) const;
+  // As find, but a missing weight is a broken invariant.
+  const void* get(const std::string& name) const;
+
+  size_t bytes() const { return bytes_; }
+
+ private:
+  std::map<std::string, DeviceBuffer> buffers_;
+  size_t bytes_ = 0;
+};
+
+}  // namespace tpserve::runtime

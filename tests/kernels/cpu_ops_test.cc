@@ -1,0 +1,166 @@
+// The float32 reference ops against hand-computed cases and naive loops.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <numeric>
+#include <random>
+#include <vector>
+
+#include "kernels/cpu/cpu_ops.h"
+
+namespace tpserve::kernels::cpu {
+namespace {
+
+std::vector<float> random_vector(size_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<float> v(n);
+  for (float& x : v) x = normal(rng);
+  return v;
+}
+
+TEST(CpuOps, RmsNormHandComputed) {
+  const std::vector<float> x = {3.0f, 4.0f};
+  const std::vector<float> w = {1.0f, 2.0f};
+  std::vector<float> out(2);
+  rms_norm(x.data(), w.data(), 1, 2, 0.0f, out.data());
+  const float rms = std::sqrt(12.5f);
+  EXPECT_FLOAT_EQ(out[0], 3.0f / rms);
+  EXPECT_FLOAT_EQ(out[1], 8.0f / rms);
+}
+
+TEST(CpuOps, LinearMatchesNaiveLoopWithBias) {
+  const int m = 3, n = 5, k = 7;
+  const auto x = random_vector(m * k, 1), w = random_vector(n * k, 2), b = random_vector(n, 3);
+  std::vector<float> out(m * n);
+  linear(x.data(), w.data(), b.data(), m, n, k, out.data());
+  for (int i = 0; i < m; ++i) {
+    for (int j = 0; j < n; ++j) {
+      double sum = b[j];
+      for (int p = 0; p < k; ++p) sum += static_cast<double>(x[i * k + p]) * w[j * k + p];
+      EXPECT_NEAR(out[i * n + j], sum, 1e-5);
+    }
+  }
+}
+
+TEST(CpuOps, SiluMulHandComputed) {
+  const std::vector<float> gate_up = {0.0f, 2.0f, 5.0f, 3.0f};  // one row, inter = 2
+  std::vector<float> out(2);
+  silu_mul(gate_up.data(), 1, 2, out.data());
+  EXPECT_FLOAT_EQ(out[0], 0.0f);
+  EXPECT_NEAR(out[1], 2.0f / (1.0f + std::exp(-2.0f)) * 3.0f, 1e-6);
+}
+
+TEST(CpuOps, EmbeddingZeroesRowsOutsideTheShard) {
+  const std::vector<float> table = {1, 2, 3, 4};  // rows 10 and 11 of the vocabulary, hidden 2
+  const std::vector<int32_t> ids = {11, 3, 10};
+  std::vector<float> out(6, -1.0f);
+  embedding(ids.data(), 3, table.data(), 10, 2, 2, out.data());
+  EXPECT_EQ(out, (std::vector<float>{3, 4, 0, 0, 1, 2}));
+}
+
+TEST(CpuOps, RopeRotateHalfAndInterleavedPairs) {
+  const std::vector<float> inv_freq = {1.0f, 0.01f};
+  const int32_t position = 1;
+  RopeParams params{4, 4, false, inv_freq.data(), 1.0f};
+  std::vector<float> x = {1, 0, 0, 0};
+  rope(x.data(), 4, &position, 1, 1, params);
+  // rotate_half pairs dim 0 with dim 2.
+  EXPECT_NEAR(x[0], std::cos(1.0f), 1e-6);
+  EXPECT_NEAR(x[2], std::sin(1.0f), 1e-6);
+  EXPECT_EQ(x[1], 0.0f);
+  params.interleaved = true;
+  x = {1, 0, 0, 0};
+  rope(x.data(), 4, &position, 1, 1, params);
+  EXPECT_NEAR(x[0], std::cos(1.0f), 1e-6);
+  EXPECT_NEAR(x[1], std::sin(1.0f), 1e-6);
+  EXPECT_EQ(x[2], 0.0f);
+  // Partial rotary: only the first rotary_dim dims move.
+  params = {4, 2, false, inv_freq.data(), 1.0f};
+  x = {1, 0, 5, 6};
+  rope(x.data(), 4, &position, 1, 1, params);
+  EXPECT_NEAR(x[1], std::sin(1.0f), 1e-6);
+  EXPECT_EQ(x[2], 5.0f);
+  EXPECT_EQ(x[3], 6.0f);
+}
+
+// A dense causal attention computed directly from K/V rows, for comparison with the paged one.
+std::vector<float> dense_attention(const std::vector<float>& q, const std::vector<float>& k,
+                                   const std::vector<float>& v, int tokens, int q_heads,
+                                   int kv_heads, int head_dim, float scale) {
+  std::vector<float> out(static_cast<size_t>(tokens) * q_heads * head_dim, 0.0f);
+  const int group = q_heads / kv_heads;
+  for (int t = 0; t < tokens; ++t) {
+    for (int h = 0; h < q_heads; ++h) {
+      const int kv = h / group;
+      std::vector<double> scores(t + 1);
+      double max_score = -1e30, total = 0;
+      for (int p = 0; p <= t; ++p) {
+        double dot = 0;
+        for (int d = 0; d < head_dim; ++d) {
+          dot += q[(t * q_heads + h) * head_dim + d] * k[(p * kv_heads + kv) * head_dim + d];
+        }
+        scores[p] = dot * scale;
+        max_score = std::max(max_score, scores[p]);
+      }
+      for (double& s : scores) total += (s = std::exp(s - max_score));
+      for (int p = 0; p <= t; ++p) {
+        for (int d = 0; d < head_dim; ++d) {
+          out[(t * q_heads + h) * head_dim + d] +=
+              static_cast<float>(scores[p] / total * v[(p * kv_heads + kv) * head_dim + d]);
+        }
+      }
+    }
+  }
+  return out;
+}
+
+TEST(CpuOps, PagedAttentionMatchesDenseThroughAShuffledBlockTable) {
+  const int tokens = 11, q_heads = 4, kv_heads = 2, head_dim = 8, block_size = 4;
+  const auto q = random_vector(tokens * q_heads * head_dim, 4);
+  const auto k = random_vector(tokens * kv_heads * head_dim, 5);
+  const auto v = random_vector(tokens * kv_heads * head_dim, 6);
+  const float scale = 1.0f / std::sqrt(8.0f);
+  // Blocks deliberately out of order and not starting at 0.
+  const std::vector<int32_t> block_table = {5, 1, 3};
+  std::vector<int32_t> seq(tokens, 0), pos(tokens);
+  std::iota(pos.begin(), pos.end(), 0);
+  PagedBatch batch{tokens, seq.data(), pos.data(), block_table.data(), 3, block_size};
+  HeadLayout heads{q_heads, kv_heads, head_dim, 0, 0, q_heads / kv_heads};
+  std::vector<float> key_cache(6 * block_size * kv_heads * head_dim, NAN);
+  std::vector<float> value_cache(key_cache.size(), NAN);
+  cache_write(k.data(), v.data(), kv_heads * head_dim, batch, heads, key_cache.data(),
+              value_cache.data());
+  std::vector<float> out(q.size());
+  attention(q.data(), q_heads * head_dim, key_cache.data(), value_cache.data(), batch, heads,
+            scale, out.data());
+  const auto expected = dense_attention(q, k, v, tokens, q_heads, kv_heads, head_dim, scale);
+  for (size_t i = 0; i < out.size(); ++i) EXPECT_NEAR(out[i], expected[i], 1e-5) << i;
+}
+
+TEST(CpuOps, AttentionHeadLayoutMapsShardedQueryHeadsToTheirKvHead) {
+  // Rank 1 of 3 for 12 query / 2 KV heads holds q heads 4..7 and KV heads 0..1 (group 6): heads
+  // 4, 5 read KV 0 (local 0) and heads 6, 7 read KV 1 (local 1).
+  const int head_dim = 2;
+  const std::vector<float> q(4 * head_dim, 1.0f);
+  const std::vector<float> key = {1, 0, 0, 1};       // one token, two local KV heads
+  const std::vector<float> value = {10, 11, 20, 21};
+  const int32_t seq = 0, pos = 0, block = 0;
+  PagedBatch batch{1, &seq, &pos, &block, 1, 1};
+  HeadLayout heads{4, 2, head_dim, 4, 0, 6};
+  std::vector<float> key_cache(4), value_cache(4), out(8);
+  cache_write(key.data(), value.data(), 4, batch, heads, key_cache.data(), value_cache.data());
+  attention(q.data(), 4 * head_dim, key_cache.data(), value_cache.data(), batch, heads, 1.0f,
+            out.data());
+  EXPECT_EQ(out, (std::vector<float>{10, 11, 10, 11, 20, 21, 20, 21}));
+}
+
+TEST(CpuOps, ArgmaxTakesTheLowestIndexOnTies) {
+  const std::vector<float> logits = {1, 3, 3, 0, -1, -2, -1, -5};
+  std::vector<int32_t> out(2);
+  argmax(logits.data(), 2, 4, out.data());
+  EXPECT_EQ(out, (std::vector<int32_t>{1, 0}));
+}
+
+}  // namespace
+}  // namespace tpserve::kernels::cpu

@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# Bad input to `tpserve generate` under mpirun -np 2: one line naming the file/tensor/field, a
+# non-zero exit, and no rank left hanging (every run is under a timeout it must beat).
+source "$(dirname "$0")/lib.sh"
+
+# expect_error NAME PATTERN NP ARGS...: the run fails (not by timeout) and stderr matches PATTERN.
+expect_error() {
+  local name=$1 pattern=$2 np=$3
+  shift 3
+  run "$np" 60 generate "$@"
+  if [[ $status -eq 0 ]]; then
+    fail "$name: succeeded"
+  elif [[ $status -eq 124 || $status -eq 137 ]]; then
+    fail "$name: hung (killed by timeout)"
+  elif ! grep -qE -- "$pattern" <<<"$err"; then
+    fail "$name: stderr does not match '$pattern':"
+    echo "$err" | head -5
+  else
+    echo "ok: $name -> $(grep -E -m1 -- "$pattern" <<<"$err")"
+  fi
+}
+
+# copy FIXTURE: a scratch copy of a fixture, printed.
+copy() {
+  local dir=$scratch/$1-$RANDOM
+  cp -r "$TPSERVE_FIXTURES/$1" "$dir"
+  echo "$dir"
+}
+
+# write_safetensors FILE HEADER_JSON DATA_BYTES [HEADER_LENGTH]: a hand-made safetensors file.
+write_safetensors() {
+  local file=$1 header=$2 data_bytes=$3 length=${4:-${#2}}
+  printf "$(printf '%016x' "$length" | sed -E 's/(..)(..)(..)(..)(..)(..)(..)(..)/\\x\8\\x\7\\x\6\\x\5\\x\4\\x\3\\x\2\\x\1/')" >"$file"
+  printf '%s' "$header" >>"$file"
+  head -c "$data_bytes" /dev/zero >>"$file"
+}
+
+prompt=(--prompt-ids 1,2,3 --max-tokens 4)
+
+expect_error "missing model dir" "$scratch/nowhere/config.json" 2 --model "$scratch/nowhere" "${prompt[@]}"
+
+d=$(copy qwen2_tied)
+rm "$d/model.safetensors"
+expect_error "no weights" "$d.*(model.safetensors|index)" 2 --model "$d" "${prompt[@]}"
+
+d=$(copy qwen2_tied)
+truncate -s -100 "$d/model.safetensors"
+expect_error "truncated safetensors" "$d/model.safetensors" 2 --model "$d" "${prompt[@]}"
+
+d=$(copy qwen2_tied)
+write_safetensors "$d/model.safetensors" \
+  '{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}' 12
+expect_error "overlapping offsets" "$d/model.safetensors.*'b'" 2 --model "$d" "${prompt[@]}"
+
+d=$(copy qwen2_tied)
+write_safetensors "$d/model.safetensors" \
+  '{"a":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}}' 8
+expect_error "offsets past the data" "$d/model.safetensors.*'a'" 2 --model "$d" "${prompt[@]}"
+d=$(copy qwen2_tied)
+write_safetensors "$d/model.safetensors" '{}' 0 1099511627776
+expect_error "oversize header" "$d/model.safetensors.*header" 2 --model "$d" "${prompt[@]}"
+
+d=$(copy llama_gqa)
+sed -i 's/"intermediate_size": 160/"intermediate_size": 150/' "$d/config.json"
+expect_error "wrong tensor shape" "gate_proj.weight' has shape \[160, 64\], expected \[150, 64\]" 2 --model "$d" "${prompt[@]}"
+
+d=$(copy llama_gqa)
+sed -i 's/"LlamaForCausalLM"/"GPT2LMHeadModel"/' "$d/config.json"
+expect_error "unsupported architecture" "config.json: field 'architectures': 'GPT2LMHeadModel' is not supported" 2 --model "$d" "${prompt[@]}"
+
+d=$(copy llama_gqa)
+sed -i 's/"hidden_size": 64,/"hidden_size": "wide",/' "$d/config.json"
+expect_error "malformed config field" "config.json: field 'hidden_size': expected an integer" 2 --model "$d" "${prompt[@]}"
+
+d=$(copy llama_gqa)
+printf '{"architectures": [' >"$d/config.json"
+expect_error "malformed config JSON" "$d/config.json: malformed JSON" 2 --model "$d" "${prompt[@]}"
+
+expect_error "tp not dividing heads" "tensor-parallel size 3 does not divide the 8 query heads" 3 \
+  --model "$TPSERVE_FIXTURES/llama_gqa" "${prompt[@]}"
+
+expect_error "prompt id outside vocab" "--prompt-ids: token 512 at index 1 is outside the vocabulary \[0, 512\)" 2 \
+  --model "$TPSERVE_FIXTURES/llama_gqa" --prompt-ids 1,512 --max-tokens 4
+
+expect_error "prompt beyond context" "exceeds the context length 256" 2 \
+  --model "$TPSERVE_FIXTURES/llama_gqa" --prompt-ids 1,2 --max-tokens 255
+
+# A rank that hangs: the others' collective watchdog ends the whole job within its timeout.
+start=$SECONDS
+TPSERVE_FAULT_HANG_RANK=1 expect_error "hung rank" "did not complete within 3 s" 2 \
+  --model "$TPSERVE_FIXTURES/llama_gqa" "${prompt[@]}" --collective-timeout 3
+((SECONDS - start < 30)) || fail "hung rank: job took $((SECONDS - start)) s to end"
+
+finish

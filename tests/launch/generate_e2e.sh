@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# `tpserve generate` under mpirun at every N the fixture's heads allow (and some they don't):
+# the printed ids must equal transformers' greedy continuation.
+source "$(dirname "$0")/lib.sh"
+
+check_fixture() {
+  local name=$1
+  shift
+  local dir=$TPSERVE_FIXTURES/$name
+  while read -r prompt expected; do
+    for np in "$@"; do
+      run "$np" 120 generate --model "$dir" --prompt-ids "$prompt" --max-tokens 16 --ignore-eos \
+        --block-size 4 --max-tokens-per-step 5
+      local got
+      got=$(grep '^tokens: ' <<<"$out" | cut -d' ' -f2)
+      if [[ $status -ne 0 || "$got" != "$expected" ]]; then
+        fail "$name np=$np prompt=$prompt: status $status, got '$got', expected '$expected'"
+        echo "$err" | tail -5
+      else
+        echo "ok: $name np=$np prompt=$prompt"
+      fi
+    done
+  done <"$dir/reference_greedy.txt"
+}
+
+check_fixture llama_gqa 1 2 4
+check_fixture qwen2_tied 1 3 4
+check_fixture llama_bias_f16 2 3
+
+# The report carries the timings a user looks at.
+run 2 120 generate --model "$TPSERVE_FIXTURES/qwen2_tied" --prompt-ids 1,2,3 --max-tokens 4
+for line in '^load: ' '^prefill: 3 tokens' '^decode: 3 steps'; do
+  grep -q "$line" <<<"$out" || fail "report lacks '$line': $out"
+done
+# Stopping at an end-of-sequence token: qwen2_tied's eos is 2; without --ignore-eos the run must
+# stop at the first 2 it emits (if any) and never print one after it.
+run 2 120 generate --model "$TPSERVE_FIXTURES/qwen2_tied" --prompt-ids 1,2,3 --max-tokens 64
+tokens=$(grep '^tokens: ' <<<"$out" | cut -d' ' -f2)
+[[ ",$tokens," =~ ,2,. ]] && fail "tokens continue past eos: $tokens"
+finish

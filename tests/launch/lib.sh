@@ -1,0 +1,32 @@
+# Helpers for the end-to-end tests. Environment (set by ctest): TPSERVE_BIN, TPSERVE_FIXTURES,
+# TPSERVE_MPIRUN (mpirun with the flags CI needs).
+set -uo pipefail
+: "${TPSERVE_BIN:?}" "${TPSERVE_FIXTURES:?}" "${TPSERVE_MPIRUN:?}"
+export OPENBLAS_NUM_THREADS=1
+failures=0
+scratch=$(mktemp -d)
+trap 'rm -rf "$scratch"' EXIT
+
+fail() {
+  echo "FAIL: $*"
+  failures=$((failures + 1))
+}
+
+# run NP TIMEOUT ARGS...: runs tpserve under mpirun; sets $status, $out, $err.
+run() {
+  local np=$1 limit=$2
+  shift 2
+  timeout --kill-after=5 "$limit" $TPSERVE_MPIRUN -np "$np" "$TPSERVE_BIN" "$@" \
+    >"$scratch/out" 2>"$scratch/err"
+  status=$?
+  out=$(cat "$scratch/out")
+  err=$(cat "$scratch/err")
+}
+
+finish() {
+  if ((failures)); then
+    echo "$failures check(s) failed"
+    exit 1
+  fi
+  echo "all checks passed"
+}

@@ -1,0 +1,90 @@
+// The step plan's wire form and the KV block allocator.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <set>
+
+#include "runtime/block_allocator.h"
+#include "runtime/rope_tables.h"
+#include "runtime/step.h"
+
+namespace tpserve::runtime {
+namespace {
+
+TEST(StepPlan, SerializeRoundTrips) {
+  StepInput step;
+  step.token_ids = {5, 6, 7};
+  step.token_seq = {0, 0, 1};
+  step.token_pos = {3, 4, 0};
+  step.block_tables = {2, 9, 4, 0};
+  step.max_blocks_per_seq = 2;
+  step.logit_rows = {1, 2};
+  const StepInput back = deserialize_step(serialize_step(step));
+  EXPECT_EQ(back.token_ids, step.token_ids);
+  EXPECT_EQ(back.token_seq, step.token_seq);
+  EXPECT_EQ(back.token_pos, step.token_pos);
+  EXPECT_EQ(back.block_tables, step.block_tables);
+  EXPECT_EQ(back.max_blocks_per_seq, 2);
+  EXPECT_EQ(back.num_seqs(), 2);
+  EXPECT_EQ(back.logit_rows, step.logit_rows);
+  EXPECT_FALSE(back.stop);
+  StepInput stop;
+  stop.stop = true;
+  EXPECT_TRUE(deserialize_step(serialize_step(stop)).stop);
+}
+
+TEST(BlockAllocator, AllocatesDistinctBlocksAndRefusesWithoutTakingAny) {
+  BlockAllocator allocator(5);
+  auto a = allocator.allocate(3);
+  ASSERT_TRUE(a.has_value());
+  EXPECT_EQ(allocator.num_free(), 2);
+  EXPECT_FALSE(allocator.allocate(3).has_value());
+  EXPECT_EQ(allocator.num_free(), 2);
+  auto b = allocator.allocate(2);
+  ASSERT_TRUE(b.has_value());
+  std::set<int32_t> all(a->begin(), a->end());
+  all.insert(b->begin(), b->end());
+  EXPECT_EQ(all, (std::set<int32_t>{0, 1, 2, 3, 4}));
+  allocator.release(*a);
+  EXPECT_EQ(allocator.num_used(), 2);
+  allocator.release(*b);
+  EXPECT_EQ(allocator.num_free(), 5);
+  EXPECT_EQ(blocks_for(0, 16), 0);
+  EXPECT_EQ(blocks_for(16, 16), 1);
+  EXPECT_EQ(blocks_for(17, 16), 2);
+}
+
+TEST(BlockAllocatorDeath, DoubleReleaseIsABrokenInvariant) {
+  BlockAllocator allocator(2);
+  auto a = allocator.allocate(1);
+  allocator.release(*a);
+  EXPECT_DEATH(allocator.release(*a), "not allocated");
+}
+
+TEST(RopeTables, DefaultFrequenciesAndLlama3Bands) {
+  RopeConfig rope;
+  rope.theta = 10000.0f;
+  rope.rotary_dim = 8;
+  const auto base = rope_inv_freq(rope);
+  ASSERT_EQ(base.size(), 4u);
+  EXPECT_FLOAT_EQ(base[0], 1.0f);
+  EXPECT_NEAR(base[1], 0.1f, 1e-7);  // 10000^(-2/8)
+  EXPECT_NEAR(base[3], 0.001f, 1e-9);
+  rope.scaling = RopeScaling::kLinear;
+  rope.factor = 4.0f;
+  EXPECT_FLOAT_EQ(rope_inv_freq(rope)[1], base[1] / 4.0f);
+  // llama3 with original context 64: wavelength 2*pi/f. f=1 (6.3) < 64/4 stays; f=0.001 (6283)
+  // > 64/1 is divided by the factor; f=0.1 (62.8) lies in the band [16, 64] and is smoothed:
+  // smooth = (64 / 62.83 - 1) / (4 - 1).
+  rope.scaling = RopeScaling::kLlama3;
+  rope.factor = 8.0f;
+  rope.original_max_position_embeddings = 64;
+  const auto scaled = rope_inv_freq(rope);
+  EXPECT_FLOAT_EQ(scaled[0], base[0]);
+  EXPECT_FLOAT_EQ(scaled[3], base[3] / 8.0f);
+  const float smooth = (64.0f / (2.0f * 3.14159265f / base[1]) - 1.0f) / 3.0f;
+  EXPECT_NEAR(scaled[1], (1 - smooth) * base[1] / 8.0f + smooth * base[1], 1e-6);
+}
+
+}  // namespace
+}  // namespace tpserve::runtime
