@@ -13,5 +13,6 @@ namespace tpserve::launch {
 using CommandRunner = std::function<int()>;
 
 void register_generate_command(CLI::App& app, CommandRunner& runner);
+void register_tokenize_command(CLI::App& app, CommandRunner& runner);
 
 }  // namespace tpserve::launch

@@ -22,6 +22,8 @@
 #include "runtime/block_allocator.h"
 #include "runtime/greedy.h"
 #include "runtime/model.h"
+#include "runtime/tokenizer/chat_template.h"
+#include "runtime/tokenizer/tokenizer.h"
 
 namespace tpserve::launch {
 
@@ -30,6 +32,10 @@ namespace {
 struct GenerateOptions {
   std::string model_dir;
   std::vector<int64_t> prompt_ids;
+  std::string prompt;         // text, tokenized with the model's tokenizer
+  bool text_prompt = false;   // --prompt was given (even if empty)
+  bool chat = false;          // --prompt is a user message, rendered with the chat template
+  std::string system;         // optional system message for --chat
   int max_tokens = 16;
   bool ignore_eos = false;
   RankOptions rank;
@@ -41,12 +47,32 @@ double seconds_since(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
 }
 
+// Text prompts go through the model's own tokenizer (and chat template with --chat).
+std::vector<int64_t> tokenize_prompt(const GenerateOptions& options,
+                                     const runtime::Tokenizer& tokenizer) {
+  if (options.prompt.empty()) raise(ErrorCode::kInvalidArgument, "--prompt: empty prompt");
+  std::vector<int32_t> ids;
+  if (options.chat) {
+    std::vector<runtime::ChatMessage> messages;
+    if (!options.system.empty()) messages.push_back({"system", options.system});
+    messages.push_back({"user", options.prompt});
+    const runtime::ChatTemplate chat_template =
+        runtime::chat_template_for_model(options.model_dir, tokenizer);
+    // The rendered text already carries the template's BOS / role tokens.
+    ids = tokenizer.encode(runtime::apply_chat_template(chat_template, messages), false);
+  } else {
+    ids = tokenizer.encode(options.prompt, true);
+  }
+  return {ids.begin(), ids.end()};
+}
+
 // The prompt is checked before any weight is read.
-std::vector<int32_t> checked_prompt(const GenerateOptions& options, const runtime::ModelConfig& config) {
-  if (options.prompt_ids.empty()) raise(ErrorCode::kInvalidArgument, "--prompt-ids: empty prompt");
+std::vector<int32_t> checked_prompt(const GenerateOptions& options, const runtime::ModelConfig& config,
+                                    const std::vector<int64_t>& prompt_ids) {
+  if (prompt_ids.empty()) raise(ErrorCode::kInvalidArgument, "--prompt-ids: empty prompt");
   std::vector<int32_t> prompt;
-  for (size_t i = 0; i < options.prompt_ids.size(); ++i) {
-    const int64_t id = options.prompt_ids[i];
+  for (size_t i = 0; i < prompt_ids.size(); ++i) {
+    const int64_t id = prompt_ids[i];
     if (id < 0 || id >= config.vocab_size) {
       raise(ErrorCode::kOutOfRange, "--prompt-ids: token {} at index {} is outside the vocabulary "
             "[0, {})", id, i, config.vocab_size);
@@ -63,8 +89,17 @@ std::vector<int32_t> checked_prompt(const GenerateOptions& options, const runtim
 }
 
 void report(const std::vector<int32_t>& generated, double load_s, const runtime::GreedyTimings& t,
-            const runtime::Model& model, size_t prompt_tokens) {
+            const runtime::Model& model, size_t prompt_tokens, const runtime::Tokenizer* tokenizer) {
   std::printf("tokens: %s\n", fmt::format("{}", fmt::join(generated, ",")).c_str());
+  if (tokenizer != nullptr) {
+    // Models pad their vocabulary past the tokenizer's (Qwen2: 152064 rows, 151665 tokens); like
+    // Hugging Face's decode, ids with no token contribute no text.
+    std::vector<int32_t> known;
+    for (int32_t id : generated) {
+      if (id < tokenizer->vocab_size()) known.push_back(id);
+    }
+    std::printf("text: %s\n", tokenizer->decode(known, /*skip_special_tokens=*/true).c_str());
+  }
   double decode_total = 0;
   for (double s : t.decode_s) decode_total += s;
   const double per_step = t.decode_s.empty() ? 0.0 : decode_total / t.decode_s.size();
@@ -83,11 +118,18 @@ int run_generate(const GenerateOptions& options) {
   auto backend = kernels::make_cpu_backend();
   const auto start = Clock::now();
   std::unique_ptr<runtime::Model> model;
+  std::unique_ptr<runtime::Tokenizer> tokenizer;
   std::vector<int32_t> prompt;
   // One collective phase: every rank validates and loads; all learn whether all succeeded.
   const bool ok = run_phase(comm, "load", [&] {
     runtime::ModelConfig config = runtime::load_model_config(options.model_dir);
-    prompt = checked_prompt(options, config);
+    if (options.text_prompt) {
+      // Every rank tokenizes the same text the same way; rank 0 alone decides from here on.
+      tokenizer = runtime::Tokenizer::load(options.model_dir);
+      prompt = checked_prompt(options, config, tokenize_prompt(options, *tokenizer));
+    } else {
+      prompt = checked_prompt(options, config, options.prompt_ids);
+    }
     runtime::ModelOptions model_options = options.rank.model_options();
     model_options.max_seqs = 1;
     model_options.max_logit_rows = 1;
@@ -100,11 +142,17 @@ int run_generate(const GenerateOptions& options) {
   const double load_s = seconds_since(start);
   runtime::GreedyOptions greedy;
   greedy.max_tokens = options.max_tokens;
-  if (!options.ignore_eos) greedy.stop_token_ids = model->config().eos_token_ids;
+  if (!options.ignore_eos) {
+    greedy.stop_token_ids = model->config().eos_token_ids;
+    // Chat models end a turn with the tokenizer's end token (<|im_end|> for ChatML).
+    if (tokenizer) {
+      for (int32_t id : tokenizer->eos_token_ids()) greedy.stop_token_ids.push_back(id);
+    }
+  }
   runtime::GreedyTimings timings;
   const std::vector<int32_t> generated =
       runtime::generate_greedy(*model, comm, prompt, greedy, &timings);
-  if (comm.rank() == 0) report(generated, load_s, timings, *model, prompt.size());
+  if (comm.rank() == 0) report(generated, load_s, timings, *model, prompt.size(), tokenizer.get());
   return 0;
 }
 
@@ -114,14 +162,23 @@ void register_generate_command(CLI::App& app, CommandRunner& runner) {
   auto options = std::make_shared<GenerateOptions>();
   CLI::App* sub = app.add_subcommand("generate", "Generate tokens for one prompt (greedy)");
   sub->add_option("--model", options->model_dir, "Hugging Face model directory")->required();
-  sub->add_option("--prompt-ids", options->prompt_ids, "Prompt token ids, comma-separated")
-      ->required()
-      ->delimiter(',');
+  auto* ids = sub->add_option("--prompt-ids", options->prompt_ids, "Prompt token ids, comma-separated")
+                   ->delimiter(',');
+  auto* text = sub->add_option("--prompt", options->prompt, "Prompt text (uses the model's tokenizer)");
+  ids->excludes(text);
+  sub->add_flag("--chat", options->chat, "Treat --prompt as a user message in the chat template")
+      ->needs(text);
+  sub->add_option("--system", options->system, "System message for --chat");
+
   sub->add_option("--max-tokens", options->max_tokens, "Tokens to generate")
       ->check(CLI::Range(1, 1 << 20));
   sub->add_flag("--ignore-eos", options->ignore_eos, "Keep generating past end-of-sequence tokens");
   add_rank_options(*sub, options->rank);
-  sub->callback([options, &runner] { runner = [options] { return run_generate(*options); }; });
+  sub->callback([options, &runner, ids, text] {
+    if (ids->count() == 0 && text->count() == 0) throw CLI::RequiredError("--prompt-ids or --prompt");
+    options->text_prompt = text->count() > 0;
+    runner = [options] { return run_generate(*options); };
+  });
 }
 
 }  // namespace tpserve::launch

@@ -11,6 +11,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   tpserve::launch::CommandRunner runner;
   tpserve::launch::register_generate_command(app, runner);
+  tpserve::launch::register_tokenize_command(app, runner);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

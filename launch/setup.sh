@@ -16,7 +16,7 @@ packages=(
   libopenblas-dev
   libspdlog-dev libfmt-dev nlohmann-json3-dev libcli11-dev
   libgtest-dev libgmock-dev
-  libpcre2-dev libsentencepiece-dev
+  libpcre2-dev libsentencepiece-dev libutf8proc-dev
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
 )
 

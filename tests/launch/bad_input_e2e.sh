@@ -85,6 +85,14 @@ expect_error "prompt id outside vocab" "--prompt-ids: token 512 at index 1 is ou
 expect_error "prompt beyond context" "exceeds the context length 256" 2 \
   --model "$TPSERVE_FIXTURES/llama_gqa" --prompt-ids 1,2 --max-tokens 255
 
+expect_error "empty text prompt" "--prompt: empty prompt" 2 --model "$TPSERVE_FIXTURES/qwen2_tied" --prompt ""
+expect_error "invalid UTF-8 prompt" "invalid UTF-8.*byte offset 2" 2 --model "$TPSERVE_FIXTURES/qwen2_tied" \
+  --prompt "$(printf 'ab\xff')"
+expect_error "no prompt at all" "--prompt-ids or --prompt is required" 1 --model "$TPSERVE_FIXTURES/qwen2_tied"
+d=$(copy qwen2_tied)
+printf '{"model": {"type": "BPE", "vocab": {' >"$d/tokenizer.json"
+expect_error "malformed tokenizer.json" "$d/tokenizer.json" 2 --model "$d" --prompt "hi"
+
 # A rank that hangs: the others' collective watchdog ends the whole job within its timeout.
 start=$SECONDS
 TPSERVE_FAULT_HANG_RANK=1 expect_error "hung rank" "did not complete within 3 s" 2 \

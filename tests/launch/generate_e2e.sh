@@ -37,4 +37,15 @@ done
 run 2 120 generate --model "$TPSERVE_FIXTURES/qwen2_tied" --prompt-ids 1,2,3 --max-tokens 64
 tokens=$(grep '^tokens: ' <<<"$out" | cut -d' ' -f2)
 [[ ",$tokens," =~ ,2,. ]] && fail "tokens continue past eos: $tokens"
+# A text prompt goes through the model's tokenizer: same ids as `tpserve tokenize`, same tokens.
+qwen=$TPSERVE_FIXTURES/qwen2_tied
+ids=$("$TPSERVE_BIN" tokenize --model "$qwen" --text "Hello, world")
+run 2 120 generate --model "$qwen" --prompt-ids "$ids" --max-tokens 6 --ignore-eos
+by_ids=$(grep '^tokens: ' <<<"$out")
+run 2 120 generate --model "$qwen" --prompt "Hello, world" --max-tokens 6 --ignore-eos
+by_text=$(grep '^tokens: ' <<<"$out")
+[[ -n "$by_ids" && "$by_ids" == "$by_text" ]] || fail "--prompt gave '$by_text', --prompt-ids gave '$by_ids'"
+grep -q '^text: ' <<<"$out" || fail "no text line for a text prompt: $out"
+run 2 120 generate --model "$qwen" --prompt "Hello" --chat --system "Be brief." --max-tokens 4
+[[ $status -eq 0 ]] && grep -q '^prefill: ' <<<"$out" || fail "--chat run failed: $err"
 finish

@@ -1,0 +1,100 @@
+// `tpserve tokenize`: the model's tokenizer from the command line, no MPI.
+//   tpserve tokenize --model DIR --text "你好 world"        prints the ids, comma-separated
+//   tpserve tokenize --model DIR --text "hi" --chat         the ids of a one-turn chat prompt
+//   tpserve tokenize --model DIR --decode 108386,1879      prints the text
+// With --no-special the encode adds no BOS/prefix; --skip-special leaves special tokens out of a decode.
+#include <fmt/format.h>
+
+#include <iostream>
+#include <memory>
+
+#include "common/error.h"
+#include "launch/command.h"
+#include "runtime/tokenizer/chat_template.h"
+#include "runtime/tokenizer/tokenizer.h"
+
+namespace tpserve::launch {
+namespace {
+
+struct TokenizeOptions {
+  std::string model_dir;
+  std::string text;
+  std::string decode;
+  std::string chat_format;
+  bool chat = false;
+  bool no_special = false;
+  bool skip_special = false;
+};
+
+std::vector<int32_t> parse_ids(const std::string& list) {
+  std::vector<int32_t> ids;
+  size_t pos = 0;
+  while (pos <= list.size()) {
+    size_t comma = list.find(',', pos);
+    std::string item = list.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+    size_t used = 0;
+    long long value = -1;
+    try {
+      value = std::stoll(item, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used == 0 || item.find_first_not_of(" \t", used) != std::string::npos || value < 0 || value > INT32_MAX) {
+      raise(ErrorCode::kInvalidArgument, "--decode: \"{}\" is not a token id (expected e.g. 1,2,3)", item);
+    }
+    ids.push_back(static_cast<int32_t>(value));
+    if (comma == std::string::npos) break;
+    pos = comma + 1;
+  }
+  return ids;
+}
+
+int run_tokenize(const TokenizeOptions& options) {
+  auto tokenizer = runtime::Tokenizer::load(options.model_dir);
+  if (!options.decode.empty()) {
+    std::vector<int32_t> ids = parse_ids(options.decode);
+    std::cout << tokenizer->decode(ids, options.skip_special) << "\n";
+    return 0;
+  }
+  std::string text = options.text;
+  bool add_special = !options.no_special;
+  if (options.chat) {
+    runtime::ChatTemplate tmpl = runtime::chat_template_for_model(options.model_dir, *tokenizer);
+    if (!options.chat_format.empty()) {
+      auto format = runtime::parse_chat_format(options.chat_format);
+      if (!format) raise(ErrorCode::kInvalidArgument, "--chat-format: unknown format \"{}\"", options.chat_format);
+      tmpl.format = *format;
+    }
+    std::vector<runtime::ChatMessage> messages = {{"user", text}};
+    text = runtime::apply_chat_template(tmpl, messages);
+    add_special = false;  // the template writes its own BOS / prefix tokens
+  }
+  std::vector<int32_t> ids = tokenizer->encode(text, add_special);
+  std::cout << fmt::format("{}", fmt::join(ids, ",")) << "\n";
+  return 0;
+}
+
+}  // namespace
+
+void register_tokenize_command(CLI::App& app, CommandRunner& runner) {
+  auto options = std::make_shared<TokenizeOptions>();
+  CLI::App* command = app.add_subcommand("tokenize", "Encode text to token ids, or decode ids to text");
+  command->add_option("--model", options->model_dir, "Model directory (tokenizer.json / qwen.tiktoken / tokenizer.model)")
+      ->required();
+  auto* text = command->add_option("--text", options->text, "Text to encode");
+  auto* decode = command->add_option("--decode", options->decode, "Comma-separated token ids to decode");
+  text->excludes(decode);
+  command->add_flag("--chat", options->chat, "Encode --text as a one-turn chat prompt (the model's chat template)");
+  command->add_option("--chat-format", options->chat_format,
+                      "Override the chat template: chatml, internlm2, chatglm2, chatglm3, llama2, llama3");
+  command->add_flag("--no-special", options->no_special, "Do not add BOS / prefix tokens when encoding");
+  command->add_flag("--skip-special", options->skip_special, "Leave special tokens out of the decoded text");
+  command->callback([&runner, options, text, decode] {
+    if (text->count() == 0 && decode->count() == 0) {
+      throw CLI::ValidationError("tokenize", "give --text or --decode");
+    }
+    runner = [options] { return run_tokenize(*options); };
+  });
+}
+
+}  // namespace tpserve::launch

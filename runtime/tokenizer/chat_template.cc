@@ -1,0 +1,165 @@
+#include "runtime/tokenizer/chat_template.h"
+
+#include "common/error.h"
+#include "runtime/tokenizer/model_files.h"
+
+namespace tpserve::runtime {
+namespace {
+
+// Qwen v1's make_context and Qwen2-Instruct's chat_template both default to this system prompt.
+constexpr std::string_view kQwenDefaultSystem = "You are a helpful assistant.";
+
+std::string_view trim(std::string_view text) {
+  constexpr std::string_view kSpace = " \t\n\r\f\v";
+  size_t begin = text.find_first_not_of(kSpace);
+  if (begin == std::string_view::npos) return {};
+  return text.substr(begin, text.find_last_not_of(kSpace) - begin + 1);
+}
+
+// A ChatML template's literal default system prompt: the text between "<|im_start|>system\n" and
+// "<|im_end|>" inside a Jinja string literal (Qwen2: "You are a helpful assistant."; Qwen2.5: "You
+// are Qwen, created by Alibaba Cloud. You are a helpful assistant.").
+std::optional<std::string> literal_default_system(const std::string& jinja) {
+  constexpr std::string_view kStart = "<|im_start|>system\\n";
+  for (size_t pos = jinja.find(kStart); pos != std::string::npos; pos = jinja.find(kStart, pos + 1)) {
+    size_t begin = pos + kStart.size();
+    size_t end = jinja.find("<|im_end|>", begin);
+    if (end == std::string::npos) break;
+    std::string_view text(jinja.data() + begin, end - begin);
+    if (!text.empty() && text.find_first_of("'\"{}+") == std::string_view::npos) return std::string(text);
+  }
+  return std::nullopt;
+}
+
+void check_role(const ChatMessage& message, std::initializer_list<std::string_view> allowed, ChatFormat format) {
+  for (std::string_view role : allowed) {
+    if (message.role == role) return;
+  }
+  raise(ErrorCode::kInvalidArgument, "chat message role \"{}\" is not one the {} template accepts", message.role,
+        chat_format_name(format));
+}
+
+std::string chatml(const ChatTemplate& tmpl, std::span<const ChatMessage> messages, bool generation) {
+  std::string out = tmpl.format == ChatFormat::kInternLM2 ? "<s>" : "";
+  if (tmpl.default_system && (messages.empty() || messages[0].role != "system")) {
+    out += "<|im_start|>system\n" + *tmpl.default_system + "<|im_end|>\n";
+  }
+  for (const ChatMessage& m : messages) out += "<|im_start|>" + m.role + "\n" + m.content + "<|im_end|>\n";
+  if (generation) out += "<|im_start|>assistant\n";
+  return out;
+}
+
+std::string llama3(std::span<const ChatMessage> messages, bool generation) {
+  std::string out = "<|begin_of_text|>";
+  for (const ChatMessage& m : messages) {
+    out += "<|start_header_id|>" + m.role + "<|end_header_id|>\n\n" + std::string(trim(m.content)) + "<|eot_id|>";
+  }
+  if (generation) out += "<|start_header_id|>assistant<|end_header_id|>\n\n";
+  return out;
+}
+
+// Llama-2-chat's template: the system prompt folds into the first user turn.
+std::string llama2(std::span<const ChatMessage> messages) {
+  std::string out, system;
+  size_t first = 0;
+  if (!messages.empty() && messages[0].role == "system") {
+    system = messages[0].content;
+    first = 1;
+  }
+  for (size_t i = first; i < messages.size(); ++i) {
+    const ChatMessage& m = messages[i];
+    check_role(m, {"user", "assistant"}, ChatFormat::kLlama2);
+    std::string content = m.content;
+    if (i == first && !system.empty()) content = "<<SYS>>\n" + system + "\n<</SYS>>\n\n" + content;
+    if (m.role == "user") {
+      out += "<s>[INST] " + std::string(trim(content)) + " [/INST]";
+    } else {
+      out += " " + std::string(trim(content)) + " </s>";
+    }
+  }
+  return out;
+}
+
+std::string chatglm2(std::span<const ChatMessage> messages, bool generation) {
+  std::string out = "[gMASK]sop";
+  int round = 1;
+  for (const ChatMessage& m : messages) {
+    check_role(m, {"system", "user", "assistant"}, ChatFormat::kChatGLM2);
+    if (m.role == "system") {
+      out += m.content + "\n\n";
+    } else if (m.role == "user") {
+      out += "[Round " + std::to_string(round++) + "]\n\n问：" + m.content + "\n\n答：";
+    } else {
+      out += m.content + "\n\n";
+    }
+  }
+  (void)generation;  // the prompt already ends in "答："
+  return out;
+}
+
+std::string chatglm3(std::span<const ChatMessage> messages, bool generation) {
+  std::string out = "[gMASK]sop";
+  for (const ChatMessage& m : messages) {
+    check_role(m, {"system", "user", "assistant", "observation"}, ChatFormat::kChatGLM3);
+    out += "<|" + m.role + "|>\n " + m.content;
+  }
+  if (generation) out += "<|assistant|>";
+  return out;
+}
+
+}  // namespace
+
+std::optional<ChatFormat> parse_chat_format(std::string_view name) {
+  for (ChatFormat format : {ChatFormat::kChatML, ChatFormat::kInternLM2, ChatFormat::kChatGLM2,
+                            ChatFormat::kChatGLM3, ChatFormat::kLlama2, ChatFormat::kLlama3}) {
+    if (chat_format_name(format) == name) return format;
+  }
+  return std::nullopt;
+}
+
+std::string_view chat_format_name(ChatFormat format) {
+  switch (format) {
+    case ChatFormat::kChatML: return "chatml";
+    case ChatFormat::kInternLM2: return "internlm2";
+    case ChatFormat::kChatGLM2: return "chatglm2";
+    case ChatFormat::kChatGLM3: return "chatglm3";
+    case ChatFormat::kLlama2: return "llama2";
+    case ChatFormat::kLlama3: return "llama3";
+  }
+  return "unknown";
+}
+
+ChatTemplate chat_template_for_model(const std::filesystem::path& model_dir, const Tokenizer& tokenizer) {
+  TokenizerSettings settings = read_tokenizer_settings(model_dir);
+  const std::string& type = settings.model_type;
+  const std::string& jinja = settings.chat_template;
+  if (type == "internlm2" || type == "internlm") return {ChatFormat::kInternLM2, std::nullopt};
+  if (type == "chatglm") {
+    bool v3 = jinja.find("<|user|>") != std::string::npos ||
+              model_dir.filename().string().find("chatglm3") != std::string::npos;
+    return {v3 ? ChatFormat::kChatGLM3 : ChatFormat::kChatGLM2, std::nullopt};
+  }
+  if (tokenizer.token_to_id("<|start_header_id|>")) return {ChatFormat::kLlama3, std::nullopt};
+  if (type == "llama" || jinja.find("[INST]") != std::string::npos) return {ChatFormat::kLlama2, std::nullopt};
+  if (type == "qwen" || type == "qwen2" || type == "qwen2_moe" || tokenizer.token_to_id("<|im_start|>")) {
+    std::optional<std::string> system = literal_default_system(jinja);
+    if (!system && (type == "qwen" || type == "qwen2" || type == "qwen2_moe")) system = std::string(kQwenDefaultSystem);
+    return {ChatFormat::kChatML, system};
+  }
+  raise(ErrorCode::kUnimplemented, "{}: no chat template known for model_type \"{}\"", model_dir.string(), type);
+}
+
+std::string apply_chat_template(const ChatTemplate& chat_template, std::span<const ChatMessage> messages,
+                                bool add_generation_prompt) {
+  switch (chat_template.format) {
+    case ChatFormat::kChatML:
+    case ChatFormat::kInternLM2: return chatml(chat_template, messages, add_generation_prompt);
+    case ChatFormat::kLlama3: return llama3(messages, add_generation_prompt);
+    case ChatFormat::kLlama2: return llama2(messages);
+    case ChatFormat::kChatGLM2: return chatglm2(messages, add_generation_prompt);
+    case ChatFormat::kChatGLM3: return chatglm3(messages, add_generation_prompt);
+  }
+  return {};
+}
+
+}  // namespace tpserve::runtime

@@ -1,0 +1,151 @@
+// Bad input and hard input: invalid UTF-8, malformed tokenizer files, ids outside the vocabulary,
+// NFC by hand-computed cases, streaming across split characters, and linear time on long runs.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <fstream>
+
+#include "common/error.h"
+#include "runtime/tokenizer/tokenizer.h"
+#include "runtime/tokenizer/unicode_nfc.h"
+#include "runtime/tokenizer/utf8.h"
+#include "tests/test_support.h"
+
+namespace tpserve::runtime {
+namespace {
+
+namespace fs = std::filesystem;
+
+fs::path fixture(const std::string& name) { return testing::fixtures_dir() / "tokenizers" / name; }
+
+std::string error_of(const std::function<void()>& fn) {
+  try {
+    fn();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
+void write_file(const fs::path& path, const std::string& text) { std::ofstream(path, std::ios::binary) << text; }
+
+TEST(Utf8Test, InvalidInputNamesTheByteOffset) {
+  auto tokenizer = Tokenizer::load(fixture("tiny_bpe"));
+  std::string message = error_of([&] { tokenizer->encode("hello \xC3\x28 world"); });
+  EXPECT_NE(message.find("invalid UTF-8"), std::string::npos) << message;
+  EXPECT_NE(message.find("byte offset 6"), std::string::npos) << message;
+  for (std::string bad : {"\xED\xA0\x80", "\xC0\xAF", "\xF4\x90\x80\x80", "ab\xE4\xB8", "\x80"}) {
+    EXPECT_THROW(tokenizer->encode(bad), Error) << bad;
+  }
+}
+
+TEST(Utf8Test, RepairAndCompletePrefix) {
+  EXPECT_EQ(utf8::repair("a\xE4\xB8" "b"), "a\xEF\xBF\xBD" "b");  // one U+FFFD per maximal subpart
+  EXPECT_EQ(utf8::repair("\xFF\xFE"), "\xEF\xBF\xBD\xEF\xBF\xBD");
+  EXPECT_EQ(utf8::complete_prefix_length("ab\xE4\xB8"), 2u);        // 你 missing its last byte
+  EXPECT_EQ(utf8::complete_prefix_length("ab\xE4\xB8\xAD"), 5u);
+  EXPECT_EQ(utf8::complete_prefix_length("\xF0\x9F\x98"), 0u);      // 😀 missing one byte
+  EXPECT_EQ(utf8::complete_prefix_length("a\xC3\x28"), 3u);         // invalid, not pending
+}
+
+TEST(NfcTest, HandComputedCases) {
+  EXPECT_EQ(to_nfc("e\xCC\x81"), "\xC3\xA9");                          // e + U+0301 -> é
+  EXPECT_EQ(to_nfc("\xE2\x84\xAB"), "\xC3\x85");                       // U+212B ANGSTROM SIGN -> Å
+  EXPECT_EQ(to_nfc("\xE1\x84\x80\xE1\x85\xA1\xE1\x86\xA8"), "\xEA\xB0\x81");  // jamo ᄀ ᅡ ᆨ -> 각
+  EXPECT_EQ(to_nfc("o\xCC\x82\xCC\xA3"), "\xE1\xBB\x99");               // o + ̂ + ̣ -> ộ (reordered)
+  EXPECT_EQ(to_nfc("\xEF\xAC\x81"), "\xEF\xAC\x81");                    // ﬁ is compatibility-only
+  EXPECT_TRUE(is_nfc_quick("plain ASCII and 中文 and \xC3\xA9"));
+  EXPECT_FALSE(is_nfc_quick("e\xCC\x81"));
+}
+
+TEST(TokenizerFileTest, MalformedFilesGiveOneLineNamingTheProblem) {
+  testing::ScratchDir dir("tokenizer_bad");
+  fs::path json_path = dir.path() / "tokenizer.json";
+  write_file(json_path, "{ not json");
+  EXPECT_NE(error_of([&] { Tokenizer::load(dir.path()); }).find("tokenizer.json: not valid JSON"), std::string::npos);
+
+  write_file(json_path, R"({"model": {"type": "BPE", "vocab": {"a": 0, "b": 1}, "merges": ["a b"]},
+                            "pre_tokenizer": {"type": "ByteLevel"}, "decoder": {"type": "ByteLevel"}})");
+  std::string message = error_of([&] { Tokenizer::load(dir.path()); });
+  EXPECT_NE(message.find("model.merges[0] uses \"ab\", which is not in model.vocab"), std::string::npos) << message;
+
+  write_file(json_path, R"({"model": {"type": "BPE", "vocab": {}, "merges": []}, "normalizer": {"type": "NFKD"},
+                            "pre_tokenizer": {"type": "ByteLevel"}})");
+  message = error_of([&] { Tokenizer::load(dir.path()); });
+  EXPECT_NE(message.find("normalizer of type \"NFKD\" is not supported"), std::string::npos) << message;
+
+  fs::remove(json_path);
+  write_file(dir.path() / "qwen.tiktoken", "IQ== 0\nIg== x1\n");
+  message = error_of([&] { Tokenizer::load(dir.path()); });
+  EXPECT_NE(message.find("qwen.tiktoken:2: expected \"base64 rank\""), std::string::npos) << message;
+
+  fs::remove(dir.path() / "qwen.tiktoken");
+  message = error_of([&] { Tokenizer::load(dir.path()); });
+  EXPECT_NE(message.find("no tokenizer.json, qwen.tiktoken or tokenizer.model"), std::string::npos) << message;
+  EXPECT_NE(error_of([&] { Tokenizer::load(dir.path() / "missing"); }).find("does not exist"), std::string::npos);
+}
+
+TEST(TokenizerFileTest, IdsOutsideTheVocabularyAreRejected) {
+  auto tokenizer = Tokenizer::load(fixture("tiny_bpe"));
+  std::vector<int32_t> ids = {5, 512};
+  EXPECT_NE(error_of([&] { tokenizer->decode(ids); }).find("token id 512 is not in the vocabulary"), std::string::npos);
+  auto sp = Tokenizer::load(fixture("mistral_sp"));
+  std::vector<int32_t> negative = {-1};
+  EXPECT_THROW(sp->decode(negative), Error);
+}
+
+TEST(IncrementalDecoderTest, HoldsSplitCharactersUntilComplete) {
+  // The trimmed Qwen2 file has no merges for these emoji bytes, so each becomes 3-4 byte tokens.
+  auto tokenizer = Tokenizer::load(fixture("qwen2"));
+  std::string text = "😀👍🏽 你好 🇨🇳!";
+  std::vector<int32_t> ids = tokenizer->encode(text);
+  ASSERT_GT(ids.size(), 8u);
+  IncrementalDecoder stream(*tokenizer);
+  std::string streamed;
+  int empty_pushes = 0;
+  for (int32_t id : ids) {
+    std::string piece = stream.push(id);
+    EXPECT_EQ(utf8::find_invalid(piece), std::string::npos);
+    empty_pushes += piece.empty();
+    streamed += piece;
+  }
+  EXPECT_GT(empty_pushes, 0);  // some tokens held back a partial character
+  EXPECT_EQ(streamed + stream.finish(), text);
+  // A stream cut inside a character flushes U+FFFD, as decode does.
+  IncrementalDecoder cut(*tokenizer);
+  std::string partial = cut.push(ids[0]);
+  EXPECT_EQ(partial + cut.finish(), tokenizer->decode(std::span(ids).first(1)));
+}
+
+// Generous bounds: a quadratic merge loop or regex would take minutes on these inputs.
+void expect_linear_time(const Tokenizer& tokenizer, const std::string& text) {
+  auto start = std::chrono::steady_clock::now();
+  std::vector<int32_t> ids = tokenizer.encode(text, false);
+  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  EXPECT_FALSE(ids.empty());
+  std::string decoded = tokenizer.decode(ids);
+  // tiny_bpe's ByteLevel(add_prefix_space=True) puts a space in front, as tokenizers does.
+  EXPECT_TRUE(decoded == text || decoded == " " + text) << tokenizer.describe() << ": round trip differs";
+  EXPECT_LT(seconds, 20.0) << tokenizer.describe() << " on " << text.size() << " bytes";
+}
+
+TEST(TokenizerLinearTimeTest, LongRunsOfOneCharacter) {
+  std::vector<std::unique_ptr<Tokenizer>> tokenizers;
+  tokenizers.push_back(Tokenizer::load(fixture("tiny_bpe")));
+  tokenizers.push_back(Tokenizer::load(fixture("llama3")));
+  fs::path qwen_v1 = testing::shared_dir() / "tokenizers" / "qwen-v1";
+  if (fs::exists(qwen_v1 / "qwen.tiktoken")) {
+    tokenizers.push_back(Tokenizer::load(qwen_v1));
+  } else {
+    std::cout << "[ NOTE ] qwen.tiktoken absent under " << qwen_v1 << ": checking the fixtures only\n";
+  }
+  for (const auto& tokenizer : tokenizers) {
+    expect_linear_time(*tokenizer, std::string(1 << 20, 'a'));
+    expect_linear_time(*tokenizer, std::string(100'000, ' '));
+    expect_linear_time(*tokenizer, std::string(100'000, ' ') + "x");
+    expect_linear_time(*tokenizer, std::string(1 << 20, '!'));
+  }
+}
+
+}  // namespace
+}  // namespace tpserve::runtime
