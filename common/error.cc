@@ -16,6 +16,7 @@ const char* error_code_name(ErrorCode code) {
     case ErrorCode::kUnimplemented: return "unimplemented";
     case ErrorCode::kResourceExhausted: return "resource exhausted";
     case ErrorCode::kUnavailable: return "unavailable";
+    case ErrorCode::kDeadlineExceeded: return "deadline exceeded";
     case ErrorCode::kInternal: return "internal";
   }
   return "unknown";

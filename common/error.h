@@ -17,6 +17,7 @@ enum class ErrorCode {
   kUnimplemented,      // a valid request for something tpserve does not support
   kResourceExhausted,  // memory, queue or size limits
   kUnavailable,        // a peer rank or the engine is gone
+  kDeadlineExceeded,   // the caller's deadline passed first
   kInternal,           // a broken invariant
 };
 

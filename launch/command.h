@@ -14,5 +14,8 @@ using CommandRunner = std::function<int()>;
 
 void register_generate_command(CLI::App& app, CommandRunner& runner);
 void register_tokenize_command(CLI::App& app, CommandRunner& runner);
+void register_serve_command(CLI::App& app, CommandRunner& runner);
+void register_chat_command(CLI::App& app, CommandRunner& runner);
+void register_bench_serve_command(CLI::App& app, CommandRunner& runner);
 
 }  // namespace tpserve::launch

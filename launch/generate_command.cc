@@ -31,6 +31,7 @@ namespace {
 
 struct GenerateOptions {
   std::string model_dir;
+  std::string lora_dir;  // --lora: PEFT adapter merged at load
   std::vector<int64_t> prompt_ids;
   std::string prompt;         // text, tokenized with the model's tokenizer
   bool text_prompt = false;   // --prompt was given (even if empty)
@@ -136,9 +137,10 @@ int run_generate(const GenerateOptions& options) {
     model_options.num_kv_blocks = runtime::blocks_for(
         static_cast<int64_t>(prompt.size()) + options.max_tokens, model_options.block_size);
     model_options.max_blocks_per_seq = model_options.num_kv_blocks;
-    model = load_model(std::move(config), model_options, comm, *backend);
+    model = load_model(std::move(config), model_options, comm, *backend, options.lora_dir);
   });
   if (!ok) return 1;
+  comm.set_timeout(options.rank.step_timeout());
   const double load_s = seconds_since(start);
   runtime::GreedyOptions greedy;
   greedy.max_tokens = options.max_tokens;
@@ -162,6 +164,9 @@ void register_generate_command(CLI::App& app, CommandRunner& runner) {
   auto options = std::make_shared<GenerateOptions>();
   CLI::App* sub = app.add_subcommand("generate", "Generate tokens for one prompt (greedy)");
   sub->add_option("--model", options->model_dir, "Hugging Face model directory")->required();
+  sub->add_option("--lora", options->lora_dir,
+                  "PEFT LoRA adapter directory (adapter_config.json + adapter_model.safetensors), "
+                  "merged into the weights at load");
   auto* ids = sub->add_option("--prompt-ids", options->prompt_ids, "Prompt token ids, comma-separated")
                    ->delimiter(',');
   auto* text = sub->add_option("--prompt", options->prompt, "Prompt text (uses the model's tokenizer)");

@@ -12,6 +12,9 @@ int main(int argc, char** argv) {
   tpserve::launch::CommandRunner runner;
   tpserve::launch::register_generate_command(app, runner);
   tpserve::launch::register_tokenize_command(app, runner);
+  tpserve::launch::register_serve_command(app, runner);
+  tpserve::launch::register_chat_command(app, runner);
+  tpserve::launch::register_bench_serve_command(app, runner);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -7,6 +7,7 @@
 
 #include "common/error.h"
 #include "common/log.h"
+#include "runtime/lora.h"
 #include "runtime/safetensors.h"
 
 namespace tpserve::launch {
@@ -25,7 +26,10 @@ void add_rank_options(CLI::App& app, RankOptions& options) {
   app.add_option("--block-size", options.block_size, "KV cache positions per block")
       ->check(CLI::Range(1, 1024));
   app.add_option("--collective-timeout", options.collective_timeout_s,
-                 "Seconds a collective may wait for a peer before the job is ended")
+                 "Seconds a collective may wait for a peer while loading before the job is ended")
+      ->check(CLI::Range(0.1, 86400.0));
+  app.add_option("--step-timeout", options.step_timeout_s,
+                 "Seconds a collective may wait for a peer once running before the job is ended")
       ->check(CLI::Range(0.1, 86400.0));
 }
 
@@ -69,10 +73,17 @@ bool run_phase(parallel::Communicator& comm, const char* name, const std::functi
 
 std::unique_ptr<runtime::Model> load_model(runtime::ModelConfig config,
                                            const runtime::ModelOptions& options,
-                                           parallel::Communicator& comm, kernels::Backend& backend) {
+                                           parallel::Communicator& comm, kernels::Backend& backend,
+                                           const std::string& lora_dir) {
   const auto start = std::chrono::steady_clock::now();
   runtime::RankShape shape = runtime::rank_shape(config, comm.size(), comm.rank());
   auto checkpoint = runtime::Checkpoint::open(config.dir);
+  std::unique_ptr<runtime::LoraAdapter> lora;
+  if (!lora_dir.empty()) {
+    lora = runtime::LoraAdapter::open(lora_dir);
+    log().info("merging LoRA adapter {}: {} target weights, r {}, scaling {}", lora_dir,
+               lora->num_targets(), lora->rank(), lora->scaling());
+  }
   auto model = std::make_unique<runtime::Model>(std::move(config), shape, backend, comm, options);
   int last_decile = -1;
   model->load(*checkpoint, [&](const runtime::LoadProgress& p) {
@@ -82,7 +93,7 @@ std::unique_ptr<runtime::Model> load_model(runtime::ModelConfig config,
     log().info("loading weights: {:3d}% ({:.1f} / {:.1f} MiB on this rank, {} / {} tensors)",
                decile * 10, p.bytes_done / 1048576.0, p.bytes_total / 1048576.0, p.weights_done,
                p.weights_total);
-  });
+  }, lora.get());
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   log().info("loaded {} (tp {}): {:.1f} MiB of weights and {:.1f} MiB of KV cache per rank in "
              "{:.2f} s ({:.2f} GB/s read from the checkpoint)",

@@ -19,10 +19,14 @@ namespace tpserve::launch {
 struct RankOptions {
   int max_tokens_per_step = 256;
   int block_size = 16;
-  double collective_timeout_s = 300;
+  double collective_timeout_s = 300;  // while loading (ranks may load at different speeds)
+  double step_timeout_s = 30;         // once serving: no step takes this long
 
   std::chrono::milliseconds collective_timeout() const {
     return std::chrono::milliseconds(static_cast<int64_t>(collective_timeout_s * 1000));
+  }
+  std::chrono::milliseconds step_timeout() const {
+    return std::chrono::milliseconds(static_cast<int64_t>(step_timeout_s * 1000));
   }
   runtime::ModelOptions model_options() const;
 };
@@ -39,9 +43,11 @@ void configure_cpu_threads(const parallel::MpiSession& session);
 bool run_phase(parallel::Communicator& comm, const char* name, const std::function<void()>& phase);
 
 // Opens the checkpoint, plans this rank's shards, builds the model and loads it, logging progress
-// and load throughput on rank 0.
+// and load throughput on rank 0. A non-empty lora_dir (--lora) is a PEFT adapter merged into this
+// rank's shards as they load.
 std::unique_ptr<runtime::Model> load_model(runtime::ModelConfig config,
                                            const runtime::ModelOptions& options,
-                                           parallel::Communicator& comm, kernels::Backend& backend);
+                                           parallel::Communicator& comm, kernels::Backend& backend,
+                                           const std::string& lora_dir = {});
 
 }  // namespace tpserve::launch

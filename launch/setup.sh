@@ -17,7 +17,7 @@ packages=(
   libspdlog-dev libfmt-dev nlohmann-json3-dev libcli11-dev
   libgtest-dev libgmock-dev
   libpcre2-dev libsentencepiece-dev libutf8proc-dev
-  libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
+  libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc libcpp-httplib-dev
 )
 
 missing=()
@@ -35,4 +35,4 @@ fi
 
 cmake -S "$root" -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=${BUILD_TYPE:-Release}
 cmake --build "$build_dir" --parallel "$(nproc)"
-echo "setup: built $build_dir/tpserve"
+echo "setup: built $build_dir/launch/tpserve"

@@ -11,7 +11,7 @@ Architecture llama_like(std::string_view name,
                         void (*parse)(const ConfigReader&, ModelConfig&)) {
   Architecture a;
   a.name = name;
-  a.parse_config = parse;
+  a.read_config = parse;
   a.embed = "model.embed_tokens";
   a.final_norm = "model.norm";
   a.lm_head = "lm_head";
@@ -28,12 +28,14 @@ Architecture llama_like(std::string_view name,
 }
 
 void parse_llama(const ConfigReader& reader, ModelConfig& config) {
+  read_llama_style_fields(reader, config);
   config.qkv_bias = reader.bool_or("attention_bias", false);
   config.o_bias = config.qkv_bias;
   config.mlp_bias = reader.bool_or("mlp_bias", false);
 }
 
 void parse_qwen2(const ConfigReader& reader, ModelConfig& config) {
+  read_llama_style_fields(reader, config);
   config.qkv_bias = true;
   config.o_bias = false;
   config.mlp_bias = false;

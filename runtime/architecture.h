@@ -1,5 +1,5 @@
 // Family adapters: one per Hugging Face architecture, mapping its checkpoint names, fused layouts
-// and config fields onto the canonical decoder. An adapter is data plus a config parser — no
+// and config fields onto the canonical decoder. An adapter is data plus a config reader — no
 // forward code of its own. Names are patterns where "{}" stands for the layer index and carry no
 // ".weight" / ".bias" suffix.
 #pragma once
@@ -28,8 +28,10 @@ struct GateUpSource {
 
 struct Architecture {
   std::string_view name;  // config.json "architectures"[0], e.g. "Qwen2ForCausalLM"
-  // Fills the family-specific fields of config (the common ones are read before this runs).
-  void (*parse_config)(const ConfigReader& reader, ModelConfig& config) = nullptr;
+  // Reads the family's config.json fields into config: every shape field, rope and biases (the
+  // family-independent ones, read_common_fields, are read before this runs). LLaMA-like families
+  // call read_llama_style_fields; others read their own field names.
+  void (*read_config)(const ConfigReader& reader, ModelConfig& config) = nullptr;
   std::string embed;
   std::string final_norm;
   std::string lm_head;  // unused when the config ties word embeddings
@@ -50,5 +52,8 @@ std::vector<std::string_view> architecture_names();
 // Family adapters (one file each).
 const Architecture& llama_architecture();
 const Architecture& qwen2_architecture();
+const Architecture& qwen_v1_architecture();
+const Architecture& internlm2_architecture();
+const Architecture& chatglm_architecture();
 
 }  // namespace tpserve::runtime

@@ -83,10 +83,11 @@ size_t Model::kv_cache_bytes() const {
 }
 
 void Model::load(const Checkpoint& checkpoint,
-                 const std::function<void(const LoadProgress&)>& progress) {
+                 const std::function<void(const LoadProgress&)>& progress, const LoraAdapter* lora) {
   const Architecture* architecture = find_architecture(config_.architecture);
   TPS_CHECK(architecture != nullptr, "no adapter for {}", config_.architecture);
-  weights_.load(checkpoint, plan_weights(config_, *architecture, shape_), backend_, progress);
+  weights_.load(checkpoint, plan_weights(config_, *architecture, shape_), backend_, progress,
+                lora);
   embed_ = weights_.get("embed");
   final_norm_ = weights_.get("final_norm");
   // Tied embeddings: lm_head is the embedding's vocab shard itself, not a copy.

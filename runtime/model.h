@@ -37,9 +37,10 @@ class Model {
   Model(ModelConfig config, RankShape shape, kernels::Backend& backend,
         parallel::Communicator& comm, const ModelOptions& options);
 
-  // Loads this rank's shards (validating every tensor first).
+  // Loads this rank's shards (validating every tensor first), merging a LoRA adapter when given.
   void load(const Checkpoint& checkpoint,
-            const std::function<void(const LoadProgress&)>& progress = {});
+            const std::function<void(const LoadProgress&)>& progress = {},
+            const LoraAdapter* lora = nullptr);
 
   // Runs one step. logits receives [step.logit_rows.size(), vocab_size] float32 (row-major) on
   // every rank. Step sizes beyond the options are a broken invariant (callers validate first).

@@ -75,7 +75,9 @@ std::vector<int32_t> ConfigReader::token_ids_or_empty(const char* field) const {
 
 namespace {
 
-json read_json_file(const std::filesystem::path& file) {
+}  // namespace
+
+json read_config_json(const std::filesystem::path& file) {
   std::ifstream stream(file);
   if (!stream) raise(ErrorCode::kNotFound, "{}: cannot open (missing or unreadable)", file.string());
   try {
@@ -84,6 +86,8 @@ json read_json_file(const std::filesystem::path& file) {
     raise(ErrorCode::kInvalidArgument, "{}: malformed JSON: {}", file.string(), e.what());
   }
 }
+
+namespace {
 
 std::string architecture_of(const ConfigReader& reader) {
   const json& config = reader.document();
@@ -106,13 +110,18 @@ void parse_rope(const ConfigReader& reader, ModelConfig& config) {
   const ConfigReader scaling_reader(scaling, reader.file());
   config.rope.theta = new_style ? scaling_reader.positive_float_or("rope_theta", 10000.0f)
                                 : reader.positive_float_or("rope_theta", 10000.0f);
-  const float partial = reader.positive_float_or("partial_rotary_factor", 1.0f);
-  config.rope.rotary_dim = static_cast<int>(config.head_dim * partial);
+  const bool partial_inside = scaling_reader.has("partial_rotary_factor");
+  set_rotary_dim(reader, config, "partial_rotary_factor",
+                 (partial_inside ? scaling_reader : reader).positive_float_or("partial_rotary_factor", 1.0f));
   std::string type = scaling_reader.string_or("rope_type", scaling_reader.string_or("type", "default"));
   if (type == "default") {
     config.rope.scaling = RopeScaling::kNone;
   } else if (type == "linear") {
     config.rope.scaling = RopeScaling::kLinear;
+    config.rope.factor = scaling_reader.positive_float_or("factor", 1.0f);
+  } else if (type == "dynamic") {
+    // Identity up to max_position_embeddings, the longest context tpserve accepts.
+    config.rope.scaling = RopeScaling::kDynamic;
     config.rope.factor = scaling_reader.positive_float_or("factor", 1.0f);
   } else if (type == "llama3") {
     config.rope.scaling = RopeScaling::kLlama3;
@@ -123,7 +132,7 @@ void parse_rope(const ConfigReader& reader, ModelConfig& config) {
         scaling_reader.positive_int_or("original_max_position_embeddings", 8192);
   } else {
     raise(ErrorCode::kUnimplemented, "{}: field '{}.rope_type': '{}' is not supported (default, "
-          "linear, llama3 are)", reader.file().string(), field, type);
+          "linear, dynamic, llama3 are)", reader.file().string(), field, type);
   }
 }
 
@@ -138,26 +147,28 @@ DType parse_dtype(const ConfigReader& reader) {
 
 }  // namespace
 
-ModelConfig load_model_config(const std::filesystem::path& dir) {
-  const std::filesystem::path file = dir / "config.json";
-  const json root = read_json_file(file);
-  if (!root.is_object()) {
-    raise(ErrorCode::kInvalidArgument, "{}: expected a JSON object", file.string());
+void set_rotary_dim(const ConfigReader& reader, ModelConfig& config, const char* field,
+                    float fraction) {
+  config.rope.rotary_dim = static_cast<int>(static_cast<float>(config.head_dim) * fraction);
+  if (config.rope.rotary_dim <= 0 || config.rope.rotary_dim % 2 != 0 ||
+      config.rope.rotary_dim > config.head_dim) {
+    reader.fail(field, fmt::format("gives {} rotary dims for head_dim {}", config.rope.rotary_dim,
+                                   config.head_dim));
   }
-  const ConfigReader reader(root, file);
-  ModelConfig config;
-  config.dir = dir;
-  config.architecture = architecture_of(reader);
-  const Architecture* architecture = find_architecture(config.architecture);
-  if (architecture == nullptr) {
-    std::string supported;
-    for (std::string_view name : architecture_names()) {
-      supported += (supported.empty() ? "" : ", ") + std::string(name);
-    }
-    raise(ErrorCode::kUnimplemented, "{}: field 'architectures': '{}' is not supported (supported: {})",
-          file.string(), config.architecture, supported);
-  }
+}
+
+void read_common_fields(const ConfigReader& reader, ModelConfig& config) {
   config.model_type = reader.string_or("model_type", "");
+  config.tie_word_embeddings = reader.bool_or("tie_word_embeddings", false);
+  config.torch_dtype = parse_dtype(reader);
+  config.eos_token_ids = reader.token_ids_or_empty("eos_token_id");
+  const std::vector<int32_t> bos = reader.token_ids_or_empty("bos_token_id");
+  config.bos_token_id = bos.empty() ? -1 : bos.front();
+  const std::string activation = reader.string_or("hidden_act", "silu");
+  if (activation != "silu") reader.fail("hidden_act", "'" + activation + "' is not supported (silu is)");
+}
+
+void read_llama_style_fields(const ConfigReader& reader, ModelConfig& config) {
   config.hidden_size = reader.positive_int("hidden_size");
   config.intermediate_size = reader.positive_int("intermediate_size");
   config.vocab_size = reader.positive_int("vocab_size");
@@ -171,20 +182,35 @@ ModelConfig load_model_config(const std::filesystem::path& dir) {
   }
   config.rms_norm_eps = reader.positive_float_or("rms_norm_eps", 1e-6f);
   config.max_position_embeddings = reader.positive_int_or("max_position_embeddings", 2048);
-  config.tie_word_embeddings = reader.bool_or("tie_word_embeddings", false);
-  config.torch_dtype = parse_dtype(reader);
-  config.eos_token_ids = reader.token_ids_or_empty("eos_token_id");
-  const std::vector<int32_t> bos = reader.token_ids_or_empty("bos_token_id");
-  config.bos_token_id = bos.empty() ? -1 : bos.front();
-  const std::string activation = reader.string_or("hidden_act", "silu");
-  if (activation != "silu") reader.fail("hidden_act", "'" + activation + "' is not supported (silu is)");
   parse_rope(reader, config);
-  if (config.rope.rotary_dim <= 0 || config.rope.rotary_dim % 2 != 0 ||
-      config.rope.rotary_dim > config.head_dim) {
-    reader.fail("partial_rotary_factor",
-                fmt::format("gives {} rotary dims for head_dim {}", config.rope.rotary_dim, config.head_dim));
+}
+
+ModelConfig load_model_config(const std::filesystem::path& dir) {
+  ModelConfig config = read_config_file(dir / "config.json");
+  config.dir = dir;
+  return config;
+}
+
+ModelConfig read_config_file(const std::filesystem::path& file) {
+  const json root = read_config_json(file);
+  if (!root.is_object()) {
+    raise(ErrorCode::kInvalidArgument, "{}: expected a JSON object", file.string());
   }
-  architecture->parse_config(reader, config);
+  const ConfigReader reader(root, file);
+  ModelConfig config;
+  config.dir = file.parent_path();
+  config.architecture = architecture_of(reader);
+  const Architecture* architecture = find_architecture(config.architecture);
+  if (architecture == nullptr) {
+    std::string supported;
+    for (std::string_view name : architecture_names()) {
+      supported += (supported.empty() ? "" : ", ") + std::string(name);
+    }
+    raise(ErrorCode::kUnimplemented, "{}: field 'architectures': '{}' is not supported (supported: {})",
+          file.string(), config.architecture, supported);
+  }
+  read_common_fields(reader, config);
+  architecture->read_config(reader, config);
   return config;
 }
 

@@ -13,7 +13,10 @@
 
 namespace tpserve::runtime {
 
-enum class RopeScaling { kNone, kLinear, kLlama3 };
+// kDynamic (dynamic NTK: transformers' "dynamic", InternLM2's rope_scaling, Qwen v1's
+// use_dynamic_ntk) changes the frequencies only for contexts longer than the trained one; tpserve
+// caps the context at that length (max_position_embeddings), where dynamic NTK is the identity.
+enum class RopeScaling { kNone, kLinear, kLlama3, kDynamic };
 
 struct RopeConfig {
   float theta = 10000.0f;
@@ -50,10 +53,19 @@ struct ModelConfig {
   int32_t bos_token_id = -1;
 };
 
-// Reads <dir>/config.json and fills ModelConfig through the adapter of its architecture.
-// Errors (tpserve::Error) name the file and the field: missing file, malformed JSON, unknown
-// architecture (listing the supported ones), missing or out-of-range fields.
+// Reads <dir>/config.json and fills ModelConfig through the adapter of its architecture: the
+// family-independent fields (read_common_fields) first, then the adapter's read_config, then the
+// shape checks every family shares. Errors (tpserve::Error) name the file and the field: missing
+// file, malformed JSON, unknown architecture (listing the supported ones), missing or out-of-range
+// fields.
 ModelConfig load_model_config(const std::filesystem::path& dir);
+
+// As load_model_config, for a config JSON file given by path (the shape presets in
+// configs/presets/ are config.json files under another name); config.dir is the file's folder.
+ModelConfig read_config_file(const std::filesystem::path& file);
+
+// Reads and parses a JSON file; errors name the file (missing, unreadable, malformed).
+nlohmann::json read_config_json(const std::filesystem::path& file);
 
 // Field readers shared by the family adapters; errors name config.json's path and the field.
 class ConfigReader {
@@ -74,5 +86,16 @@ class ConfigReader {
   const nlohmann::json& json_;
   std::filesystem::path file_;
 };
+
+// Helpers the adapters' read_config call.
+// model_type, torch_dtype, eos/bos ids, tie_word_embeddings, hidden_act (silu only).
+void read_common_fields(const ConfigReader& reader, ModelConfig& config);
+// The LLaMA-style shape fields (hidden_size, intermediate_size, vocab_size, num_hidden_layers,
+// num_attention_heads, num_key_value_heads, head_dim, rms_norm_eps, max_position_embeddings) and
+// rope (rope_theta + rope_scaling, or rope_parameters; partial_rotary_factor).
+void read_llama_style_fields(const ConfigReader& reader, ModelConfig& config);
+// rotary_dim = head_dim * fraction; `field` names where the fraction came from, for errors.
+void set_rotary_dim(const ConfigReader& reader, ModelConfig& config, const char* field,
+                    float fraction);
 
 }  // namespace tpserve::runtime

@@ -37,6 +37,9 @@ std::vector<float> rope_inv_freq(const RopeConfig& rope) {
   }
   switch (rope.scaling) {
     case RopeScaling::kNone: break;
+    // Dynamic NTK rescales the base only for contexts beyond the trained length; tpserve caps the
+    // context there (max_position_embeddings), so the frequencies are the unscaled ones.
+    case RopeScaling::kDynamic: break;
     case RopeScaling::kLinear:
       // Linear scaling divides positions by `factor`; dividing the frequencies is the same angle.
       for (float& frequency : inv_freq) frequency /= rope.factor;

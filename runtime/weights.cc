@@ -36,8 +36,10 @@ void validate_weights(const Checkpoint& checkpoint, const std::vector<WeightShar
 
 void WeightStore::load(const Checkpoint& checkpoint, const std::vector<WeightShard>& plan,
                        kernels::Backend& backend,
-                       const std::function<void(const LoadProgress&)>& progress) {
+                       const std::function<void(const LoadProgress&)>& progress,
+                       const LoraAdapter* lora) {
   validate_weights(checkpoint, plan);
+  if (lora != nullptr) lora->validate(plan);
   const int element = dtype_size(backend.compute_dtype());
   LoadProgress state;
   state.weights_total = plan.size();
@@ -52,11 +54,90 @@ void WeightStore::load(const Checkpoint& checkpoint, const std::vector<WeightSha
     for (const SourceBlock& block : weight.blocks) {
       checkpoint.read_f32(block.tensor, block.rows.begin, block.rows.end, block.cols.begin,
                           block.cols.end, cursor);
+      if (lora != nullptr) lora->merge(block, cursor);
       cursor += block.rows.size() * block.cols.size();
     }
     std::fill(cursor, staging.data() + weight.numel(), 0.0f);  // vocab padding rows
     DeviceBuffer buffer(backend, static_cast<size_t>(weight.numel()) * element);
     backend.upload_f32(buffer.data(), staging.data(), weight.numel());
+    bytes_ += buffer.bytes();
+    TPS_CHECK(buffers_.emplace(weight.name, std::move(buffer)).second, "duplicate weight {}",
+              weight.name);
+    state.bytes_done += weight.numel() * element;
+    ++state.weights_done;
+    if (progress) progress(state);
+  }
+}
+
+namespace {
+
+constexpr int64_t kSyntheticChunk = int64_t{1} << 22;  // floats per host chunk (16 MiB)
+
+uint64_t splitmix64(uint64_t x) {
+  x += 0x9e3779b97f4a7c15ull;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
+
+// values[i] = uniform in [-scale, scale) from (seed, first + i); xorshift within 4096-value runs
+// seeded by splitmix64, so any chunking of the same range gives the same values.
+void fill_uniform(float* values, int64_t first, int64_t n, float scale, uint64_t seed) {
+  constexpr int64_t kRun = 4096;
+  int64_t i = 0;
+  while (i < n) {
+    const int64_t index = first + i;
+    const int64_t run = index / kRun;
+    uint64_t state = splitmix64(seed ^ splitmix64(static_cast<uint64_t>(run))) | 1;
+    for (int64_t skip = index % kRun; skip > 0; --skip) {
+      state ^= state << 13; state ^= state >> 7; state ^= state << 17;
+    }
+    const int64_t end = std::min(n, i + (kRun - index % kRun));
+    for (; i < end; ++i) {
+      state ^= state << 13; state ^= state >> 7; state ^= state << 17;
+      const float unit = static_cast<float>(state >> 40) * (1.0f / 16777216.0f);  // [0, 1)
+      values[i] = (2.0f * unit - 1.0f) * scale;
+    }
+  }
+}
+
+}  // namespace
+
+void upload_synthetic(kernels::Backend& backend, void* dst, int64_t n, float scale, uint64_t seed) {
+  const int64_t element = dtype_size(backend.compute_dtype());
+  std::vector<float> chunk(static_cast<size_t>(std::min(n, kSyntheticChunk)));
+  for (int64_t done = 0; done < n; done += kSyntheticChunk) {
+    const int64_t count = std::min(kSyntheticChunk, n - done);
+    fill_uniform(chunk.data(), done, count, scale, seed);
+    backend.upload_f32(static_cast<char*>(dst) + done * element, chunk.data(), count);
+  }
+}
+
+void WeightStore::load_synthetic(const std::vector<WeightShard>& plan, kernels::Backend& backend,
+                                 uint64_t seed,
+                                 const std::function<void(const LoadProgress&)>& progress) {
+  const int64_t element = dtype_size(backend.compute_dtype());
+  LoadProgress state;
+  state.weights_total = plan.size();
+  for (const WeightShard& weight : plan) state.bytes_total += weight.numel() * element;
+  std::vector<float> ones;
+  for (size_t index = 0; index < plan.size(); ++index) {
+    const WeightShard& weight = plan[index];
+    DeviceBuffer buffer(backend, static_cast<size_t>(weight.numel() * element));
+    int64_t real_rows = 0;  // rows past the blocks are vocab padding: zero, as load() leaves them
+    for (const SourceBlock& block : weight.blocks) real_rows += block.rows.size();
+    const int64_t real = real_rows * weight.cols;
+    const bool is_norm = weight.name.ends_with("norm");
+    if (is_norm) {
+      ones.assign(static_cast<size_t>(real), 1.0f);
+      backend.upload_f32(buffer.data(), ones.data(), real);
+    } else {
+      upload_synthetic(backend, buffer.data(), real, 0.02f, splitmix64(seed + index));
+    }
+    if (real < weight.numel()) {
+      backend.fill_zero(static_cast<char*>(buffer.data()) + real * element,
+                        static_cast<size_t>((weight.numel() - real) * element));
+    }
     bytes_ += buffer.bytes();
     TPS_CHECK(buffers_.emplace(weight.name, std::move(buffer)).second, "duplicate weight {}",
               weight.name);

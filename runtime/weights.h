@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "runtime/device_buffer.h"
+#include "runtime/lora.h"
 #include "runtime/safetensors.h"
 #include "runtime/weight_plan.h"
 
@@ -27,14 +28,27 @@ struct LoadProgress {
   size_t weights_total = 0;
 };
 
+// Uploads n values of the backend's compute dtype to dst: uniform in [-scale, scale), a function
+// of (seed, index) only, generated on the host in chunks of a few MiB.
+void upload_synthetic(kernels::Backend& backend, void* dst, int64_t n, float scale, uint64_t seed);
+
 class WeightStore {
  public:
   WeightStore() = default;
 
   // Validates, then loads every shard of the plan. `progress` (optional) is called after each.
+  // With a LoRA adapter, it is validated against the plan too and merged into each staged shard
+  // before upload.
   void load(const Checkpoint& checkpoint, const std::vector<WeightShard>& plan,
             kernels::Backend& backend,
-            const std::function<void(const LoadProgress&)>& progress = {});
+            const std::function<void(const LoadProgress&)>& progress = {},
+            const LoraAdapter* lora = nullptr);
+
+  // Synthetic weights of the plan's shapes, no checkpoint (tpserve bench, memory checks):
+  // deterministic in `seed`, uniform in [-0.02, 0.02) (norm weights 1, vocab padding rows 0),
+  // generated and uploaded in fixed-size chunks so host memory stays bounded.
+  void load_synthetic(const std::vector<WeightShard>& plan, kernels::Backend& backend,
+                      uint64_t seed, const std::function<void(const LoadProgress&)>& progress = {});
 
   // The device pointer of a canonical weight, or nullptr when the plan has none by that name.
   const void* find(const std::string& name) const;

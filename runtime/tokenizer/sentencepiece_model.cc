@@ -1,9 +1,13 @@
 #include "runtime/tokenizer/sentencepiece_model.h"
 
-#include <sentencepiece_processor.h>
+#include <dlfcn.h>
+
+#include <cstdlib>
+#include <mutex>
 
 #include "common/error.h"
 #include "runtime/tokenizer/added_tokens.h"
+#include "runtime/tokenizer/sentencepiece_module/sentencepiece_abi.h"
 #include "runtime/tokenizer/utf8.h"
 
 namespace tpserve::runtime {
@@ -11,25 +15,131 @@ namespace {
 
 constexpr std::string_view kSpaceSymbol = "\xE2\x96\x81";  // U+2581, SentencePiece's space
 
+// The tpserve_sentencepiece module (see sentencepiece_abi.h for why it is loaded apart), opened
+// once per process. TPSERVE_SENTENCEPIECE_MODULE names it where the build-tree path does not hold.
+struct SentencePieceModule {
+  decltype(&tps_sp_load) load;
+  decltype(&tps_sp_free) free;
+  decltype(&tps_sp_piece_size) piece_size;
+  decltype(&tps_sp_bos_id) bos_id;
+  decltype(&tps_sp_unk_id) unk_id;
+  decltype(&tps_sp_is_control) is_control;
+  decltype(&tps_sp_is_byte) is_byte;
+  decltype(&tps_sp_is_unknown) is_unknown;
+  decltype(&tps_sp_piece_to_id) piece_to_id;
+  decltype(&tps_sp_id_to_piece) id_to_piece;
+  decltype(&tps_sp_encode) encode;
+};
+
+void append_bytes(void* ctx, const char* data, size_t size) { static_cast<std::string*>(ctx)->append(data, size); }
+
+void append_ids(void* ctx, const int* ids, size_t count) {
+  auto* out = static_cast<std::vector<int32_t>*>(ctx);
+  out->insert(out->end(), ids, ids + count);
+}
+
+const SentencePieceModule& sentencepiece_module() {
+  static std::once_flag once;
+  static SentencePieceModule module;
+  static std::string failure;
+  std::call_once(once, [] {
+    const char* from_env = std::getenv("TPSERVE_SENTENCEPIECE_MODULE");
+    const std::string path = from_env != nullptr && *from_env != '\0' ? from_env : TPSERVE_SENTENCEPIECE_MODULE_PATH;
+    void* handle = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND);
+    if (handle == nullptr) {
+      failure = fmt::format("cannot load the SentencePiece module {} ({}); set TPSERVE_SENTENCEPIECE_MODULE to "
+                            "libtpserve_sentencepiece.so",
+                            path, dlerror());
+      return;
+    }
+    const auto symbol = [&](const char* name) {
+      void* address = dlsym(handle, name);
+      if (address == nullptr && failure.empty()) failure = fmt::format("{}: missing symbol {}", path, name);
+      return address;
+    };
+    const auto version = reinterpret_cast<decltype(&tps_sp_abi_version)>(symbol("tps_sp_abi_version"));
+    if (version != nullptr && version() != TPS_SP_ABI_VERSION) {
+      failure = fmt::format("{}: module ABI version {} (expected {}); rebuild tpserve", path, version(), TPS_SP_ABI_VERSION);
+      return;
+    }
+#define TPS_SP_SYMBOL(field, name) module.field = reinterpret_cast<decltype(&name)>(symbol(#name))
+    TPS_SP_SYMBOL(load, tps_sp_load);
+    TPS_SP_SYMBOL(free, tps_sp_free);
+    TPS_SP_SYMBOL(piece_size, tps_sp_piece_size);
+    TPS_SP_SYMBOL(bos_id, tps_sp_bos_id);
+    TPS_SP_SYMBOL(unk_id, tps_sp_unk_id);
+    TPS_SP_SYMBOL(is_control, tps_sp_is_control);
+    TPS_SP_SYMBOL(is_byte, tps_sp_is_byte);
+    TPS_SP_SYMBOL(is_unknown, tps_sp_is_unknown);
+    TPS_SP_SYMBOL(piece_to_id, tps_sp_piece_to_id);
+    TPS_SP_SYMBOL(id_to_piece, tps_sp_id_to_piece);
+    TPS_SP_SYMBOL(encode, tps_sp_encode);
+#undef TPS_SP_SYMBOL
+  });
+  if (!failure.empty()) raise(ErrorCode::kUnavailable, "{}", failure);
+  return module;
+}
+
+// One loaded tokenizer.model, owned; the calls the tokenizer makes, in C++ terms.
+class SentencePieceProcessor {
+ public:
+  SentencePieceProcessor() : module_(sentencepiece_module()) {}
+  ~SentencePieceProcessor() {
+    if (handle_ != nullptr) module_.free(handle_);
+  }
+  SentencePieceProcessor(const SentencePieceProcessor&) = delete;
+  SentencePieceProcessor& operator=(const SentencePieceProcessor&) = delete;
+
+  // Empty on success, else the reason.
+  std::string load(const std::string& path) {
+    std::string error;
+    handle_ = module_.load(path.c_str(), append_bytes, &error);
+    return handle_ != nullptr ? std::string() : (error.empty() ? std::string("unknown error") : error);
+  }
+  int32_t piece_size() const { return module_.piece_size(handle_); }
+  int32_t bos_id() const { return module_.bos_id(handle_); }
+  int32_t unk_id() const { return module_.unk_id(handle_); }
+  bool is_control(int32_t id) const { return module_.is_control(handle_, id) != 0; }
+  bool is_byte(int32_t id) const { return module_.is_byte(handle_, id) != 0; }
+  bool is_unknown(int32_t id) const { return module_.is_unknown(handle_, id) != 0; }
+  int32_t piece_to_id(std::string_view piece) const { return module_.piece_to_id(handle_, piece.data(), piece.size()); }
+  std::string id_to_piece(int32_t id) const {
+    std::string piece;
+    module_.id_to_piece(handle_, id, append_bytes, &piece);
+    return piece;
+  }
+  // Appends the ids of text to out; empty on success, else the reason.
+  std::string encode(std::string_view text, std::vector<int32_t>& out) const {
+    std::string error;
+    if (module_.encode(handle_, text.data(), text.size(), append_ids, &out, append_bytes, &error) != 0) {
+      return error.empty() ? std::string("unknown error") : error;
+    }
+    return {};
+  }
+
+ private:
+  const SentencePieceModule& module_;
+  void* handle_ = nullptr;
+};
+
 class SentencePieceTokenizer : public Tokenizer {
  public:
   SentencePieceTokenizer(const std::filesystem::path& path, const TokenizerSettings& settings) : source_(path.string()) {
-    auto status = processor_.Load(path.string());
-    if (!status.ok()) {
-      raise(ErrorCode::kDataLoss, "{}: not a SentencePiece model: {}", source_, status.ToString());
+    if (std::string error = processor_.load(path.string()); !error.empty()) {
+      raise(ErrorCode::kDataLoss, "{}: not a SentencePiece model: {}", source_, error);
     }
-    piece_count_ = processor_.GetPieceSize();
+    piece_count_ = processor_.piece_size();
     // Decoding drops the first piece's leading space when the model adds a dummy prefix and keeps
     // extra whitespace (sentencepiece_processor.cc, Decode); probe the normalizer for both.
-    std::vector<std::string> pieces;
-    processor_.Encode("a", &pieces);
-    add_dummy_prefix_ = !pieces.empty() && pieces[0].starts_with(kSpaceSymbol);
-    std::vector<std::string> spaced;
-    processor_.Encode(" a", &spaced);
-    remove_extra_whitespaces_ = spaced == pieces;
+    std::vector<int32_t> plain;
+    std::vector<int32_t> spaced;
+    (void)processor_.encode("a", plain);
+    (void)processor_.encode(" a", spaced);
+    add_dummy_prefix_ = !plain.empty() && processor_.id_to_piece(plain[0]).starts_with(kSpaceSymbol);
+    remove_extra_whitespaces_ = spaced == plain;
     for (int id = 0; id < piece_count_; ++id) {
-      if (processor_.IsControl(id) && !processor_.IdToPiece(id).empty()) {
-        added_.add({processor_.IdToPiece(id), id, true});
+      if (processor_.is_control(id) && !processor_.id_to_piece(id).empty()) {
+        added_.add({processor_.id_to_piece(id), id, true});
       }
     }
     add_family_specials(settings);
@@ -47,15 +157,14 @@ class SentencePieceTokenizer : public Tokenizer {
     if (add_special_tokens) ids = prefix_ids_;
     std::vector<TextSegment> segments;
     added_.split(text, segments);
-    std::vector<int> piece_ids;
     for (const TextSegment& segment : segments) {
       if (segment.added_id >= 0) {
         ids.push_back(segment.added_id);
         continue;
       }
-      auto status = processor_.Encode(std::string(segment.text), &piece_ids);
-      if (!status.ok()) raise(ErrorCode::kInternal, "{}: SentencePiece encode failed: {}", source_, status.ToString());
-      ids.insert(ids.end(), piece_ids.begin(), piece_ids.end());
+      if (std::string error = processor_.encode(segment.text, ids); !error.empty()) {
+        raise(ErrorCode::kInternal, "{}: SentencePiece encode failed: {}", source_, error);
+      }
     }
     return ids;
   }
@@ -72,25 +181,25 @@ class SentencePieceTokenizer : public Tokenizer {
     if (id < 0 || id >= piece_count_) {
       raise(ErrorCode::kOutOfRange, "token id {} is not in the vocabulary of {} (size {})", id, source_, vocab_size_);
     }
-    if (processor_.IsControl(id)) {  // <s>, </s>: invisible, as SentencePiece decodes them
+    if (processor_.is_control(id)) {  // <s>, </s>: invisible, as SentencePiece decodes them
       append_text("", state, out);
       return;
     }
-    std::string piece = processor_.IdToPiece(id);
-    if (processor_.IsByte(id)) {  // "<0xE4>"
+    std::string piece = processor_.id_to_piece(id);
+    if (processor_.is_byte(id)) {  // "<0xE4>"
       out.push_back(static_cast<char>(std::stoi(piece.substr(3, 2), nullptr, 16)));
       state.emitted_text = true;
       return;
     }
-    if (processor_.IsUnknown(id)) piece = " \xE2\x81\x87 ";  // SentencePiece's unknown surface " ⁇ "
+    if (processor_.is_unknown(id)) piece = " \xE2\x81\x87 ";  // SentencePiece's unknown surface " ⁇ "
     append_text(piece, state, out);
   }
 
   int32_t vocab_size() const override { return vocab_size_; }
   std::optional<int32_t> token_to_id(std::string_view token) const override {
     if (const AddedToken* added = added_.by_content(token)) return added->id;
-    int id = processor_.PieceToId(std::string(token));
-    if (id == processor_.unk_id() && token != processor_.IdToPiece(id)) return std::nullopt;
+    int id = processor_.piece_to_id(token);
+    if (id == processor_.unk_id() && token != processor_.id_to_piece(id)) return std::nullopt;
     return id;
   }
   bool is_special(int32_t id) const override {
@@ -133,7 +242,7 @@ class SentencePieceTokenizer : public Tokenizer {
   }
 
   std::string source_;
-  sentencepiece::SentencePieceProcessor processor_;
+  SentencePieceProcessor processor_;
   AddedTokens added_;
   std::vector<int32_t> prefix_ids_;
   int32_t piece_count_ = 0;

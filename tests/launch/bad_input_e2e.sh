@@ -79,6 +79,22 @@ expect_error "malformed config JSON" "$d/config.json: malformed JSON" 2 --model 
 expect_error "tp not dividing heads" "tensor-parallel size 3 does not divide the 8 query heads" 3 \
   --model "$TPSERVE_FIXTURES/llama_gqa" "${prompt[@]}"
 
+expect_error "tp not dividing chatglm heads" "tensor-parallel size 3 does not divide the 4 query heads" 3 \
+  --model "$TPSERVE_FIXTURES/chatglm" "${prompt[@]}"
+
+d=$(copy internlm2)
+sed -i 's/"num_key_value_heads": 2/"num_key_value_heads": 4/' "$d/config.json"
+expect_error "wrong fused wqkv shape" "attention.wqkv.weight' has shape \[96, 64\], expected \[128, 64\]" 2 \
+  --model "$d" "${prompt[@]}"
+
+d=$(copy qwen2_tied_lora)
+sed -i 's/"r": 4/"r": 8/' "$d/adapter_config.json"
+expect_error "lora rank not matching" "lora_A.weight' has shape \[4, [0-9]+\], expected \[8, [0-9]+\]" 2 \
+  --model "$TPSERVE_FIXTURES/qwen2_tied" --lora "$d" "${prompt[@]}"
+
+expect_error "missing lora dir" "$scratch/no-adapter/adapter_config.json" 2 \
+  --model "$TPSERVE_FIXTURES/qwen2_tied" --lora "$scratch/no-adapter" "${prompt[@]}"
+
 expect_error "prompt id outside vocab" "--prompt-ids: token 512 at index 1 is outside the vocabulary \[0, 512\)" 2 \
   --model "$TPSERVE_FIXTURES/llama_gqa" --prompt-ids 1,512 --max-tokens 4
 
@@ -92,6 +108,18 @@ expect_error "no prompt at all" "--prompt-ids or --prompt is required" 1 --model
 d=$(copy qwen2_tied)
 printf '{"model": {"type": "BPE", "vocab": {' >"$d/tokenizer.json"
 expect_error "malformed tokenizer.json" "$d/tokenizer.json" 2 --model "$d" --prompt "hi"
+
+# The SentencePiece module (dlopen'ed apart from gRPC's protobuf) missing: one line naming it.
+TPSERVE_SENTENCEPIECE_MODULE=$scratch/missing.so timeout 30 "$TPSERVE_BIN" tokenize \
+  --model "$TPSERVE_FIXTURES/tokenizers/mistral_sp" --text hi >"$scratch/out" 2>"$scratch/err"
+status=$?
+if [[ $status -eq 0 || $status -ge 124 ]]; then
+  fail "missing SentencePiece module: exit $status"
+elif ! grep -q "cannot load the SentencePiece module $scratch/missing.so" "$scratch/err"; then
+  fail "missing SentencePiece module: $(cat "$scratch/err")"
+else
+  echo "ok: missing SentencePiece module -> $(head -1 "$scratch/err")"
+fi
 
 # A rank that hangs: the others' collective watchdog ends the whole job within its timeout.
 start=$SECONDS

@@ -105,12 +105,15 @@ TEST_P(FixtureModelTest, GreedyContinuationsMatchTransformers) {
     GreedyOptions greedy;
     greedy.max_tokens = static_cast<int>(c.greedy.size());
     const std::vector<int32_t> generated = generate_greedy(*model, *comm_, c.prompt_ids, greedy);
-    if (comm_->rank() == 0) EXPECT_EQ(generated, c.greedy) << GetParam() << " tp " << comm_->size();
+    if (comm_->rank() == 0) {
+      EXPECT_EQ(generated, c.greedy) << GetParam() << " tp " << comm_->size();
+    }
   }
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, FixtureModelTest,
-                         ::testing::Values("llama_gqa", "qwen2_tied", "llama_bias_f16"));
+                         ::testing::Values("llama_gqa", "qwen2_tied", "llama_bias_f16", "qwen_v1",
+                                           "internlm2", "chatglm"));
 
 }  // namespace
 }  // namespace tpserve::runtime

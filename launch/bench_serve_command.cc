@@ -1,0 +1,204 @@
+// `tpserve bench-serve --addr HOST:PORT`: a load generator for a running server. Sends streaming
+// requests with random token-id prompts (lengths drawn uniformly around the given means), either
+// at a fixed concurrency or at a Poisson request rate, and reports throughput, time to first
+// token, inter-token latency and end-to-end latency percentiles. --json FILE writes the same.
+#include <grpcpp/grpcpp.h>
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <thread>
+
+#include "launch/command.h"
+#include "tpserve/v1/generation.grpc.pb.h"
+
+namespace tpserve::launch {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct BenchServeOptions {
+  std::string address = "127.0.0.1:50051";
+  int requests = 64;
+  int concurrency = 8;
+  double rate = 0;  // requests/s; > 0 switches from fixed concurrency to Poisson arrivals
+  int prompt_len = 128;
+  int output_len = 64;
+  double spread = 0.25;  // lengths uniform in mean * [1 - spread, 1 + spread]
+  uint64_t seed = 0;
+  std::string json_path;
+};
+
+struct RequestTiming {
+  bool ok = false;
+  double ttft = 0;
+  std::vector<double> itl;
+  double latency = 0;
+  int64_t prompt_tokens = 0;
+  int64_t output_tokens = 0;
+};
+
+double percentile(std::vector<double> values, double p) {
+  if (values.empty()) return 0;
+  std::sort(values.begin(), values.end());
+  const double index = p / 100.0 * static_cast<double>(values.size() - 1);
+  const auto lo = static_cast<size_t>(index);
+  const size_t hi = std::min(lo + 1, values.size() - 1);
+  return values[lo] + (values[hi] - values[lo]) * (index - static_cast<double>(lo));
+}
+
+RequestTiming run_one(v1::Generation::Stub& stub, const v1::GenerateRequest& request) {
+  RequestTiming timing;
+  grpc::ClientContext context;
+  const auto start = Clock::now();
+  auto last = start;
+  auto reader = stub.GenerateStream(&context, request);
+  v1::GenerateResponse response;
+  while (reader->Read(&response)) {
+    const auto now = Clock::now();
+    for (const auto& choice : response.choices()) {
+      if (choice.token_ids_size() == 0) continue;
+      const double gap = std::chrono::duration<double>(now - last).count();
+      if (timing.output_tokens == 0) {
+        timing.ttft = gap;
+      } else {
+        timing.itl.push_back(gap / choice.token_ids_size());
+      }
+      timing.output_tokens += choice.token_ids_size();
+      last = now;
+    }
+    if (response.has_usage()) timing.prompt_tokens = response.usage().prompt_tokens();
+  }
+  timing.ok = reader->Finish().ok();
+  timing.latency = std::chrono::duration<double>(Clock::now() - start).count();
+  return timing;
+}
+
+std::vector<v1::GenerateRequest> make_requests(const BenchServeOptions& o, int64_t vocab) {
+  std::mt19937_64 rng(o.seed);
+  auto length = [&](int mean) {
+    std::uniform_int_distribution<int> d(std::max(1, static_cast<int>(mean * (1 - o.spread))),
+                                         std::max(1, static_cast<int>(mean * (1 + o.spread))));
+    return d(rng);
+  };
+  std::uniform_int_distribution<int32_t> token(0, static_cast<int32_t>(vocab - 1));
+  std::vector<v1::GenerateRequest> requests(static_cast<size_t>(o.requests));
+  for (auto& r : requests) {
+    for (int i = length(o.prompt_len); i > 0; --i) r.mutable_token_ids()->add_ids(token(rng));
+    r.mutable_sampling()->set_max_tokens(length(o.output_len));
+    r.mutable_sampling()->set_ignore_eos(true);
+    r.mutable_sampling()->set_temperature(0);
+  }
+  return requests;
+}
+
+int run_bench_serve(const BenchServeOptions& o) {
+  auto channel = grpc::CreateChannel(o.address, grpc::InsecureChannelCredentials());
+  auto stub = v1::Generation::NewStub(channel);
+  v1::ModelInfoResponse info;
+  {
+    grpc::ClientContext context;
+    const grpc::Status status = stub->ModelInfo(&context, v1::ModelInfoRequest(), &info);
+    if (!status.ok()) {
+      std::fprintf(stderr, "error: %s: %s\n", o.address.c_str(), status.error_message().c_str());
+      return 1;
+    }
+  }
+  const std::vector<v1::GenerateRequest> requests = make_requests(o, info.vocab_size());
+  std::vector<RequestTiming> timings(requests.size());
+  std::atomic<size_t> next{0};
+  const auto start = Clock::now();
+  if (o.rate > 0) {
+    // Poisson arrivals: each request on its own thread at its exponential-gap start time.
+    std::mt19937_64 rng(o.seed + 1);
+    std::exponential_distribution<double> gap(o.rate);
+    std::vector<std::thread> threads;
+    double at = 0;
+    for (size_t i = 0; i < requests.size(); ++i) {
+      threads.emplace_back([&, i, at] {
+        std::this_thread::sleep_until(start + std::chrono::duration<double>(at));
+        timings[i] = run_one(*stub, requests[i]);
+      });
+      at += gap(rng);
+    }
+    for (auto& t : threads) t.join();
+  } else {
+    std::vector<std::thread> workers;
+    for (int w = 0; w < o.concurrency; ++w) {
+      workers.emplace_back([&] {
+        for (size_t i; (i = next++) < requests.size();) timings[i] = run_one(*stub, requests[i]);
+      });
+    }
+    for (auto& t : workers) t.join();
+  }
+  const double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
+  std::vector<double> ttft, itl, latency;
+  int64_t prompt_tokens = 0, output_tokens = 0;
+  int failed = 0;
+  for (const RequestTiming& t : timings) {
+    if (!t.ok) {
+      ++failed;
+      continue;
+    }
+    ttft.push_back(t.ttft);
+    latency.push_back(t.latency);
+    itl.insert(itl.end(), t.itl.begin(), t.itl.end());
+    prompt_tokens += t.prompt_tokens;
+    output_tokens += t.output_tokens;
+  }
+  nlohmann::json report = {
+      {"address", o.address}, {"architecture", info.architecture()}, {"tp_size", info.tp_size()},
+      {"backend", info.backend()}, {"requests", o.requests}, {"failed", failed},
+      {"concurrency", o.rate > 0 ? 0 : o.concurrency}, {"rate", o.rate},
+      {"prompt_len_mean", o.prompt_len}, {"output_len_mean", o.output_len},
+      {"elapsed_s", elapsed}, {"request_throughput", (o.requests - failed) / elapsed},
+      {"output_tokens_per_s", output_tokens / elapsed},
+      {"total_tokens_per_s", (prompt_tokens + output_tokens) / elapsed}};
+  for (auto [name, values] : {std::pair{"ttft", &ttft}, {"itl", &itl}, {"latency", &latency}}) {
+    for (double p : {50.0, 90.0, 99.0}) {
+      report[fmt::format("{}_p{}_ms", name, static_cast<int>(p))] = percentile(*values, p) * 1e3;
+    }
+  }
+  std::printf("%s tp=%d %s: %d requests (%d failed) in %.2f s\n", info.architecture().c_str(),
+              info.tp_size(), info.backend().c_str(), o.requests, failed, elapsed);
+  std::printf("throughput: %.2f req/s, %.1f output tok/s, %.1f total tok/s\n",
+              report["request_throughput"].get<double>(), report["output_tokens_per_s"].get<double>(),
+              report["total_tokens_per_s"].get<double>());
+  for (const char* name : {"ttft", "itl", "latency"}) {
+    std::printf("%-8s p50 %8.2f ms  p90 %8.2f ms  p99 %8.2f ms\n", name,
+                report[fmt::format("{}_p50_ms", name)].get<double>(),
+                report[fmt::format("{}_p90_ms", name)].get<double>(),
+                report[fmt::format("{}_p99_ms", name)].get<double>());
+  }
+  if (!o.json_path.empty()) std::ofstream(o.json_path) << report.dump(2) << "\n";
+  return failed == 0 ? 0 : 1;
+}
+
+}  // namespace
+
+void register_bench_serve_command(CLI::App& app, CommandRunner& runner) {
+  auto o = std::make_shared<BenchServeOptions>();
+  CLI::App* sub = app.add_subcommand("bench-serve", "Load-test a running tpserve server");
+  sub->add_option("--addr", o->address, "Server address HOST:PORT");
+  sub->add_option("--requests", o->requests, "Requests to send")->check(CLI::Range(1, 1000000));
+  sub->add_option("--concurrency", o->concurrency, "Requests in flight (fixed-concurrency mode)")
+      ->check(CLI::Range(1, 4096));
+  sub->add_option("--rate", o->rate, "Poisson request rate per second (instead of concurrency)")
+      ->check(CLI::Range(0.0, 1e6));
+  sub->add_option("--prompt-len", o->prompt_len, "Mean prompt length in tokens")->check(CLI::Range(1, 1 << 20));
+  sub->add_option("--output-len", o->output_len, "Mean output length in tokens")->check(CLI::Range(1, 1 << 20));
+  sub->add_option("--spread", o->spread, "Lengths uniform in mean*(1±spread)")->check(CLI::Range(0.0, 0.99));
+  sub->add_option("--seed", o->seed, "Seed for the prompts and arrivals");
+  sub->add_option("--json", o->json_path, "Write the report as JSON to this file");
+  sub->callback([o, &runner] { runner = [o] { return run_bench_serve(*o); }; });
+}
+
+}  // namespace tpserve::launch

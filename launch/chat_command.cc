@@ -1,0 +1,100 @@
+// `tpserve chat --addr HOST:PORT`: an interactive streaming chat client. Each line you type is a
+// user turn; the reply streams back as it is generated and joins the history. An empty line or
+// end of input quits; "/reset" clears the history.
+#include <grpcpp/grpcpp.h>
+
+#include <iostream>
+#include <optional>
+#include <string>
+
+#include "launch/command.h"
+#include "tpserve/v1/generation.grpc.pb.h"
+
+namespace tpserve::launch {
+
+namespace {
+
+struct ChatOptions {
+  std::string address = "127.0.0.1:50051";
+  std::string system;
+  int max_tokens = 256;
+  float temperature = 0.7f;
+  float top_p = 0.9f;
+};
+
+// Streams one reply to stdout; returns its text, or nullopt (after printing why) on failure.
+std::optional<std::string> stream_reply(v1::Generation::Stub& stub, const v1::ChatMessages& history,
+                                        const ChatOptions& options) {
+  v1::GenerateRequest request;
+  *request.mutable_chat() = history;
+  request.mutable_sampling()->set_max_tokens(options.max_tokens);
+  request.mutable_sampling()->set_temperature(options.temperature);
+  request.mutable_sampling()->set_top_p(options.top_p);
+  grpc::ClientContext context;
+  auto reader = stub.GenerateStream(&context, request);
+  std::string reply;
+  v1::GenerateResponse response;
+  while (reader->Read(&response)) {
+    for (const auto& choice : response.choices()) {
+      std::cout << choice.text() << std::flush;
+      reply += choice.text();
+    }
+  }
+  std::cout << "\n";
+  const grpc::Status status = reader->Finish();
+  if (!status.ok()) {
+    std::cerr << "error: " << status.error_message() << " (code " << status.error_code() << ")\n";
+    return std::nullopt;
+  }
+  return reply;
+}
+
+int run_chat(const ChatOptions& options) {
+  auto channel = grpc::CreateChannel(options.address, grpc::InsecureChannelCredentials());
+  auto stub = v1::Generation::NewStub(channel);
+  v1::ChatMessages history;
+  auto reset = [&] {
+    history.clear_messages();
+    if (!options.system.empty()) {
+      auto* system = history.add_messages();
+      system->set_role("system");
+      system->set_content(options.system);
+    }
+  };
+  reset();
+  std::cerr << "chatting with " << options.address << " (empty line to quit, /reset to start over)\n";
+  for (std::string line;;) {
+    std::cout << "> " << std::flush;
+    if (!std::getline(std::cin, line) || line.empty()) return 0;
+    if (line == "/reset") {
+      reset();
+      continue;
+    }
+    auto* user = history.add_messages();
+    user->set_role("user");
+    user->set_content(line);
+    std::optional<std::string> reply = stream_reply(*stub, history, options);
+    if (!reply) {
+      history.mutable_messages()->RemoveLast();
+      continue;
+    }
+    auto* assistant = history.add_messages();
+    assistant->set_role("assistant");
+    assistant->set_content(*reply);
+  }
+}
+
+}  // namespace
+
+void register_chat_command(CLI::App& app, CommandRunner& runner) {
+  auto options = std::make_shared<ChatOptions>();
+  CLI::App* sub = app.add_subcommand("chat", "Interactive streaming chat with a tpserve server");
+  sub->add_option("--addr", options->address, "Server address HOST:PORT");
+  sub->add_option("--system", options->system, "System message");
+  sub->add_option("--max-tokens", options->max_tokens, "Tokens per reply")->check(CLI::Range(1, 1 << 20));
+  sub->add_option("--temperature", options->temperature, "Sampling temperature")->check(CLI::Range(0.0, 100.0));
+  sub->add_option("--top-p", options->top_p, "Nucleus sampling")->check(CLI::Range(0.0, 1.0));
+  sub->callback([options, &runner] { runner = [options] { return run_chat(*options); }; });
+}
+
+}  // namespace tpserve::launch

@@ -1,0 +1,189 @@
+#include "rpc/server.h"
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/health_check_service_interface.h>
+
+#include <map>
+
+#include "common/log.h"
+#include "rpc/convert.h"
+#include "rpc/status.h"
+#include "tpserve/v1/generation.grpc.pb.h"
+
+namespace tpserve::rpc {
+
+namespace {
+
+constexpr auto kPollInterval = std::chrono::milliseconds(50);
+
+void append(v1::Choice& choice, const runtime::SequenceDelta& delta) {
+  choice.set_index(delta.index);
+  choice.mutable_text()->append(delta.text);
+  for (int32_t id : delta.token_ids) choice.add_token_ids(id);
+  for (float logprob : delta.logprobs) choice.add_logprobs(logprob);
+  for (const auto& alternatives : delta.top_logprobs) {
+    v1::TopLogprobs* top = choice.add_top_logprobs();
+    for (const auto& a : alternatives) {
+      v1::TokenLogprob* entry = top->add_alternatives();
+      entry->set_token_id(a.token_id);
+      entry->set_logprob(a.logprob);
+    }
+  }
+  if (delta.finish_reason != runtime::FinishReason::kNone) {
+    choice.set_finish_reason(runtime::finish_reason_name(delta.finish_reason));
+  }
+}
+
+}  // namespace
+
+class Server::GenerationService final : public v1::Generation::Service {
+ public:
+  GenerationService(runtime::Engine& engine, const runtime::Model& model, PromptContext prompts,
+                    ServerOptions options)
+      : engine_(engine), model_(model), prompts_(prompts), options_(std::move(options)) {}
+
+  grpc::Status Generate(grpc::ServerContext* context, const v1::GenerateRequest* request,
+                        v1::GenerateResponse* response) override {
+    std::map<int32_t, v1::Choice> choices;
+    grpc::Status status = run(context, *request, [&](const runtime::RequestEvent& event) {
+      for (const auto& delta : event.deltas) append(choices[delta.index], delta);
+      if (event.done) set_usage(*response, event.usage);
+      return true;
+    });
+    for (auto& [index, choice] : choices) *response->add_choices() = std::move(choice);
+    return status;
+  }
+
+  grpc::Status GenerateStream(grpc::ServerContext* context, const v1::GenerateRequest* request,
+                              grpc::ServerWriter<v1::GenerateResponse>* writer) override {
+    return run(context, *request, [&](const runtime::RequestEvent& event) {
+      v1::GenerateResponse response;
+      for (const auto& delta : event.deltas) append(*response.add_choices(), delta);
+      if (event.done) set_usage(response, event.usage);
+      return writer->Write(response);  // false: the client is gone
+    });
+  }
+
+  grpc::Status Tokenize(grpc::ServerContext*, const v1::TokenizeRequest* request,
+                        v1::TokenizeResponse* response) override {
+    try {
+      for (int32_t id : tokenize(*request, prompts_)) response->add_token_ids(id);
+      return grpc::Status::OK;
+    } catch (const Error& e) {
+      return to_status(e);
+    }
+  }
+
+  grpc::Status ModelInfo(grpc::ServerContext*, const v1::ModelInfoRequest*,
+                         v1::ModelInfoResponse* response) override {
+    const runtime::ModelConfig& config = model_.config();
+    response->set_architecture(config.architecture);
+    response->set_model_type(config.model_type);
+    response->set_dtype(options_.dtype);
+    response->set_tp_size(model_.shape().tp_size);
+    response->set_context_length(config.max_position_embeddings);
+    response->set_vocab_size(config.vocab_size);
+    response->set_num_kv_blocks(model_.options().num_kv_blocks);
+    response->set_block_size(model_.options().block_size);
+    response->set_backend(options_.backend);
+    return grpc::Status::OK;
+  }
+
+  grpc::Status Stats(grpc::ServerContext*, const v1::StatsRequest*,
+                     v1::StatsResponse* response) override {
+    const runtime::EngineStats stats = engine_.stats();
+    response->set_requests_in_flight(stats.queued_requests);
+    response->set_running_sequences(stats.running_sequences);
+    response->set_waiting_sequences(stats.waiting_sequences);
+    response->set_kv_blocks_used(stats.kv_blocks_used);
+    response->set_kv_blocks_total(stats.kv_blocks_total);
+    response->set_prompt_tokens(stats.prompt_tokens);
+    response->set_generated_tokens(stats.generated_tokens);
+    response->set_steps(stats.steps);
+    return grpc::Status::OK;
+  }
+
+ private:
+  static void set_usage(v1::GenerateResponse& response, const runtime::Usage& usage) {
+    response.mutable_usage()->set_prompt_tokens(usage.prompt_tokens);
+    response.mutable_usage()->set_completion_tokens(usage.completion_tokens);
+  }
+
+  // Submits the request and feeds its events to `deliver` until it is done. A client that
+  // cancels, disconnects or runs out of time makes the engine drop the request within a step.
+  template <typename Deliver>
+  grpc::Status run(grpc::ServerContext* context, const v1::GenerateRequest& wire, Deliver deliver) {
+    std::shared_ptr<runtime::RequestStream> stream;
+    try {
+      runtime::GenerationRequest request;
+      request.prompt_ids = prompt_ids(wire, prompts_);
+      request.params = sampling_params(wire.sampling());
+      const auto deadline = context->deadline();
+      if (deadline != std::chrono::system_clock::time_point::max()) {
+        request.deadline = std::chrono::steady_clock::now() +
+                           (deadline - std::chrono::system_clock::now());
+      }
+      stream = engine_.submit(std::move(request));
+    } catch (const Error& e) {
+      return to_status(e);
+    }
+    for (;;) {
+      if (context->IsCancelled()) {
+        stream->cancel();
+        return grpc::Status(grpc::StatusCode::CANCELLED, "the client cancelled the request");
+      }
+      std::optional<runtime::RequestEvent> event = stream->pop(kPollInterval);
+      if (!event) continue;
+      if (event->error) return to_status(*event->error);
+      if (!deliver(*event)) {
+        stream->cancel();
+        return grpc::Status(grpc::StatusCode::CANCELLED, "the client went away");
+      }
+      if (event->done) return grpc::Status::OK;
+    }
+  }
+
+  runtime::Engine& engine_;
+  const runtime::Model& model_;
+  PromptContext prompts_;
+  ServerOptions options_;
+};
+
+Server::Server(runtime::Engine& engine, const runtime::Model& model,
+               const runtime::Tokenizer* tokenizer, const ServerOptions& options) {
+  PromptContext prompts;
+  prompts.tokenizer = tokenizer;
+  if (tokenizer != nullptr) {
+    chat_template_ = std::make_unique<runtime::ChatTemplate>(
+        runtime::chat_template_for_model(model.config().dir, *tokenizer));
+    prompts.chat_template = chat_template_.get();
+  }
+  service_ = std::make_unique<GenerationService>(engine, model, prompts, options);
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(options.address, grpc::InsecureServerCredentials(), &port_);
+  builder.SetMaxReceiveMessageSize(options.max_message_bytes);
+  builder.SetMaxSendMessageSize(options.max_message_bytes);
+  builder.RegisterService(service_.get());
+  server_ = builder.BuildAndStart();
+  if (server_ == nullptr || port_ == 0) {
+    raise(ErrorCode::kUnavailable, "cannot listen on {} (address in use or invalid)",
+          options.address);
+  }
+  set_serving(true);
+}
+
+Server::~Server() {
+  if (server_) server_->Shutdown(std::chrono::system_clock::now());
+}
+
+void Server::set_serving(bool serving) {
+  server_->GetHealthCheckService()->SetServingStatus(serving);
+}
+
+void Server::shutdown(std::chrono::system_clock::time_point deadline) {
+  server_->Shutdown(deadline);
+}
+
+}  // namespace tpserve::rpc

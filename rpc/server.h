@@ -1,0 +1,46 @@
+// The gRPC front end on rank 0: tpserve.v1.Generation, grpc.health.v1.Health (SERVING while the
+// engine accepts work, NOT_SERVING once it drains) and server reflection. Handlers run on gRPC's
+// threads and talk to the engine only through Engine::submit and the request streams.
+#pragma once
+
+#include <grpcpp/grpcpp.h>
+
+#include <memory>
+#include <string>
+
+#include "runtime/engine.h"
+#include "runtime/model.h"
+#include "runtime/tokenizer/chat_template.h"
+#include "runtime/tokenizer/tokenizer.h"
+
+namespace tpserve::rpc {
+
+struct ServerOptions {
+  std::string address = "127.0.0.1:50051";  // port 0 picks a free port
+  int max_message_bytes = 4 << 20;          // larger requests/responses: RESOURCE_EXHAUSTED
+  std::string backend = "cpu";              // reported by ModelInfo
+  std::string dtype = "F32";
+};
+
+class Server {
+ public:
+  // `tokenizer` may be null (token-id prompts only).
+  Server(runtime::Engine& engine, const runtime::Model& model, const runtime::Tokenizer* tokenizer,
+         const ServerOptions& options);
+  ~Server();
+
+  int port() const { return port_; }
+  void set_serving(bool serving);
+  // Stops accepting calls; waits for running handlers until `deadline`, then cancels them.
+  void shutdown(std::chrono::system_clock::time_point deadline);
+
+ private:
+  class GenerationService;
+
+  std::unique_ptr<runtime::ChatTemplate> chat_template_;
+  std::unique_ptr<GenerationService> service_;
+  std::unique_ptr<grpc::Server> server_;
+  int port_ = 0;
+};
+
+}  // namespace tpserve::rpc

@@ -1,0 +1,48 @@
+// Per-request sampling parameters, with the meaning and defaults of vLLM's SamplingParams / the
+// OpenAI completions API, and their validation at the edge (no field reaches the sampler
+// unchecked).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace tpserve::runtime {
+
+struct SamplingParams {
+  float temperature = 1.0f;         // 0 = greedy (vLLM: below 1e-5 counts as 0)
+  int32_t top_k = 0;                // 0 = off
+  float top_p = 1.0f;               // in (0, 1]; 1 = off
+  float min_p = 0.0f;               // in [0, 1]; 0 = off
+  float repetition_penalty = 1.0f;  // HF style, over prompt + output tokens; 1 = off
+  float presence_penalty = 0.0f;    // OpenAI style, over output tokens, in [-2, 2]
+  float frequency_penalty = 0.0f;   // OpenAI style, over output tokens, in [-2, 2]
+  std::optional<uint64_t> seed;     // unset: a fresh seed from a process-wide source
+  std::vector<std::string> stop;    // stop strings; not included in the output (vLLM's default)
+  std::vector<int32_t> stop_token_ids;
+  int32_t max_tokens = 16;
+  bool ignore_eos = false;
+  int32_t n = 1;         // independent sequences per request
+  int32_t logprobs = 0;  // top alternatives per token, 0 = none
+};
+
+// What this server accepts. vocab_size is the model's (its logits' width) and must be set.
+struct SamplingLimits {
+  int32_t vocab_size = 0;
+  int32_t max_n = 16;
+  int32_t max_logprobs = 20;  // OpenAI's top_logprobs limit
+  int32_t max_stop = 16;
+  int32_t max_stop_length = 256;  // bytes
+};
+
+// Throws tpserve::Error naming the field and its value:
+//   kInvalidArgument for a value outside the field's meaning (negative temperature, NaN, top_p of
+//     0, an empty stop string, n < 1, max_tokens < 1, ...);
+//   kOutOfRange for a meaningful value beyond this server's limits or the vocabulary (n > max_n,
+//     logprobs > max_logprobs, too many or too long stop strings, top_k > vocab, stop token ids
+//     outside [0, vocab)).
+// The prompt's own checks (empty, ids, prompt + max_tokens vs context) belong to the caller.
+void validate(const SamplingParams& params, const SamplingLimits& limits);
+
+}  // namespace tpserve::runtime

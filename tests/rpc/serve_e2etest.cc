@@ -1,0 +1,421 @@
+// `tpserve serve` under mpirun -np 2 on the qwen2_tied fixture, driven over gRPC: greedy outputs
+// equal transformers' (alone and 64 at once, streaming), seeded sampling reproduces, cancelling
+// frees the KV blocks, every validation case answers with the right status naming the field,
+// queue overflow, SIGTERM drain, and a dying rank ending the job.
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+#include <httplib.h>
+
+#include <atomic>
+#include <cmath>
+#include <fstream>
+#include <limits>
+#include <memory>
+#include <sstream>
+#include <thread>
+
+#include "grpc/health/v1/health.grpc.pb.h"
+#include "tests/rpc/server_process.h"
+#include "tpserve/v1/generation.grpc.pb.h"
+
+namespace tpserve {
+namespace {
+
+using grpc::StatusCode;
+namespace v1 = tpserve::v1;
+using HealthStatus = grpc::health::v1::HealthCheckResponse;
+
+const std::string kModel = std::string(TPSERVE_FIXTURES_DIR) + "/qwen2_tied";
+
+struct GreedyCase {
+  std::vector<int32_t> prompt;
+  std::vector<int32_t> greedy;
+};
+
+std::vector<int32_t> parse_ids(const std::string& text) {
+  std::vector<int32_t> ids;
+  std::stringstream stream(text);
+  for (std::string item; std::getline(stream, item, ',');) ids.push_back(std::stoi(item));
+  return ids;
+}
+
+std::vector<GreedyCase> greedy_cases() {
+  std::ifstream file(kModel + "/reference_greedy.txt");
+  std::vector<GreedyCase> cases;
+  for (std::string prompt, greedy; file >> prompt >> greedy;) {
+    cases.push_back({parse_ids(prompt), parse_ids(greedy)});
+  }
+  return cases;
+}
+
+class Client {
+ public:
+  explicit Client(const std::string& address)
+      : channel_(grpc::CreateChannel(address, grpc::InsecureChannelCredentials())),
+        stub_(v1::Generation::NewStub(channel_)),
+        health_(grpc::health::v1::Health::NewStub(channel_)) {}
+
+  static v1::GenerateRequest greedy(const std::vector<int32_t>& prompt, int max_tokens) {
+    v1::GenerateRequest request;
+    for (int32_t id : prompt) request.mutable_token_ids()->add_ids(id);
+    request.mutable_sampling()->set_temperature(0);
+    request.mutable_sampling()->set_max_tokens(max_tokens);
+    request.mutable_sampling()->set_ignore_eos(true);
+    return request;
+  }
+
+  grpc::Status generate(const v1::GenerateRequest& request, v1::GenerateResponse* response,
+                        std::chrono::seconds timeout = std::chrono::seconds(60)) {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + timeout);
+    return stub_->Generate(&context, request, response);
+  }
+
+  // Streams a request; returns the concatenated token ids of choice 0 and the final status.
+  std::pair<std::vector<int32_t>, grpc::Status> stream(const v1::GenerateRequest& request) {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(120));
+    auto reader = stub_->GenerateStream(&context, request);
+    std::vector<int32_t> ids;
+    v1::GenerateResponse response;
+    while (reader->Read(&response)) {
+      for (const auto& choice : response.choices()) {
+        if (choice.index() == 0) ids.insert(ids.end(), choice.token_ids().begin(), choice.token_ids().end());
+      }
+    }
+    return {ids, reader->Finish()};
+  }
+
+  HealthStatus::ServingStatus health() {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    grpc::health::v1::HealthCheckRequest request;
+    HealthStatus response;
+    if (!health_->Check(&context, request, &response).ok()) return HealthStatus::UNKNOWN;
+    return response.status();
+  }
+
+  v1::StatsResponse stats() {
+    grpc::ClientContext context;
+    v1::StatsResponse response;
+    EXPECT_TRUE(stub_->Stats(&context, v1::StatsRequest(), &response).ok());
+    return response;
+  }
+
+  v1::Generation::Stub& stub() { return *stub_; }
+
+ private:
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<v1::Generation::Stub> stub_;
+  std::unique_ptr<grpc::health::v1::Health::Stub> health_;
+};
+
+class ServeTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    server_ = new testing::ServerProcess(2, {"--model", kModel, "--max-seqs", "16", "--block-size",
+                                             "4", "--max-queued", "128", "--metrics-port", "0"});
+  }
+  static void TearDownTestSuite() {
+    delete server_;
+    server_ = nullptr;
+  }
+  static testing::ServerProcess* server_;
+};
+
+testing::ServerProcess* ServeTest::server_ = nullptr;
+
+TEST_F(ServeTest, HealthAndModelInfo) {
+  Client client(server_->address());
+  EXPECT_EQ(client.health(), HealthStatus::SERVING);
+  grpc::ClientContext context;
+  v1::ModelInfoResponse info;
+  ASSERT_TRUE(client.stub().ModelInfo(&context, v1::ModelInfoRequest(), &info).ok());
+  EXPECT_EQ(info.architecture(), "Qwen2ForCausalLM");
+  EXPECT_EQ(info.tp_size(), 2);
+  EXPECT_EQ(info.vocab_size(), 512);
+  EXPECT_EQ(info.context_length(), 256);
+  EXPECT_EQ(info.backend(), "cpu");
+}
+
+TEST_F(ServeTest, GreedyUnaryMatchesTransformers) {
+  Client client(server_->address());
+  for (const GreedyCase& c : greedy_cases()) {
+    v1::GenerateResponse response;
+    ASSERT_TRUE(client.generate(Client::greedy(c.prompt, 16), &response).ok());
+    ASSERT_EQ(response.choices_size(), 1);
+    const auto& ids = response.choices(0).token_ids();
+    EXPECT_EQ(std::vector<int32_t>(ids.begin(), ids.end()), c.greedy);
+    EXPECT_EQ(response.choices(0).finish_reason(), "length");
+    EXPECT_EQ(response.usage().prompt_tokens(), static_cast<int64_t>(c.prompt.size()));
+    EXPECT_EQ(response.usage().completion_tokens(), 16);
+  }
+}
+
+TEST_F(ServeTest, SixtyFourConcurrentStreamsMatchEachRunAlone) {
+  const std::vector<GreedyCase> cases = greedy_cases();
+  std::vector<std::thread> threads;
+  std::atomic<int> mismatches{0}, failures{0};
+  for (int i = 0; i < 64; ++i) {
+    threads.emplace_back([&, i] {
+      Client client(server_->address());
+      const GreedyCase& c = cases[static_cast<size_t>(i) % cases.size()];
+      auto [ids, status] = client.stream(Client::greedy(c.prompt, 16));
+      if (!status.ok()) ++failures;
+      if (ids != c.greedy) ++mismatches;
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  EXPECT_EQ(failures.load(), 0);
+  EXPECT_EQ(mismatches.load(), 0);
+}
+
+TEST_F(ServeTest, SeededSamplingReproducesWhateverSharesTheBatch) {
+  Client client(server_->address());
+  auto sampled = [&](uint64_t seed) {
+    v1::GenerateRequest request = Client::greedy({1, 17, 300}, 24);
+    request.mutable_sampling()->set_temperature(1.0f);
+    request.mutable_sampling()->set_top_p(0.95f);
+    request.mutable_sampling()->set_seed(seed);
+    return client.stream(request).first;
+  };
+  const std::vector<int32_t> alone = sampled(7);
+  ASSERT_EQ(alone.size(), 24u);
+  // Again, with unrelated traffic in the same batches.
+  std::vector<std::thread> noise;
+  for (int i = 0; i < 6; ++i) {
+    noise.emplace_back([&] {
+      Client other(server_->address());
+      v1::GenerateRequest request = Client::greedy({5, 6, 7, 8}, 30);
+      request.mutable_sampling()->set_temperature(1.0f);
+      other.stream(request);
+    });
+  }
+  EXPECT_EQ(sampled(7), alone);
+  for (std::thread& t : noise) t.join();
+  EXPECT_NE(sampled(8), alone);
+}
+
+TEST_F(ServeTest, CancellingMidStreamFreesTheKvBlocks) {
+  Client client(server_->address());
+  {
+    grpc::ClientContext context;
+    auto reader = client.stub().GenerateStream(&context, Client::greedy({1, 2, 3}, 200));
+    v1::GenerateResponse response;
+    ASSERT_TRUE(reader->Read(&response));
+    EXPECT_GT(client.stats().kv_blocks_used(), 0);
+    context.TryCancel();
+    while (reader->Read(&response)) {
+    }
+    EXPECT_EQ(reader->Finish().error_code(), StatusCode::CANCELLED);
+  }
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (client.stats().kv_blocks_used() != 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_EQ(client.stats().kv_blocks_used(), 0);
+  EXPECT_EQ(client.stats().running_sequences(), 0);
+}
+
+// Each invalid request: the status code, and a message naming the field.
+TEST_F(ServeTest, ValidationNamesTheField) {
+  Client client(server_->address());
+  struct Case {
+    std::string name;
+    std::function<void(v1::GenerateRequest&)> edit;
+    StatusCode code;
+    std::string fragment;
+  };
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const float inf = std::numeric_limits<float>::infinity();
+  const std::vector<Case> cases = {
+      {"no prompt", [](auto& r) { r.clear_token_ids(); }, StatusCode::INVALID_ARGUMENT, "prompt"},
+      {"empty text", [](auto& r) { r.set_text(""); }, StatusCode::INVALID_ARGUMENT, "prompt.text"},
+      {"invalid UTF-8", [](auto& r) { r.set_text("ok\xff"); }, StatusCode::INVALID_ARGUMENT,
+       "byte offset 2"},
+      {"empty ids", [](auto& r) { r.mutable_token_ids()->clear_ids(); },
+       StatusCode::INVALID_ARGUMENT, "prompt.token_ids"},
+      {"id outside vocab", [](auto& r) { r.mutable_token_ids()->add_ids(512); },
+       StatusCode::OUT_OF_RANGE, "token 512"},
+      {"beyond context", [](auto& r) { r.mutable_sampling()->set_max_tokens(300); },
+       StatusCode::OUT_OF_RANGE, "300"},
+      {"temperature < 0", [](auto& r) { r.mutable_sampling()->set_temperature(-1); },
+       StatusCode::INVALID_ARGUMENT, "temperature"},
+      {"temperature NaN", [&](auto& r) { r.mutable_sampling()->set_temperature(nan); },
+       StatusCode::INVALID_ARGUMENT, "temperature"},
+      {"temperature inf", [&](auto& r) { r.mutable_sampling()->set_temperature(inf); },
+       StatusCode::INVALID_ARGUMENT, "temperature"},
+      {"top_p 0", [](auto& r) { r.mutable_sampling()->set_top_p(0); },
+       StatusCode::INVALID_ARGUMENT, "top_p"},
+      {"top_p > 1", [](auto& r) { r.mutable_sampling()->set_top_p(1.5f); },
+       StatusCode::INVALID_ARGUMENT, "top_p"},
+      {"top_k < 0", [](auto& r) { r.mutable_sampling()->set_top_k(-1); },
+       StatusCode::INVALID_ARGUMENT, "top_k"},
+      {"min_p > 1", [](auto& r) { r.mutable_sampling()->set_min_p(2); },
+       StatusCode::INVALID_ARGUMENT, "min_p"},
+      {"n 0", [](auto& r) { r.mutable_sampling()->set_n(0); }, StatusCode::INVALID_ARGUMENT, "n"},
+      {"n too large", [](auto& r) { r.mutable_sampling()->set_n(1000); },
+       StatusCode::OUT_OF_RANGE, "n"},
+      {"empty stop", [](auto& r) { r.mutable_sampling()->add_stop(""); },
+       StatusCode::INVALID_ARGUMENT, "stop"},
+      {"too many stops",
+       [](auto& r) {
+         for (int i = 0; i < 100; ++i) r.mutable_sampling()->add_stop("s" + std::to_string(i));
+       },
+       StatusCode::OUT_OF_RANGE, "stop"},
+      {"bad chat role",
+       [](auto& r) {
+         auto* m = r.mutable_chat()->add_messages();
+         m->set_role("robot");
+         m->set_content("hi");
+       },
+       StatusCode::INVALID_ARGUMENT, "prompt.chat.messages[0].role"},
+  };
+  for (const Case& c : cases) {
+    v1::GenerateRequest request = Client::greedy({1, 2, 3}, 8);
+    c.edit(request);
+    v1::GenerateResponse response;
+    const grpc::Status status = client.generate(request, &response);
+    EXPECT_EQ(status.error_code(), c.code) << c.name << ": " << status.error_message();
+    EXPECT_NE(status.error_message().find(c.fragment), std::string::npos)
+        << c.name << ": " << status.error_message();
+  }
+  // Larger than the 4 MiB message limit.
+  v1::GenerateRequest huge = Client::greedy({1}, 4);
+  huge.set_text(std::string(5 << 20, 'a'));
+  v1::GenerateResponse response;
+  EXPECT_EQ(client.generate(huge, &response).error_code(), StatusCode::RESOURCE_EXHAUSTED);
+  // The server still works after all that.
+  EXPECT_TRUE(client.generate(Client::greedy({1, 2, 3}, 2), &response).ok());
+}
+
+TEST_F(ServeTest, TextAndChatPromptsAndStopStrings) {
+  Client client(server_->address());
+  grpc::ClientContext context;
+  v1::TokenizeRequest tokenize;
+  tokenize.set_text("Hello, world");
+  tokenize.set_add_special_tokens(true);
+  v1::TokenizeResponse ids;
+  ASSERT_TRUE(client.stub().Tokenize(&context, tokenize, &ids).ok());
+  ASSERT_GT(ids.token_ids_size(), 0);
+  v1::GenerateRequest by_text = Client::greedy({}, 8);
+  by_text.set_text("Hello, world");
+  v1::GenerateResponse a, b;
+  ASSERT_TRUE(client.generate(by_text, &a).ok());
+  ASSERT_TRUE(client.generate(Client::greedy({ids.token_ids().begin(), ids.token_ids().end()}, 8), &b).ok());
+  EXPECT_EQ(a.choices(0).token_ids_size(), 8);
+  EXPECT_EQ(a.choices(0).text(), b.choices(0).text());
+  // A stop string taken from the unconstrained output cuts the text before it.
+  const std::string text = a.choices(0).text();
+  if (text.size() >= 4) {
+    v1::GenerateRequest stopped = by_text;
+    stopped.mutable_sampling()->add_stop(text.substr(2, 2));
+    v1::GenerateResponse c;
+    ASSERT_TRUE(client.generate(stopped, &c).ok());
+    EXPECT_EQ(c.choices(0).finish_reason(), "stop");
+    EXPECT_EQ(c.choices(0).text(), text.substr(0, text.find(text.substr(2, 2))));
+  }
+  v1::GenerateRequest chat = Client::greedy({}, 4);
+  auto* message = chat.mutable_chat()->add_messages();
+  message->set_role("user");
+  message->set_content("Hi there");
+  v1::GenerateResponse d;
+  EXPECT_TRUE(client.generate(chat, &d).ok());
+}
+
+TEST_F(ServeTest, PrometheusMetrics) {
+  Client client(server_->address());
+  v1::GenerateResponse response;
+  ASSERT_TRUE(client.generate(Client::greedy({1, 2, 3}, 4), &response).ok());
+  ASSERT_GT(server_->metrics_port(), 0);
+  httplib::Client http("127.0.0.1", server_->metrics_port());
+  auto result = http.Get("/metrics");
+  ASSERT_TRUE(result);
+  EXPECT_EQ(result->status, 200);
+  const std::string& body = result->body;
+  for (const char* name :
+       {"tpserve_sequences_waiting ", "tpserve_sequences_running ", "tpserve_kv_blocks_used ",
+        "tpserve_kv_blocks_free ", "tpserve_prompt_tokens_total ", "tpserve_generated_tokens_total ",
+        "tpserve_time_to_first_token_seconds_bucket{le=\"+Inf\"} ",
+        "tpserve_inter_token_latency_seconds_count "}) {
+    EXPECT_NE(body.find(name), std::string::npos) << name << " missing from\n" << body;
+  }
+  EXPECT_EQ(body.find("tpserve_generated_tokens_total 0\n"), std::string::npos);
+}
+
+TEST(ServeChatClient, StreamsARepliedTurn) {
+  testing::ServerProcess server(2, {"--model", kModel});
+  const std::string command = std::string("printf 'Hello there\\n\\n' | ") + TPSERVE_BIN +
+                              " chat --addr " + server.address() + " --max-tokens 8 --temperature 0";
+  FILE* pipe = popen(command.c_str(), "r");
+  ASSERT_NE(pipe, nullptr);
+  std::string output;
+  char buffer[256];
+  while (fgets(buffer, sizeof(buffer), pipe) != nullptr) output += buffer;
+  EXPECT_EQ(pclose(pipe), 0);
+  EXPECT_NE(output.find("> "), std::string::npos) << output;
+  EXPECT_GT(output.size(), 4u) << output;
+}
+
+TEST(ServeLifecycle, QueueOverflowIsResourceExhausted) {
+  testing::ServerProcess server(2, {"--model", kModel, "--max-queued", "2", "--max-seqs", "1"});
+  std::vector<std::thread> threads;
+  std::atomic<int> exhausted{0}, ok{0};
+  for (int i = 0; i < 6; ++i) {
+    threads.emplace_back([&] {
+      Client client(server.address());
+      v1::GenerateResponse response;
+      const auto status = client.generate(Client::greedy({1, 2, 3}, 40), &response);
+      if (status.error_code() == StatusCode::RESOURCE_EXHAUSTED) ++exhausted;
+      if (status.ok()) ++ok;
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  EXPECT_GT(exhausted.load(), 0);
+  EXPECT_GT(ok.load(), 0);
+  EXPECT_EQ(exhausted.load() + ok.load(), 6);
+}
+
+TEST(ServeLifecycle, SigtermDrainsInFlightRequestsAndEveryRankExitsZero) {
+  testing::ServerProcess server(2, {"--model", kModel, "--drain-timeout", "20"});
+  Client client(server.address());
+  grpc::Status in_flight;
+  v1::GenerateResponse response;
+  // 16 sequences of 250 tokens: long enough (seconds) to be in flight while we look.
+  v1::GenerateRequest long_request = Client::greedy({1, 2, 3}, 250);
+  long_request.mutable_sampling()->set_n(16);
+  std::thread request([&] { in_flight = client.generate(long_request, &response); });
+  while (client.stats().running_sequences() == 0) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  // As a scheduler stopping the job would: SIGTERM to the ranks (rank 0 drains; the others follow).
+  ASSERT_GT(server.rank0_pid(), 0);
+  kill(server.rank0_pid(), SIGTERM);
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  EXPECT_EQ(client.health(), HealthStatus::NOT_SERVING);
+  v1::GenerateResponse refused;
+  EXPECT_EQ(client.generate(Client::greedy({1, 2}, 2), &refused).error_code(), StatusCode::UNAVAILABLE);
+  request.join();
+  EXPECT_TRUE(in_flight.ok()) << in_flight.error_message();
+  ASSERT_EQ(response.choices_size(), 16);
+  for (const auto& choice : response.choices()) {
+    EXPECT_EQ(choice.token_ids_size(), 250);
+    EXPECT_EQ(choice.finish_reason(), "length");
+  }
+  EXPECT_EQ(server.wait(std::chrono::seconds(30)), std::optional<int>(0));
+}
+
+TEST(ServeLifecycle, ADyingRankEndsTheJobAndFailsInFlightRequests) {
+  testing::ServerProcess server(2, {"--model", kModel, "--step-timeout", "10"},
+                                {"TPSERVE_FAULT_EXIT_RANK=1", "TPSERVE_FAULT_EXIT_AFTER_STEPS=20"});
+  Client client(server.address());
+  v1::GenerateResponse response;
+  const auto start = std::chrono::steady_clock::now();
+  const grpc::Status status = client.generate(Client::greedy({1, 2, 3}, 200), &response);
+  EXPECT_EQ(status.error_code(), StatusCode::UNAVAILABLE) << status.error_message();
+  const auto exit_status = server.wait(std::chrono::seconds(30));
+  ASSERT_TRUE(exit_status.has_value()) << "the job did not end";
+  EXPECT_NE(*exit_status, 0);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(30));
+}
+
+}  // namespace
+}  // namespace tpserve
