@@ -70,6 +70,11 @@ class Backend {
   // n elements of the compute dtype in backend memory -> host float32 (logits, checks).
   virtual void download_f32(float* dst, const void* src, int64_t n) = 0;
   virtual void synchronize() = 0;
+  // The stream this backend runs its ops on (a cudaStream_t on CUDA), for collectives that must be
+  // ordered with them; nullptr on the CPU.
+  virtual void* native_stream() { return nullptr; }
+  // Bytes of device memory this backend's device has in all (0: host memory, no fixed budget).
+  virtual size_t memory_capacity() { return 0; }
 
   // out[t] = table[ids[t] - row_begin] when row_begin <= ids[t] < row_begin + num_rows, else 0
   // (vocab-parallel embedding: the all-reduce over ranks completes the lookup).
@@ -96,6 +101,15 @@ class Backend {
                            const PagedBatch& batch, const HeadLayout& heads, void* key_cache,
                            void* value_cache) = 0;
 
+  // rope + rope + cache_write in one pass over the fused QKV rows [q | k | v] (token t's row at
+  // qkv + t * row_stride): rotates, in place, q (heads.num_q_heads heads) and k (heads.num_kv_heads
+  // heads, starting at column num_q_heads * head_dim), then writes the rotated k and v (starting
+  // at column (num_q_heads + num_kv_heads) * head_dim) into the cache slot of each token.
+  // num_tokens must equal batch.num_tokens. Same results as the three ops in that order.
+  virtual void rope_cache_write(void* qkv, int64_t row_stride, const int32_t* positions,
+                                int num_tokens, const HeadLayout& heads, const RopeParams& rope,
+                                const PagedBatch& batch, void* key_cache, void* value_cache) = 0;
+
   // Causal attention: each query token attends to positions 0..token_pos of its sequence, read
   // through the block table. Token t's query heads start at q + t * q_row_stride; out is
   // [num_tokens, num_q_heads * head_dim].
@@ -110,8 +124,20 @@ class Backend {
   virtual void copy_rows(const void* src, const int32_t* rows, int num_rows, int64_t cols,
                          void* dst) = 0;
 
+  // dst[rows[i]] += row_weights[i] * src[i] for i < num_rows; rows of `cols` elements, the
+  // inverse of copy_rows with a per-row scale (mixture-of-experts combine). row_weights is float32
+  // in backend memory whatever the compute dtype; rows must be distinct within one call.
+  virtual void scatter_add_rows(const void* src, const int32_t* rows, const float* row_weights,
+                                int num_rows, int64_t cols, void* dst) = 0;
+
   // x += y, n elements.
   virtual void add(void* x, const void* y, int64_t n) = 0;
+
+  // The residual add fused with the next norm: x += y (rounded as `add` rounds), then
+  // out = rms_norm(x) per row; x and y are [rows, cols]. out must not alias x or y. Same results
+  // as add(x, y, rows * cols) followed by rms_norm(x, weight, rows, cols, eps, out).
+  virtual void add_rms_norm(void* x, const void* y, const void* weight, int rows, int64_t cols,
+                            float eps, void* out) = 0;
 
   // out[r] = argmax of row r of logits[rows, cols] (lowest index on ties).
   virtual void argmax(const void* logits, int rows, int64_t cols, int32_t* out) = 0;

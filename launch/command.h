@@ -17,5 +17,9 @@ void register_tokenize_command(CLI::App& app, CommandRunner& runner);
 void register_serve_command(CLI::App& app, CommandRunner& runner);
 void register_chat_command(CLI::App& app, CommandRunner& runner);
 void register_bench_serve_command(CLI::App& app, CommandRunner& runner);
+void register_doctor_command(CLI::App& app, CommandRunner& runner);
+void register_plan_command(CLI::App& app, CommandRunner& runner);
+void register_bench_command(CLI::App& app, CommandRunner& runner);
+void register_scale_command(CLI::App& app, CommandRunner& runner);
 
 }  // namespace tpserve::launch

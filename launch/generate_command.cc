@@ -16,6 +16,7 @@
 #include "common/error.h"
 #include "common/log.h"
 #include "kernels/ops.h"
+#include "launch/batch_generate.h"
 #include "launch/command.h"
 #include "launch/rank_setup.h"
 #include "parallel/mpi_communicator.h"
@@ -40,6 +41,7 @@ struct GenerateOptions {
   int max_tokens = 16;
   bool ignore_eos = false;
   RankOptions rank;
+  BatchGenerateOptions batch;  // --input / --output: a batch job instead of one prompt
 };
 
 using Clock = std::chrono::steady_clock;
@@ -116,13 +118,14 @@ int run_generate(const GenerateOptions& options) {
   parallel::MpiSession session;
   parallel::MpiCommunicator comm(MPI_COMM_WORLD, options.rank.collective_timeout());
   configure_cpu_threads(session);
-  auto backend = kernels::make_cpu_backend();
   const auto start = Clock::now();
+  RankDevice device;
   std::unique_ptr<runtime::Model> model;
   std::unique_ptr<runtime::Tokenizer> tokenizer;
   std::vector<int32_t> prompt;
   // One collective phase: every rank validates and loads; all learn whether all succeeded.
   const bool ok = run_phase(comm, "load", [&] {
+    device = make_rank_device(options.rank.device, comm, options.rank.collective_timeout());
     runtime::ModelConfig config = runtime::load_model_config(options.model_dir);
     if (options.text_prompt) {
       // Every rank tokenizes the same text the same way; rank 0 alone decides from here on.
@@ -137,7 +140,8 @@ int run_generate(const GenerateOptions& options) {
     model_options.num_kv_blocks = runtime::blocks_for(
         static_cast<int64_t>(prompt.size()) + options.max_tokens, model_options.block_size);
     model_options.max_blocks_per_seq = model_options.num_kv_blocks;
-    model = load_model(std::move(config), model_options, comm, *backend, options.lora_dir);
+    model = load_model(std::move(config), model_options, *device.model_comm, *device.backend,
+                       options.lora_dir);
   });
   if (!ok) return 1;
   comm.set_timeout(options.rank.step_timeout());
@@ -178,9 +182,36 @@ void register_generate_command(CLI::App& app, CommandRunner& runner) {
   sub->add_option("--max-tokens", options->max_tokens, "Tokens to generate")
       ->check(CLI::Range(1, 1 << 20));
   sub->add_flag("--ignore-eos", options->ignore_eos, "Keep generating past end-of-sequence tokens");
+  auto* input = sub->add_option("--input", options->batch.input,
+                                 "Batch job: JSON Lines of requests (id; prompt, messages or "
+                                 "prompt_ids; sampling fields)");
+  auto* output = sub->add_option("--output", options->batch.output,
+                                  "Batch job: JSON Lines of results, appended; ids already there "
+                                  "are skipped (resume)");
+  input->excludes(ids)->excludes(text)->needs(output);
+  output->needs(input);
+  sub->add_option("--max-seqs", options->batch.max_seqs, "Batch job: sequences batched in one step")
+      ->check(CLI::Range(1, 4096));
+  sub->add_option("--kv-cache-mib", options->batch.kv_cache_mib,
+                  "Batch job: KV cache per rank, MiB (default: the memory plan's on a GPU, 256 on CPU)")
+      ->check(CLI::Range(0.0, 1e7));
+  sub->add_flag_callback("--no-progress", [options] { options->batch.progress = false; },
+                         "Batch job: no progress line on stderr");
   add_rank_options(*sub, options->rank);
-  sub->callback([options, &runner, ids, text] {
-    if (ids->count() == 0 && text->count() == 0) throw CLI::RequiredError("--prompt-ids or --prompt");
+  sub->callback([options, &runner, ids, text, input] {
+    if (input->count() > 0) {
+      BatchGenerateOptions& batch = options->batch;
+      batch.model_dir = options->model_dir;
+      batch.lora_dir = options->lora_dir;
+      batch.max_tokens = options->max_tokens;
+      batch.ignore_eos = options->ignore_eos;
+      batch.rank = options->rank;
+      runner = [options] { return run_batch_generate(options->batch); };
+      return;
+    }
+    if (ids->count() == 0 && text->count() == 0) {
+      throw CLI::RequiredError("--prompt-ids, --prompt or --input");
+    }
     options->text_prompt = text->count() > 0;
     runner = [options] { return run_generate(*options); };
   });

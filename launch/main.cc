@@ -15,6 +15,10 @@ int main(int argc, char** argv) {
   tpserve::launch::register_serve_command(app, runner);
   tpserve::launch::register_chat_command(app, runner);
   tpserve::launch::register_bench_serve_command(app, runner);
+  tpserve::launch::register_doctor_command(app, runner);
+  tpserve::launch::register_plan_command(app, runner);
+  tpserve::launch::register_bench_command(app, runner);
+  tpserve::launch::register_scale_command(app, runner);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -7,7 +7,11 @@
 
 #include "common/error.h"
 #include "common/log.h"
+#include "kernels/cuda_backend.h"
+#include "parallel/gpu_communicator.h"
+#include "parallel/topology.h"
 #include "runtime/lora.h"
+#include "runtime/memory_plan.h"
 #include "runtime/safetensors.h"
 
 namespace tpserve::launch {
@@ -31,6 +35,83 @@ void add_rank_options(CLI::App& app, RankOptions& options) {
   app.add_option("--step-timeout", options.step_timeout_s,
                  "Seconds a collective may wait for a peer once running before the job is ended")
       ->check(CLI::Range(0.1, 86400.0));
+  add_device_options(app, options.device);
+}
+
+void add_device_options(CLI::App& app, DeviceOptions& options) {
+  app.add_option("--device", options.device, "Where each rank computes: cpu (f32 reference) or cuda")
+      ->check(CLI::IsMember({"cpu", "cuda"}));
+  app.add_option("--dtype", options.dtype, "Compute dtype on cuda: bf16 or fp16")
+      ->check(CLI::IsMember({"bf16", "fp16"}));
+  app.add_option("--gpu-util", options.gpu_util,
+                 "Fraction of each GPU's memory for weights, workspace and the KV cache")
+      ->check(CLI::Range(0.05, 1.0));
+  app.add_flag("--allow-shared-gpu", options.allow_shared_gpu,
+               "With more ranks than GPUs on a node, stage collectives through host memory over "
+               "MPI (slow; for testing TP on one GPU)");
+}
+
+RankDevice make_rank_device(const DeviceOptions& options, parallel::MpiCommunicator& mpi,
+                            std::chrono::milliseconds timeout) {
+  RankDevice device;
+  if (options.device == "cpu") {
+    device.backend = kernels::make_cpu_backend();
+    device.model_comm = &mpi;
+    return device;
+  }
+  if (options.device != "cuda") raise(ErrorCode::kInvalidArgument, "--device {}: expected cpu or cuda", options.device);
+  const parallel::NodeTopology node = parallel::node_topology(MPI_COMM_WORLD);
+  const parallel::GpuCommChoice choice =
+      parallel::choose_gpu_comm(node, kernels::cuda_device_count(), options.allow_shared_gpu);
+  // Every rank learns whether every rank has a device before any of them creates a context.
+  if (!mpi.all_ok(choice.ok())) {
+    raise(ErrorCode::kUnavailable, "{}", choice.ok() ? "another rank has no usable GPU (its line says why)" : choice.error);
+  }
+  const DType dtype = options.dtype == "fp16" ? DType::kF16 : DType::kBF16;
+  device.backend = kernels::make_cuda_backend(choice.device, dtype);
+  device.device_comm = parallel::make_gpu_communicator(mpi, choice, device.backend->native_stream(), timeout);
+  device.model_comm = device.device_comm.get();
+  const int devices = kernels::cuda_device_count();
+  device.ranks_per_device = (node.local_size + devices - 1) / devices;
+  log().info("rank {} on {} GPU {} ({}): {}", mpi.rank(), node.hostname, choice.device,
+             dtype_name(dtype), choice.reason);
+  return device;
+}
+
+int32_t kv_blocks_for(const runtime::ModelConfig& config, const runtime::RankShape& shape,
+                      const runtime::ModelOptions& options, double mib, int element_size) {
+  const double block_bytes = 2.0 * config.num_layers * options.block_size *
+                             shape.heads.num_kv_heads() * config.head_dim * element_size;
+  const auto blocks = static_cast<int32_t>(mib * 1048576.0 / block_bytes);
+  if (blocks < 1) {
+    raise(ErrorCode::kResourceExhausted, "--kv-cache-mib {}: not enough for one KV block of {} "
+          "bytes", mib, block_bytes);
+  }
+  return blocks;
+}
+
+int32_t kv_blocks_for_rank(const runtime::ModelConfig& config, int tp_size,
+                           const runtime::ModelOptions& options, double mib,
+                           const RankDevice& rank_device, const DeviceOptions& device) {
+  const int element_size = dtype_size(rank_device.backend->compute_dtype());
+  const runtime::RankShape shape = runtime::rank_shape(config, tp_size, 0);
+  const size_t capacity = rank_device.backend->memory_capacity() /
+                          static_cast<size_t>(std::max(1, rank_device.ranks_per_device));
+  if (mib > 0 || capacity == 0) return kv_blocks_for(config, shape, options, mib > 0 ? mib : 256.0, element_size);
+  runtime::PlanModel model{config.dir.filename().string(), config};
+  runtime::MemoryPlanOptions plan_options;
+  plan_options.tp_size = tp_size;
+  plan_options.dtype_bytes = element_size;
+  plan_options.gpu_memory_bytes = static_cast<int64_t>(capacity);
+  plan_options.gpu_utilization = device.gpu_util;
+  plan_options.model = options;
+  const runtime::MemoryPlan plan = runtime::plan_memory(model, plan_options);
+  if (!plan.fits) raise(ErrorCode::kResourceExhausted, "{}", plan.message);
+  log().info("memory plan: weights {} + workspace {} per rank; KV pool {} blocks ({} tokens) in "
+             "{:.0f}% of {} (this rank's share of the GPU)", runtime::format_bytes(static_cast<double>(plan.weight_bytes)),
+             runtime::format_bytes(static_cast<double>(plan.workspace_bytes)), plan.kv_blocks,
+             plan.kv_tokens, device.gpu_util * 100, runtime::format_bytes(static_cast<double>(capacity)));
+  return static_cast<int32_t>(std::min<int64_t>(plan.kv_blocks, INT32_MAX));
 }
 
 void configure_cpu_threads(const parallel::MpiSession& session) {
@@ -101,6 +182,28 @@ std::unique_ptr<runtime::Model> load_model(runtime::ModelConfig config,
              model->kv_cache_bytes() / 1048576.0, seconds,
              checkpoint->bytes_read() / 1e9 / std::max(seconds, 1e-9));
   return model;
+}
+
+void load_serving_rank(ServingRank& rank, parallel::MpiCommunicator& comm,
+                       const ServingRankOptions& options) {
+  rank.device = make_rank_device(options.rank.device, comm, options.rank.collective_timeout());
+  runtime::ModelConfig config = runtime::load_model_config(options.model_dir);
+  runtime::ModelOptions model_options = options.rank.model_options();
+  model_options.max_seqs = options.max_seqs;
+  model_options.max_logit_rows = options.max_seqs;
+  model_options.num_kv_blocks = kv_blocks_for_rank(config, comm.size(), model_options,
+                                                   options.kv_cache_mib, rank.device,
+                                                   options.rank.device);
+  if (comm.rank() == 0) {
+    try {
+      rank.tokenizer = runtime::Tokenizer::load(options.model_dir);
+    } catch (const Error& e) {
+      if (e.code() != ErrorCode::kNotFound) throw;
+      log().warn("no tokenizer ({}): only token-id prompts will be served", e.what());
+    }
+  }
+  rank.model = load_model(std::move(config), model_options, *rank.device.model_comm,
+                          *rank.device.backend, options.lora_dir);
 }
 
 }  // namespace tpserve::launch

@@ -13,14 +13,24 @@
 #include "parallel/communicator.h"
 #include "parallel/mpi_communicator.h"
 #include "runtime/model.h"
+#include "runtime/tokenizer/tokenizer.h"
 
 namespace tpserve::launch {
+
+// Where a rank computes: the CPU reference (f32) or one CUDA GPU (bf16 / fp16).
+struct DeviceOptions {
+  std::string device = "cpu";  // cpu | cuda
+  std::string dtype = "bf16";  // cuda only: bf16 | fp16
+  bool allow_shared_gpu = false;
+  double gpu_util = 0.90;      // cuda: fraction of device memory for weights + workspace + KV
+};
 
 struct RankOptions {
   int max_tokens_per_step = 256;
   int block_size = 16;
   double collective_timeout_s = 300;  // while loading (ranks may load at different speeds)
   double step_timeout_s = 30;         // once serving: no step takes this long
+  DeviceOptions device;
 
   std::chrono::milliseconds collective_timeout() const {
     return std::chrono::milliseconds(static_cast<int64_t>(collective_timeout_s * 1000));
@@ -32,6 +42,37 @@ struct RankOptions {
 };
 
 void add_rank_options(CLI::App& app, RankOptions& options);
+
+void add_device_options(CLI::App& app, DeviceOptions& options);
+
+// This rank's backend and the communicator its model's collectives use. On the CPU that is the
+// MPI communicator itself; on a GPU it is NCCL (one GPU per rank) or, with --allow-shared-gpu and
+// more ranks than GPUs, MPI staged through host memory. Host-side control traffic (step plans,
+// phase verdicts) always stays on the MPI communicator.
+struct RankDevice {
+  std::unique_ptr<kernels::Backend> backend;
+  std::unique_ptr<parallel::Communicator> device_comm;  // null on the CPU
+  parallel::Communicator* model_comm = nullptr;
+  int ranks_per_device = 1;  // > 1 with --allow-shared-gpu: they split the device's memory
+};
+
+// Collective over `mpi` (every rank calls it). Raises tpserve::Error with the reason — no GPU,
+// more ranks than GPUs without --allow-shared-gpu, a bad dtype — on every rank.
+RankDevice make_rank_device(const DeviceOptions& options, parallel::MpiCommunicator& mpi,
+                            std::chrono::milliseconds timeout);
+
+// KV blocks that fit `mib` MiB per rank: K and V, every layer, this rank's KV heads. Raises
+// kResourceExhausted (naming --kv-cache-mib) when not even one block fits.
+int32_t kv_blocks_for(const runtime::ModelConfig& config, const runtime::RankShape& shape,
+                      const runtime::ModelOptions& options, double mib, int element_size);
+
+// The KV pool of a serving rank: `mib` MiB when given (> 0); otherwise, on a device with a fixed
+// memory (a GPU), what the memory plan leaves of --gpu-util of it (of this rank's share of it, when
+// ranks share a GPU) after weights and workspace — refusing, with the plan's numbers, a model that
+// does not fit; on the CPU, 256 MiB.
+int32_t kv_blocks_for_rank(const runtime::ModelConfig& config, int tp_size,
+                           const runtime::ModelOptions& options, double mib,
+                           const RankDevice& device, const DeviceOptions& device_options);
 
 // OpenBLAS threads per rank: the node's cores shared among its ranks, unless OPENBLAS_NUM_THREADS
 // says otherwise.
@@ -49,5 +90,26 @@ std::unique_ptr<runtime::Model> load_model(runtime::ModelConfig config,
                                            const runtime::ModelOptions& options,
                                            parallel::Communicator& comm, kernels::Backend& backend,
                                            const std::string& lora_dir = {});
+
+// A rank of a serving job (serve, batch generate): its device, the model with a KV pool for
+// max_seqs sequences, and on rank 0 the tokenizer (null, with a warning, when the model directory
+// has none: token-id prompts only).
+struct ServingRank {
+  RankDevice device;
+  std::unique_ptr<runtime::Model> model;
+  std::unique_ptr<runtime::Tokenizer> tokenizer;
+};
+
+struct ServingRankOptions {
+  std::string model_dir;
+  std::string lora_dir;
+  int max_seqs = 32;
+  double kv_cache_mib = 0;  // 0: kv_blocks_for_rank's default
+  RankOptions rank;
+};
+
+// Call inside the job's load phase (run_phase): raises on any problem.
+void load_serving_rank(ServingRank& rank, parallel::MpiCommunicator& comm,
+                       const ServingRankOptions& options);
 
 }  // namespace tpserve::launch

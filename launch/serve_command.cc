@@ -30,7 +30,7 @@ struct ServeOptions {
   std::string host = "127.0.0.1";
   int port = 50051;
   int max_seqs = 32;
-  double kv_cache_mib = 256;
+  double kv_cache_mib = 0;  // 0: from the memory plan on a GPU, 256 MiB on the CPU
   int max_queued = 256;
   double drain_timeout_s = 30;
   int max_message_mib = 4;
@@ -51,62 +51,33 @@ void install_signal_handlers() {
   sigaction(SIGINT, &action, nullptr);
 }
 
-// KV blocks that fit the per-rank budget: K and V, every layer, this rank's KV heads.
-int32_t kv_blocks_for(const runtime::ModelConfig& config, const runtime::RankShape& shape,
-                      const runtime::ModelOptions& options, double mib, int element_size) {
-  const double block_bytes = 2.0 * config.num_layers * options.block_size *
-                             shape.heads.num_kv_heads() * config.head_dim * element_size;
-  const auto blocks = static_cast<int32_t>(mib * 1048576.0 / block_bytes);
-  if (blocks < 1) {
-    raise(ErrorCode::kResourceExhausted, "--kv-cache-mib {}: not enough for one KV block of {} "
-          "bytes", mib, block_bytes);
-  }
-  return blocks;
-}
-
 int run_serve(const ServeOptions& options) {
   install_signal_handlers();
   parallel::MpiSession session;
   parallel::MpiCommunicator comm(MPI_COMM_WORLD, options.rank.collective_timeout());
   configure_cpu_threads(session);
-  auto backend = kernels::make_cpu_backend();
-  std::unique_ptr<runtime::Model> model;
-  std::unique_ptr<runtime::Tokenizer> tokenizer;
+  ServingRank rank;
   const bool loaded = run_phase(comm, "load", [&] {
-    runtime::ModelConfig config = runtime::load_model_config(options.model_dir);
-    const runtime::RankShape shape = runtime::rank_shape(config, comm.size(), comm.rank());
-    runtime::ModelOptions model_options = options.rank.model_options();
-    model_options.max_seqs = options.max_seqs;
-    model_options.max_logit_rows = options.max_seqs;
-    model_options.num_kv_blocks = kv_blocks_for(config, shape, model_options, options.kv_cache_mib,
-                                                dtype_size(backend->compute_dtype()));
-    if (comm.rank() == 0 && std::filesystem::exists(options.model_dir)) {
-      try {
-        tokenizer = runtime::Tokenizer::load(options.model_dir);
-      } catch (const Error& e) {
-        if (e.code() != ErrorCode::kNotFound) throw;
-        log().warn("no tokenizer ({}): only token-id prompts will be served", e.what());
-      }
-    }
-    model = load_model(std::move(config), model_options, comm, *backend, options.lora_dir);
+    load_serving_rank(rank, comm, {options.model_dir, options.lora_dir, options.max_seqs,
+                                   options.kv_cache_mib, options.rank});
   });
   if (!loaded) return 1;
   comm.set_timeout(options.rank.step_timeout());
   if (comm.rank() != 0) {
-    runtime::Engine::follow(*model, comm);
+    runtime::Engine::follow(*rank.model, comm);
     return 0;
   }
   runtime::EngineOptions engine_options;
   engine_options.max_queued_requests = options.max_queued;
-  runtime::Engine engine(*model, comm, tokenizer.get(), engine_options);
+  runtime::Engine engine(*rank.model, comm, rank.tokenizer.get(), engine_options);
   rpc::ServerOptions server_options;
   server_options.address = options.host + ":" + std::to_string(options.port);
   server_options.max_message_bytes = options.max_message_mib << 20;
-  server_options.backend = std::string(backend->name());
-  server_options.dtype = std::string(dtype_name(backend->compute_dtype()));
+  server_options.backend = std::string(rank.device.backend->name());
+  server_options.dtype = std::string(dtype_name(rank.device.backend->compute_dtype()));
   std::unique_ptr<rpc::Server> server;
   try {
-    server = std::make_unique<rpc::Server>(engine, *model, tokenizer.get(), server_options);
+    server = std::make_unique<rpc::Server>(engine, *rank.model, rank.tokenizer.get(), server_options);
   } catch (const Error& e) {
     log().error("{}", e.what());
     engine.shutdown(std::chrono::milliseconds(0));
@@ -120,7 +91,7 @@ int run_serve(const ServeOptions& options) {
   }
   // One line on stdout that scripts (and the end-to-end tests) read for the ports.
   std::printf("serving %s on %s:%d (tp %d, metrics port %d, pid %d)\n",
-              model->config().architecture.c_str(), options.host.c_str(), server->port(),
+              rank.model->config().architecture.c_str(), options.host.c_str(), server->port(),
               comm.size(), metrics ? metrics->port() : -1, static_cast<int>(getpid()));
   std::fflush(stdout);
   log().info("serving on {}:{}; SIGTERM drains and exits", options.host, server->port());
@@ -150,8 +121,9 @@ void register_serve_command(CLI::App& app, CommandRunner& runner) {
   sub->add_option("--port", options->port, "Port (0 picks a free one)")->check(CLI::Range(0, 65535));
   sub->add_option("--max-seqs", options->max_seqs, "Sequences batched in one step")
       ->check(CLI::Range(1, 4096));
-  sub->add_option("--kv-cache-mib", options->kv_cache_mib, "KV cache per rank, MiB")
-      ->check(CLI::Range(0.001, 1e7));
+  sub->add_option("--kv-cache-mib", options->kv_cache_mib,
+                  "KV cache per rank, MiB (default: what the memory plan leaves on a GPU, 256 on CPU)")
+      ->check(CLI::Range(0.0, 1e7));
   sub->add_option("--max-queued", options->max_queued,
                   "Requests in flight before new ones get RESOURCE_EXHAUSTED")
       ->check(CLI::Range(1, 1 << 20));

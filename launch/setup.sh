@@ -18,6 +18,7 @@ packages=(
   libgtest-dev libgmock-dev
   libpcre2-dev libsentencepiece-dev libutf8proc-dev
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc libcpp-httplib-dev
+  gnuplot-nox  # launch/plot_scaling.sh
 )
 
 missing=()

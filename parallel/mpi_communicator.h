@@ -52,6 +52,7 @@ class MpiCommunicator final : public Communicator {
   bool all_ok(bool ok) override;
 
   void set_timeout(std::chrono::milliseconds timeout) { timeout_ = timeout; }
+  std::chrono::milliseconds timeout() const { return timeout_; }
 
  private:
   // Waits for a non-blocking collective; past the timeout, aborts the job naming `what`.

@@ -7,9 +7,9 @@ namespace tpserve::runtime {
 namespace {
 
 // The registry: adding a family is one adapter file and one line here.
-std::array<const Architecture*, 5> registry() {
-  return {&llama_architecture(), &qwen2_architecture(), &qwen_v1_architecture(),
-          &internlm2_architecture(), &chatglm_architecture()};
+std::array<const Architecture*, 6> registry() {
+  return {&llama_architecture(), &qwen2_architecture(), &qwen2_moe_architecture(),
+          &qwen_v1_architecture(), &internlm2_architecture(), &chatglm_architecture()};
 }
 
 }  // namespace

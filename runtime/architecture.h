@@ -26,6 +26,15 @@ struct GateUpSource {
   std::string fused;
 };
 
+// A sparse (mixture-of-experts) MLP's tensors; empty for dense families. Expert patterns have two
+// "{}": the layer, then the expert index.
+struct MoeSource {
+  std::string router;              // [num_experts, hidden]
+  std::string expert_gate, expert_up, expert_down;
+  std::string shared_gate, shared_up, shared_down;  // the shared expert's SwiGLU MLP
+  std::string shared_expert_gate;  // [1, hidden]: sigmoid gate on the shared expert's output
+};
+
 struct Architecture {
   std::string_view name;  // config.json "architectures"[0], e.g. "Qwen2ForCausalLM"
   // Reads the family's config.json fields into config: every shape field, rope and biases (the
@@ -41,6 +50,7 @@ struct Architecture {
   std::string o;
   GateUpSource gate_up;
   std::string down;
+  MoeSource moe;  // layers where config.moe.sparse(layer); gate_up/down name the dense layers' MLP
 };
 
 // The adapter registered for an architecture name, or nullptr.
@@ -52,6 +62,7 @@ std::vector<std::string_view> architecture_names();
 // Family adapters (one file each).
 const Architecture& llama_architecture();
 const Architecture& qwen2_architecture();
+const Architecture& qwen2_moe_architecture();
 const Architecture& qwen_v1_architecture();
 const Architecture& internlm2_architecture();
 const Architecture& chatglm_architecture();

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <thread>
 
 #include "common/check.h"
 #include "common/log.h"
@@ -320,7 +321,8 @@ namespace {
 
 // Fault injection for the end-to-end tests: TPSERVE_FAULT_EXIT_RANK=r with
 // TPSERVE_FAULT_EXIT_AFTER_STEPS=k makes rank r die abruptly after k steps, as a crashed process
-// or a lost node would.
+// or a lost node would; TPSERVE_FAULT_STEP_DELAY_MS=d makes every other rank take d ms longer per
+// step, as a slow device would (so a test can keep a request in flight, whatever the machine).
 int env_int(const char* name, int fallback) {
   const char* value = std::getenv(name);
   return value == nullptr ? fallback : std::atoi(value);
@@ -331,6 +333,7 @@ int env_int(const char* name, int fallback) {
 void Engine::follow(Model& model, parallel::Communicator& comm) {
   const bool doomed = env_int("TPSERVE_FAULT_EXIT_RANK", -1) == comm.rank();
   const int steps_to_live = env_int("TPSERVE_FAULT_EXIT_AFTER_STEPS", 0);
+  const int step_delay_ms = env_int("TPSERVE_FAULT_STEP_DELAY_MS", 0);
   std::vector<float> logits;
   for (int steps = 0;; ++steps) {
     StepInput step;
@@ -341,6 +344,7 @@ void Engine::follow(Model& model, parallel::Communicator& comm) {
       log().warn("fault injection: rank {} exits abruptly (TPSERVE_FAULT_EXIT_RANK)", comm.rank());
       std::_Exit(9);
     }
+    if (step_delay_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(step_delay_ms));
     model.forward(step, logits);
   }
 }

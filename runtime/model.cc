@@ -11,7 +11,8 @@ namespace tpserve::runtime {
 Model::Model(ModelConfig config, RankShape shape, kernels::Backend& backend,
              parallel::Communicator& comm, const ModelOptions& options)
     : config_(std::move(config)), shape_(shape), backend_(backend), comm_(comm),
-      options_(options), element_size_(dtype_size(backend.compute_dtype())) {
+      options_(options), element_size_(dtype_size(backend.compute_dtype())),
+      moe_(config_, shape_, backend_, options_.max_tokens_per_step) {
   TPS_CHECK(comm.size() == shape.tp_size && comm.rank() == shape.rank,
             "rank shape {}/{} does not match the communicator {}/{}", shape.rank, shape.tp_size,
             comm.rank(), comm.size());
@@ -40,30 +41,64 @@ int32_t Model::blocks_for_positions(int64_t positions) const {
   return static_cast<int32_t>((positions + options_.block_size - 1) / options_.block_size);
 }
 
+size_t WorkspaceSizes::total() const {
+  return hidden + normed + qkv + attn + proj + gate_up + mlp_act + final_rows + logits_local +
+         logits_all + token_ids + token_seq + token_pos + block_tables + logit_rows + moe;
+}
+
+WorkspaceSizes workspace_sizes(const ModelConfig& config, const RankShape& shape,
+                               const ModelOptions& options, int element_size) {
+  const auto rows = static_cast<size_t>(options.max_tokens_per_step);
+  const auto logit_rows = static_cast<size_t>(options.max_logit_rows);
+  const auto e = static_cast<size_t>(element_size);
+  const auto hidden = static_cast<size_t>(config.hidden_size);
+  const auto vocab_rows = static_cast<size_t>(shape.vocab.padded_rows);
+  const auto q_width = static_cast<size_t>(shape.heads.num_q_heads()) * config.head_dim;
+  const auto kv_width = static_cast<size_t>(shape.heads.num_kv_heads()) * config.head_dim;
+  const auto inter = static_cast<size_t>(shape.intermediate.size());
+  const auto max_blocks_per_seq = static_cast<size_t>(
+      options.max_blocks_per_seq != 0
+          ? options.max_blocks_per_seq
+          : (config.max_position_embeddings + options.block_size - 1) / options.block_size);
+  WorkspaceSizes w;
+  w.hidden = rows * hidden * e;
+  w.normed = rows * hidden * e;
+  w.qkv = rows * (q_width + 2 * kv_width) * e;
+  w.attn = rows * q_width * e;
+  w.proj = rows * hidden * e;
+  w.gate_up = rows * 2 * inter * e;
+  w.mlp_act = rows * inter * e;
+  w.final_rows = logit_rows * hidden * e;
+  w.logits_local = logit_rows * vocab_rows * e;
+  w.logits_all = static_cast<size_t>(shape.tp_size) * logit_rows * vocab_rows * e;
+  w.token_ids = rows * sizeof(int32_t);
+  w.token_seq = rows * sizeof(int32_t);
+  w.token_pos = rows * sizeof(int32_t);
+  w.block_tables = static_cast<size_t>(options.max_seqs) * max_blocks_per_seq * sizeof(int32_t);
+  w.logit_rows = logit_rows * sizeof(int32_t);
+  w.moe = moe_workspace_bytes(config, shape, options.max_tokens_per_step, element_size);
+  return w;
+}
+
 void Model::allocate_workspace() {
-  const auto rows = static_cast<size_t>(options_.max_tokens_per_step);
-  const auto logit_rows = static_cast<size_t>(options_.max_logit_rows);
+  const WorkspaceSizes w = workspace_sizes(config_, shape_, options_, element_size_);
   const auto e = static_cast<size_t>(element_size_);
-  const auto hidden = static_cast<size_t>(config_.hidden_size);
-  const auto vocab_rows = static_cast<size_t>(shape_.vocab.padded_rows);
-  hidden_ = DeviceBuffer(backend_, rows * hidden * e);
-  normed_ = DeviceBuffer(backend_, rows * hidden * e);
-  qkv_ = DeviceBuffer(backend_, rows * static_cast<size_t>(qkv_width_) * e);
-  attn_ = DeviceBuffer(backend_, rows * static_cast<size_t>(q_width_) * e);
-  proj_ = DeviceBuffer(backend_, rows * hidden * e);
-  gate_up_ = DeviceBuffer(backend_, rows * 2 * static_cast<size_t>(inter_) * e);
-  mlp_act_ = DeviceBuffer(backend_, rows * static_cast<size_t>(inter_) * e);
-  final_rows_ = DeviceBuffer(backend_, logit_rows * hidden * e);
-  logits_local_ = DeviceBuffer(backend_, logit_rows * vocab_rows * e);
-  logits_all_ = DeviceBuffer(backend_, static_cast<size_t>(shape_.tp_size) * logit_rows * vocab_rows * e);
-  gathered_host_.resize(static_cast<size_t>(shape_.tp_size) * logit_rows * vocab_rows);
-  token_ids_ = DeviceBuffer(backend_, rows * sizeof(int32_t));
-  token_seq_ = DeviceBuffer(backend_, rows * sizeof(int32_t));
-  token_pos_ = DeviceBuffer(backend_, rows * sizeof(int32_t));
-  block_tables_ = DeviceBuffer(backend_, static_cast<size_t>(options_.max_seqs) *
-                                             static_cast<size_t>(options_.max_blocks_per_seq) *
-                                             sizeof(int32_t));
-  logit_rows_ = DeviceBuffer(backend_, logit_rows * sizeof(int32_t));
+  hidden_ = DeviceBuffer(backend_, w.hidden);
+  normed_ = DeviceBuffer(backend_, w.normed);
+  qkv_ = DeviceBuffer(backend_, w.qkv);
+  attn_ = DeviceBuffer(backend_, w.attn);
+  proj_ = DeviceBuffer(backend_, w.proj);
+  gate_up_ = DeviceBuffer(backend_, w.gate_up);
+  mlp_act_ = DeviceBuffer(backend_, w.mlp_act);
+  final_rows_ = DeviceBuffer(backend_, w.final_rows);
+  logits_local_ = DeviceBuffer(backend_, w.logits_local);
+  logits_all_ = DeviceBuffer(backend_, w.logits_all);
+  gathered_host_.resize(w.logits_all / e);
+  token_ids_ = DeviceBuffer(backend_, w.token_ids);
+  token_seq_ = DeviceBuffer(backend_, w.token_seq);
+  token_pos_ = DeviceBuffer(backend_, w.token_pos);
+  block_tables_ = DeviceBuffer(backend_, w.block_tables);
+  logit_rows_ = DeviceBuffer(backend_, w.logit_rows);
 
   // The paged KV cache: per layer, [num_blocks, block_size, local kv heads, head_dim] for K and V.
   const size_t cache_bytes = static_cast<size_t>(options_.num_kv_blocks) *
@@ -88,10 +123,34 @@ void Model::load(const Checkpoint& checkpoint,
   TPS_CHECK(architecture != nullptr, "no adapter for {}", config_.architecture);
   weights_.load(checkpoint, plan_weights(config_, *architecture, shape_), backend_, progress,
                 lora);
+  bind_weights();
+}
+
+void Model::load_synthetic(uint64_t seed, const std::function<void(const LoadProgress&)>& progress) {
+  const Architecture* architecture = find_architecture(config_.architecture);
+  TPS_CHECK(architecture != nullptr, "no adapter for {}", config_.architecture);
+  weights_.load_synthetic(plan_weights(config_, *architecture, shape_), backend_, seed, progress);
+  bind_weights();
+}
+
+void Model::fill_kv_cache_synthetic(uint64_t seed) {
+  const auto elements = [&](const DeviceBuffer& b) {
+    return static_cast<int64_t>(b.bytes() / static_cast<size_t>(element_size_));
+  };
+  for (size_t layer = 0; layer < key_cache_.size(); ++layer) {
+    upload_synthetic(backend_, key_cache_[layer].data(), elements(key_cache_[layer]), 1.0f,
+                     seed + 2 * layer);
+    upload_synthetic(backend_, value_cache_[layer].data(), elements(value_cache_[layer]), 1.0f,
+                     seed + 2 * layer + 1);
+  }
+}
+
+void Model::bind_weights() {
   embed_ = weights_.get("embed");
   final_norm_ = weights_.get("final_norm");
   // Tied embeddings: lm_head is the embedding's vocab shard itself, not a copy.
   lm_head_ = config_.tie_word_embeddings ? embed_ : weights_.get("lm_head");
+  moe_.bind(weights_);
   layers_.clear();
   for (int layer = 0; layer < config_.num_layers; ++layer) {
     const auto w = [&](const char* part) { return weights_.find(layer_weight(layer, part)); };
@@ -123,18 +182,14 @@ void Model::run_layer(int layer, const kernels::PagedBatch& batch, int tokens) {
   const LayerWeights& w = layers_[static_cast<size_t>(layer)];
   const int64_t hidden = config_.hidden_size;
   const bool first_rank = shape_.rank == 0;
-  auto* qkv = static_cast<char*>(qkv_.data());
-  void* q = qkv;
-  void* k = qkv + q_width_ * element_size_;
-  void* v = qkv + (q_width_ + kv_width_) * element_size_;
+  void* q = qkv_.data();
 
-  // Attention block.
-  backend_.rms_norm(hidden_.data(), w.attn_norm, tokens, hidden, config_.rms_norm_eps, normed_.data());
+  // Attention block. normed_ already holds rms_norm(hidden_) by this layer's attn_norm: forward
+  // normed layer 0's input, and each layer's last residual add is fused with the norm after it.
   backend_.linear(normed_.data(), w.qkv, w.qkv_bias, tokens, qkv_width_, hidden, q);
-  backend_.rope(q, qkv_width_, token_pos_.as<int32_t>(), tokens, heads_.num_q_heads, rope_);
-  backend_.rope(k, qkv_width_, token_pos_.as<int32_t>(), tokens, heads_.num_kv_heads, rope_);
-  backend_.cache_write(k, v, qkv_width_, batch, heads_, key_cache_[layer].data(),
-                       value_cache_[layer].data());
+  // RoPE of q and k in place in the fused QKV rows, and k, v into the cache: one op.
+  backend_.rope_cache_write(q, qkv_width_, token_pos_.as<int32_t>(), tokens, heads_, rope_, batch,
+                            key_cache_[layer].data(), value_cache_[layer].data());
   const float scale = 1.0f / std::sqrt(static_cast<float>(config_.head_dim));
   backend_.attention(q, qkv_width_, key_cache_[layer].data(), value_cache_[layer].data(), batch,
                      heads_, scale, attn_.data());
@@ -143,17 +198,27 @@ void Model::run_layer(int layer, const kernels::PagedBatch& batch, int tokens) {
   backend_.linear(attn_.data(), w.o, first_rank ? w.o_bias : nullptr, tokens, hidden, q_width_,
                   proj_.data());
   comm_.all_reduce_sum(proj_.data(), static_cast<size_t>(tokens * hidden), backend_.compute_dtype());
-  backend_.add(hidden_.data(), proj_.data(), tokens * hidden);
+  // Residual add fused with the MLP norm.
+  backend_.add_rms_norm(hidden_.data(), proj_.data(), w.mlp_norm, tokens, hidden,
+                        config_.rms_norm_eps, normed_.data());
 
   // MLP block.
-  backend_.rms_norm(hidden_.data(), w.mlp_norm, tokens, hidden, config_.rms_norm_eps, normed_.data());
-  backend_.linear(normed_.data(), w.gate_up, w.gate_up_bias, tokens, 2 * inter_, hidden,
-                  gate_up_.data());
-  backend_.silu_mul(gate_up_.data(), tokens, inter_, mlp_act_.data());
-  backend_.linear(mlp_act_.data(), w.down, first_rank ? w.down_bias : nullptr, tokens, hidden,
-                  inter_, proj_.data());
+  if (config_.moe.sparse(layer)) {
+    moe_.run(layer, normed_.data(), tokens, proj_.data());  // this rank's partial sum
+  } else {
+    backend_.linear(normed_.data(), w.gate_up, w.gate_up_bias, tokens, 2 * inter_, hidden,
+                    gate_up_.data());
+    backend_.silu_mul(gate_up_.data(), tokens, inter_, mlp_act_.data());
+    backend_.linear(mlp_act_.data(), w.down, first_rank ? w.down_bias : nullptr, tokens, hidden,
+                    inter_, proj_.data());
+  }
   comm_.all_reduce_sum(proj_.data(), static_cast<size_t>(tokens * hidden), backend_.compute_dtype());
-  backend_.add(hidden_.data(), proj_.data(), tokens * hidden);
+  // Residual add (dense MLP or MoE alike) fused with the norm that comes next: the next layer's
+  // attention norm, or the final norm after the last layer (compute_logits picks its rows).
+  const bool last = layer + 1 == config_.num_layers;
+  const void* next_norm = last ? final_norm_ : layers_[static_cast<size_t>(layer) + 1].attn_norm;
+  backend_.add_rms_norm(hidden_.data(), proj_.data(), next_norm, tokens, hidden,
+                        config_.rms_norm_eps, normed_.data());
 }
 
 void Model::compute_logits(const StepInput& step, std::vector<float>& logits) {
@@ -162,9 +227,9 @@ void Model::compute_logits(const StepInput& step, std::vector<float>& logits) {
   const int64_t vocab_rows = shape_.vocab.padded_rows;
   logits.assign(static_cast<size_t>(rows) * static_cast<size_t>(config_.vocab_size), 0.0f);
   if (rows == 0) return;
-  backend_.copy_rows(hidden_.data(), logit_rows_.as<int32_t>(), rows, hidden, final_rows_.data());
-  backend_.rms_norm(final_rows_.data(), final_norm_, rows, hidden, config_.rms_norm_eps,
-                    final_rows_.data());
+  // normed_ holds the final norm of every token's row (forward): the norm is row-wise, so picking
+  // the rows afterwards gives exactly the norm of the picked rows.
+  backend_.copy_rows(normed_.data(), logit_rows_.as<int32_t>(), rows, hidden, final_rows_.data());
   backend_.linear(final_rows_.data(), lm_head_, nullptr, rows, vocab_rows, hidden,
                   logits_local_.data());
   const size_t per_rank = static_cast<size_t>(rows) * static_cast<size_t>(vocab_rows);
@@ -197,6 +262,11 @@ void Model::forward(const StepInput& step, std::vector<float>& logits) {
                      shape_.vocab.end - shape_.vocab.begin, config_.hidden_size, hidden_.data());
   comm_.all_reduce_sum(hidden_.data(), static_cast<size_t>(tokens * config_.hidden_size),
                        backend_.compute_dtype());
+  // Layer 0's attention norm (the final norm for a model of no layers); every later norm is fused
+  // with the residual add before it, in run_layer.
+  const void* first_norm = layers_.empty() ? final_norm_ : layers_.front().attn_norm;
+  backend_.rms_norm(hidden_.data(), first_norm, tokens, config_.hidden_size, config_.rms_norm_eps,
+                    normed_.data());
   for (int layer = 0; layer < config_.num_layers; ++layer) run_layer(layer, batch, tokens);
   compute_logits(step, logits);
 }

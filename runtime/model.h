@@ -3,10 +3,14 @@
 //
 // One step, on every rank:
 //   embed (vocab-parallel rows; all-reduce)
-//   per layer: RMSNorm -> fused QKV GEMM (this rank's heads, + bias) -> RoPE -> KV cache write
+//   per layer: RMSNorm -> fused QKV GEMM (this rank's heads, + bias) -> RoPE + KV cache write
 //              -> paged attention -> O GEMM (row-parallel) -> all-reduce -> + residual
 //              -> RMSNorm -> fused gate|up GEMM -> SiLU(gate) * up -> down GEMM (row-parallel)
 //              -> all-reduce -> + residual
+//              (each "+ residual" is one op with the RMSNorm after it, Backend::add_rms_norm: the
+//              next layer's attention norm, or the final norm after the last layer)
+//              (sparse layers, config.moe: the MLP is runtime/moe.h's SparseMoe, whose routed
+//              experts and shared expert meet in that same one all-reduce)
 //   final RMSNorm on the tokens whose logits are wanted -> lm_head (vocab-parallel) -> all-gather
 #pragma once
 
@@ -16,6 +20,7 @@
 #include "parallel/communicator.h"
 #include "runtime/device_buffer.h"
 #include "runtime/model_config.h"
+#include "runtime/moe.h"
 #include "runtime/safetensors.h"
 #include "runtime/step.h"
 #include "runtime/weight_plan.h"
@@ -32,6 +37,19 @@ struct ModelOptions {
   int32_t max_blocks_per_seq = 0; // 0: enough for max_position_embeddings
 };
 
+// Bytes of every activation buffer a Model allocates for its options (the KV cache aside). The
+// model allocates exactly these, and the memory plan (runtime/memory_plan.h) counts them.
+struct WorkspaceSizes {
+  size_t hidden = 0, normed = 0, qkv = 0, attn = 0, proj = 0, gate_up = 0, mlp_act = 0;
+  size_t final_rows = 0, logits_local = 0, logits_all = 0;
+  size_t token_ids = 0, token_seq = 0, token_pos = 0, block_tables = 0, logit_rows = 0;
+  size_t moe = 0;  // SparseMoe's workspace (runtime/moe.h); 0 for dense models
+  size_t total() const;
+};
+// max_blocks_per_seq 0 means enough blocks for max_position_embeddings, as in the model.
+WorkspaceSizes workspace_sizes(const ModelConfig& config, const RankShape& shape,
+                               const ModelOptions& options, int element_size);
+
 class Model {
  public:
   Model(ModelConfig config, RankShape shape, kernels::Backend& backend,
@@ -41,6 +59,14 @@ class Model {
   void load(const Checkpoint& checkpoint,
             const std::function<void(const LoadProgress&)>& progress = {},
             const LoraAdapter* lora = nullptr);
+
+  // Synthetic weights of the plan's shapes (WeightStore::load_synthetic), no checkpoint: for
+  // `tpserve bench` and memory checks, never for serving.
+  void load_synthetic(uint64_t seed,
+                      const std::function<void(const LoadProgress&)>& progress = {});
+  // Fills every layer's K and V cache with pseudo-random values, so that attention over positions
+  // no prefill wrote reads finite, benchmark-realistic numbers.
+  void fill_kv_cache_synthetic(uint64_t seed);
 
   // Runs one step. logits receives [step.logit_rows.size(), vocab_size] float32 (row-major) on
   // every rank. Step sizes beyond the options are a broken invariant (callers validate first).
@@ -68,6 +94,7 @@ class Model {
 
   int32_t blocks_for_positions(int64_t positions) const;
   void allocate_workspace();
+  void bind_weights();
   void upload_step(const StepInput& step);
   void run_layer(int layer, const kernels::PagedBatch& batch, int num_tokens);
   void compute_logits(const StepInput& step, std::vector<float>& logits);
@@ -96,6 +123,7 @@ class Model {
   std::vector<DeviceBuffer> value_cache_;
   // Workspace, planned once: nothing is allocated per step.
   DeviceBuffer hidden_, normed_, qkv_, attn_, proj_, gate_up_, mlp_act_;
+  SparseMoe moe_;  // the sparse MLP layers (config.moe), with their own workspace
   DeviceBuffer final_rows_, logits_local_, logits_all_;
   DeviceBuffer token_ids_, token_seq_, token_pos_, block_tables_, logit_rows_;
   std::vector<float> gathered_host_;

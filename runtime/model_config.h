@@ -10,6 +10,7 @@
 #include <nlohmann/json_fwd.hpp>
 
 #include "common/dtype.h"
+#include "runtime/moe_config.h"
 
 namespace tpserve::runtime {
 
@@ -51,6 +52,7 @@ struct ModelConfig {
   DType torch_dtype = DType::kF32;
   std::vector<int32_t> eos_token_ids;
   int32_t bos_token_id = -1;
+  SparseMoeConfig moe;  // sparse MLPs (Qwen2-MoE); num_experts 0 for dense families
 };
 
 // Reads <dir>/config.json and fills ModelConfig through the adapter of its architecture: the

@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include "runtime/moe_plan.h"
+
 namespace tpserve::runtime {
 
 using parallel::Range;
@@ -19,6 +21,7 @@ class Planner {
   Planner(const ModelConfig& config, const RankShape& shape) : c_(config), s_(shape) {}
 
   std::vector<WeightShard> take() { return std::move(shards_); }
+  void append(WeightShard w) { shards_.push_back(std::move(w)); }
 
   // Whole tensor on every rank (norms, row-parallel biases).
   void replicated(std::string name, std::string tensor, int64_t rows, const char* meaning) {
@@ -122,6 +125,9 @@ RankShape rank_shape(const ModelConfig& config, int tp_size, int rank) {
   shape.heads = parallel::shard_heads(config.num_heads, config.num_kv_heads, tp_size, rank);
   shape.intermediate = parallel::even_split(config.intermediate_size, tp_size, rank);
   shape.vocab = parallel::shard_vocab(config.vocab_size, tp_size, rank);
+  const MoeShard moe = moe_shard(config, tp_size, rank);
+  shape.expert_intermediate = moe.expert;
+  shape.shared_intermediate = moe.shared;
   return shape;
 }
 
@@ -145,6 +151,10 @@ std::vector<WeightShard> plan_weights(const ModelConfig& c, const Architecture& 
     }
     p.replicated(layer_weight(layer, "mlp_norm"), layer_name(a.mlp_norm, layer, ".weight"),
                  hidden, "[hidden_size]");
+    if (c.moe.sparse(layer)) {
+      for (WeightShard& w : plan_moe_layer(c, a, s, layer)) p.append(std::move(w));
+      continue;
+    }
     plan_gate_up(p, c, a, s, layer, ".weight", hidden);
     if (c.mlp_bias) plan_gate_up(p, c, a, s, layer, ".bias", 1);
     p.row(layer_weight(layer, "down"), layer_name(a.down, layer, ".weight"), hidden,

@@ -40,6 +40,8 @@ struct RankShape {
   int rank = 0;
   parallel::HeadShard heads;
   parallel::Range intermediate;
+  parallel::Range expert_intermediate;  // of each expert (sparse layers; runtime/moe_plan.h)
+  parallel::Range shared_intermediate;  // of the shared expert
   parallel::VocabShard vocab;
 };
 

@@ -4,6 +4,7 @@
 #include <fmt/ranges.h>
 
 #include <algorithm>
+#include <thread>
 
 #include "common/check.h"
 #include "common/error.h"
@@ -105,10 +106,23 @@ void fill_uniform(float* values, int64_t first, int64_t n, float scale, uint64_t
 
 void upload_synthetic(kernels::Backend& backend, void* dst, int64_t n, float scale, uint64_t seed) {
   const int64_t element = dtype_size(backend.compute_dtype());
+  // Generation is split over the host's cores (a 72B shard is ~10^10 values); the values depend
+  // only on (seed, index), not on the split.
+  const int64_t threads = std::clamp<int64_t>(std::thread::hardware_concurrency(), 1, 16);
   std::vector<float> chunk(static_cast<size_t>(std::min(n, kSyntheticChunk)));
   for (int64_t done = 0; done < n; done += kSyntheticChunk) {
     const int64_t count = std::min(kSyntheticChunk, n - done);
-    fill_uniform(chunk.data(), done, count, scale, seed);
+    const int64_t part = (count + threads - 1) / threads;
+    if (count < (int64_t{1} << 16) || threads == 1) {
+      fill_uniform(chunk.data(), done, count, scale, seed);
+    } else {
+      std::vector<std::thread> workers;
+      for (int64_t begin = 0; begin < count; begin += part) {
+        const int64_t size = std::min(part, count - begin);
+        workers.emplace_back(fill_uniform, chunk.data() + begin, done + begin, size, scale, seed);
+      }
+      for (std::thread& worker : workers) worker.join();
+    }
     backend.upload_f32(static_cast<char*>(dst) + done * element, chunk.data(), count);
   }
 }

@@ -62,6 +62,12 @@ class CpuBackend final : public Backend {
                    void* value_cache) override {
     cpu::cache_write(f(key), f(value), row_stride, batch, heads, f(key_cache), f(value_cache));
   }
+  void rope_cache_write(void* qkv, int64_t row_stride, const int32_t* positions, int num_tokens,
+                        const HeadLayout& heads, const RopeParams& rope, const PagedBatch& batch,
+                        void* key_cache, void* value_cache) override {
+    cpu::rope_cache_write(f(qkv), row_stride, positions, num_tokens, heads, rope, batch,
+                          f(key_cache), f(value_cache));
+  }
   void attention(const void* q, int64_t q_row_stride, const void* key_cache,
                  const void* value_cache, const PagedBatch& batch, const HeadLayout& heads,
                  float scale, void* out) override {
@@ -71,10 +77,18 @@ class CpuBackend final : public Backend {
                  void* dst) override {
     cpu::copy_rows(f(src), rows, num_rows, cols, f(dst));
   }
+  void scatter_add_rows(const void* src, const int32_t* rows, const float* row_weights,
+                        int num_rows, int64_t cols, void* dst) override {
+    cpu::scatter_add_rows(f(src), rows, row_weights, num_rows, cols, f(dst));
+  }
   void silu_mul(const void* gate_up, int rows, int64_t inter, void* out) override {
     cpu::silu_mul(f(gate_up), rows, inter, f(out));
   }
   void add(void* x, const void* y, int64_t n) override { cpu::add(f(x), f(y), n); }
+  void add_rms_norm(void* x, const void* y, const void* weight, int rows, int64_t cols, float eps,
+                    void* out) override {
+    cpu::add_rms_norm(f(x), f(y), f(weight), rows, cols, eps, f(out));
+  }
   void argmax(const void* logits, int rows, int64_t cols, int32_t* out) override {
     cpu::argmax(f(logits), rows, cols, out);
   }

@@ -18,12 +18,21 @@ void rope(float* x, int64_t row_stride, const int32_t* positions, int num_tokens
 void cache_write(const float* key, const float* value, int64_t row_stride,
                  const PagedBatch& batch, const HeadLayout& heads, float* key_cache,
                  float* value_cache);
+// rope(q) + rope(k) + cache_write over fused [q | k | v] rows, composed (rope.cc).
+void rope_cache_write(float* qkv, int64_t row_stride, const int32_t* positions, int num_tokens,
+                      const HeadLayout& heads, const RopeParams& rope, const PagedBatch& batch,
+                      float* key_cache, float* value_cache);
 void attention(const float* q, int64_t q_row_stride, const float* key_cache,
                const float* value_cache, const PagedBatch& batch, const HeadLayout& heads,
                float scale, float* out);
 void copy_rows(const float* src, const int32_t* rows, int num_rows, int64_t cols, float* dst);
+void scatter_add_rows(const float* src, const int32_t* rows, const float* row_weights,
+                      int num_rows, int64_t cols, float* dst);  // moe.cc
 void silu_mul(const float* gate_up, int rows, int64_t inter, float* out);
 void add(float* x, const float* y, int64_t n);
+// add then rms_norm, composed: bit-identical to the two ops (elementwise.cc).
+void add_rms_norm(float* x, const float* y, const float* weight, int rows, int64_t cols, float eps,
+                  float* out);
 void argmax(const float* logits, int rows, int64_t cols, int32_t* out);
 
 }  // namespace tpserve::kernels::cpu

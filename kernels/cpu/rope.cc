@@ -31,4 +31,15 @@ void rope(float* x, int64_t row_stride, const int32_t* positions, int num_tokens
   }
 }
 
+// The composition the CUDA kernel fuses: q then k rotated in place, then k and v into the cache.
+void rope_cache_write(float* qkv, int64_t row_stride, const int32_t* positions, int num_tokens,
+                      const HeadLayout& heads, const RopeParams& rope, const PagedBatch& batch,
+                      float* key_cache, float* value_cache) {
+  float* key = qkv + static_cast<int64_t>(heads.num_q_heads) * heads.head_dim;
+  float* value = key + static_cast<int64_t>(heads.num_kv_heads) * heads.head_dim;
+  cpu::rope(qkv, row_stride, positions, num_tokens, heads.num_q_heads, rope);
+  cpu::rope(key, row_stride, positions, num_tokens, heads.num_kv_heads, rope);
+  cache_write(key, value, row_stride, batch, heads, key_cache, value_cache);
+}
+
 }  // namespace tpserve::kernels::cpu

@@ -155,6 +155,63 @@ TEST(CpuOps, AttentionHeadLayoutMapsShardedQueryHeadsToTheirKvHead) {
   EXPECT_EQ(out, (std::vector<float>{10, 11, 10, 11, 20, 21, 20, 21}));
 }
 
+// The fused ops are compositions of the old ones on the CPU: bit-for-bit the same results, which
+// the model's fixture tests (1e-4 against transformers) rely on.
+TEST(CpuOps, AddRmsNormIsBitwiseAddThenRmsNorm) {
+  for (const int64_t cols : {37, 64, 3584}) {
+    const int rows = 3;
+    const auto y = random_vector(rows * cols, 91), weight = random_vector(cols, 92);
+    auto x_fused = random_vector(rows * cols, 93);
+    auto x_unfused = x_fused;
+    std::vector<float> out_fused(rows * cols), out_unfused(rows * cols);
+    add_rms_norm(x_fused.data(), y.data(), weight.data(), rows, cols, 1e-6f, out_fused.data());
+    add(x_unfused.data(), y.data(), rows * cols);
+    rms_norm(x_unfused.data(), weight.data(), rows, cols, 1e-6f, out_unfused.data());
+    EXPECT_EQ(x_fused, x_unfused) << "residual, cols " << cols;
+    EXPECT_EQ(out_fused, out_unfused) << "normed, cols " << cols;
+  }
+}
+
+TEST(CpuOps, RopeCacheWriteIsBitwiseRopeRopeCacheWrite) {
+  // Two sequences (a 3-token prefill chunk at positions 5..7 and a decode at 20) through a
+  // shuffled block table; rows [q | k | v | 8 spare]; GQA 4 q heads over 2 KV heads.
+  const HeadLayout heads{4, 2, 16, 0, 0, 2};
+  const int block_size = 4;
+  const std::vector<int32_t> seq = {0, 0, 0, 1}, pos = {5, 6, 7, 20};
+  const std::vector<int32_t> tables = {3, 0, 7, 7, 7, 7, 1, 6, 2, 4, 5, 8};  // [2][6]
+  const PagedBatch batch{4, seq.data(), pos.data(), tables.data(), 6, block_size};
+  const int64_t q_width = heads.num_q_heads * heads.head_dim;
+  const int64_t kv_width = heads.num_kv_heads * heads.head_dim;
+  const int64_t row_stride = q_width + 2 * kv_width + 8;
+  struct Case {
+    int rotary_dim;
+    bool interleaved;
+    float scaling;
+  };
+  for (const Case c : {Case{16, false, 1.0f}, Case{8, true, 1.0f}, Case{8, false, 1.3f}}) {
+    std::vector<float> inv_freq(c.rotary_dim / 2);
+    for (size_t i = 0; i < inv_freq.size(); ++i) {
+      inv_freq[i] = 1.0f / std::pow(10000.0f, 2.0f * i / c.rotary_dim);
+    }
+    const RopeParams params{heads.head_dim, c.rotary_dim, c.interleaved, inv_freq.data(),
+                            c.scaling};
+    auto qkv_fused = random_vector(4 * row_stride, 94);
+    auto qkv_unfused = qkv_fused;
+    const size_t cache_elements = 9 * block_size * kv_width;
+    std::vector<float> key_fused(cache_elements, 0.0f), value_fused(cache_elements, 0.0f);
+    auto key_unfused = key_fused, value_unfused = value_fused;
+    rope_cache_write(qkv_fused.data(), row_stride, pos.data(), 4, heads, params, batch,
+                     key_fused.data(), value_fused.data());
+    rope(qkv_unfused.data(), row_stride, pos.data(), 4, heads.num_q_heads, params);
+    rope(qkv_unfused.data() + q_width, row_stride, pos.data(), 4, heads.num_kv_heads, params);
+    cache_write(qkv_unfused.data() + q_width, qkv_unfused.data() + q_width + kv_width, row_stride,
+                batch, heads, key_unfused.data(), value_unfused.data());
+    EXPECT_EQ(qkv_fused, qkv_unfused) << "rotary_dim " << c.rotary_dim;
+    EXPECT_EQ(key_fused, key_unfused) << "rotary_dim " << c.rotary_dim;
+    EXPECT_EQ(value_fused, value_unfused) << "rotary_dim " << c.rotary_dim;
+  }
+}
+
 TEST(CpuOps, ArgmaxTakesTheLowestIndexOnTies) {
   const std::vector<float> logits = {1, 3, 3, 0, -1, -2, -1, -5};
   std::vector<int32_t> out(2);

@@ -82,6 +82,21 @@ expect_error "tp not dividing heads" "tensor-parallel size 3 does not divide the
 expect_error "tp not dividing chatglm heads" "tensor-parallel size 3 does not divide the 4 query heads" 3 \
   --model "$TPSERVE_FIXTURES/chatglm" "${prompt[@]}"
 
+d=$(copy qwen2_moe)
+sed -i 's/"moe_intermediate_size": 16/"moe_intermediate_size": 1/' "$d/config.json"
+expect_error "tp exceeding the expert width" \
+  "tensor-parallel size 2 exceeds the 1 units of moe_intermediate_size" 2 --model "$d" "${prompt[@]}"
+
+d=$(copy qwen2_moe)
+sed -i 's/"num_experts_per_tok": 2/"num_experts_per_tok": 9/' "$d/config.json"
+expect_error "top-k above the experts" "field 'num_experts_per_tok': 9 exceeds num_experts \(8\)" 2 \
+  --model "$d" "${prompt[@]}"
+
+d=$(copy qwen2_moe)
+sed -i 's/"moe_intermediate_size": 16/"moe_intermediate_size": 24/' "$d/config.json"
+expect_error "wrong expert shape" "mlp.experts.0.gate_proj.weight' has shape \[16, 64\], expected \[24, 64\]" 2 \
+  --model "$d" "${prompt[@]}"
+
 d=$(copy internlm2)
 sed -i 's/"num_key_value_heads": 2/"num_key_value_heads": 4/' "$d/config.json"
 expect_error "wrong fused wqkv shape" "attention.wqkv.weight' has shape \[96, 64\], expected \[128, 64\]" 2 \
@@ -104,7 +119,7 @@ expect_error "prompt beyond context" "exceeds the context length 256" 2 \
 expect_error "empty text prompt" "--prompt: empty prompt" 2 --model "$TPSERVE_FIXTURES/qwen2_tied" --prompt ""
 expect_error "invalid UTF-8 prompt" "invalid UTF-8.*byte offset 2" 2 --model "$TPSERVE_FIXTURES/qwen2_tied" \
   --prompt "$(printf 'ab\xff')"
-expect_error "no prompt at all" "--prompt-ids or --prompt is required" 1 --model "$TPSERVE_FIXTURES/qwen2_tied"
+expect_error "no prompt at all" "--prompt-ids, --prompt or --input is required" 1 --model "$TPSERVE_FIXTURES/qwen2_tied"
 d=$(copy qwen2_tied)
 printf '{"model": {"type": "BPE", "vocab": {' >"$d/tokenizer.json"
 expect_error "malformed tokenizer.json" "$d/tokenizer.json" 2 --model "$d" --prompt "hi"

@@ -377,11 +377,14 @@ TEST(ServeLifecycle, QueueOverflowIsResourceExhausted) {
 }
 
 TEST(ServeLifecycle, SigtermDrainsInFlightRequestsAndEveryRankExitsZero) {
-  testing::ServerProcess server(2, {"--model", kModel, "--drain-timeout", "20"});
+  // Rank 1 takes 10 ms longer per step: the request below stays in flight for seconds on any
+  // machine.
+  testing::ServerProcess server(2, {"--model", kModel, "--drain-timeout", "20"},
+                                {"TPSERVE_FAULT_STEP_DELAY_MS=10"});
   Client client(server.address());
   grpc::Status in_flight;
   v1::GenerateResponse response;
-  // 16 sequences of 250 tokens: long enough (seconds) to be in flight while we look.
+  // 16 sequences of 250 tokens: 250 steps, at least 2.5 s.
   v1::GenerateRequest long_request = Client::greedy({1, 2, 3}, 250);
   long_request.mutable_sampling()->set_n(16);
   std::thread request([&] { in_flight = client.generate(long_request, &response); });

@@ -113,7 +113,9 @@ TEST_P(FixtureModelTest, GreedyContinuationsMatchTransformers) {
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, FixtureModelTest,
                          ::testing::Values("llama_gqa", "qwen2_tied", "llama_bias_f16", "qwen_v1",
-                                           "internlm2", "chatglm"));
+                                           "internlm2", "chatglm", "qwen2_moe"),
+                         // Named by fixture, so --gtest_filter='*qwen2_moe*' picks one family.
+                         [](const ::testing::TestParamInfo<std::string>& info) { return info.param; });
 
 }  // namespace
 }  // namespace tpserve::runtime

@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# `tpserve plan` (per-rank memory plan from a shape preset) and `tpserve bench` (one shard, synthetic
+# weights, CPU) end to end: plan rows, the doesn't-fit exit and message, unknown presets, and the
+# bench's table, JSON and CSV. Both run as one process (no mpirun).
+source "$(dirname "$0")/lib.sh"
+
+# run1 TIMEOUT ARGS...: tpserve without mpirun; sets $status, $out, $err.
+run1() {
+  local limit=$1
+  shift
+  timeout --kill-after=5 "$limit" "$TPSERVE_BIN" "$@" >"$scratch/out" 2>"$scratch/err"
+  status=$?
+  out=$(cat "$scratch/out")
+  err=$(cat "$scratch/err")
+}
+
+# qwen2-72b, bf16, 80 GiB: TP=1 (135.43 GiB of weights) does not fit; 2, 4, 8 do, with the per-rank
+# weights halving (runtime/memory_plan_test.cc checks TP=8's numbers exactly).
+run1 30 plan --preset qwen2-72b --tp 1,2,4,8 --dtype bf16 --gpu-mem 80GiB
+[[ $status -ne 0 ]] || fail "plan with a TP=1 that does not fit exited 0"
+for row in '^ +1 +135.43 GiB .* NO$' '^ +2 +67.71 GiB .* yes$' '^ +4 +33.86 GiB .* yes$' \
+           '^ +8 +16.93 GiB .* 90160 +1442560 .* yes$'; do
+  grep -Eq "$row" <<<"$out" || fail "plan lacks a row matching '$row': $out"
+done
+grep -q 'qwen2-72b does not fit at TP=1: weights 135.43 GiB' <<<"$err" ||
+  fail "plan's doesn't-fit line missing: $err"
+[[ $(grep -c 'does not fit' <<<"$err") -eq 1 ]] || fail "expected exactly one doesn't-fit line: $err"
+
+run1 30 plan --preset qwen2-72b --tp 8 --gpu-mem 81920MiB
+[[ $status -eq 0 ]] || fail "plan at TP=8 exited $status: $err"
+
+run1 30 plan --preset qwen2-72b --tp 3 --gpu-mem 80GiB
+[[ $status -ne 0 ]] && grep -q 'does not divide the 64 query heads' <<<"$err" ||
+  fail "TP=3 for 64 heads: status $status, $err"
+
+run1 30 plan --preset no-such-model --tp 1
+[[ $status -ne 0 ]] && grep -q "unknown preset 'no-such-model'.*available: .*qwen2-72b" <<<"$err" ||
+  fail "unknown preset: status $status, $err"
+
+run1 30 plan --preset qwen2-72b --gpu-mem 80XB
+[[ $status -ne 0 ]] && grep -q "'80XB' is not a size" <<<"$err" || fail "bad size: status $status, $err"
+
+# The MoE preset is planned (its experts counted) but not benchmarked.
+run1 30 plan --preset qwen2-57b-a14b --tp 2 --gpu-mem 80GiB
+[[ $status -eq 0 ]] && grep -q 'MoE 64 experts' <<<"$out" || fail "MoE plan: status $status, $out $err"
+run1 30 bench --device cpu --preset qwen2-57b-a14b --layers 1
+[[ $status -ne 0 ]] && grep -q 'qwen2-57b-a14b: Qwen2-MoE forward not implemented yet' <<<"$err" ||
+  fail "MoE bench: status $status, $err"
+
+# Bench on the CPU: a real preset's shard (TP=4 keeps the vocab shard small) and the tiny fixture.
+check_bench() {
+  local name=$1
+  shift
+  run1 120 bench --device cpu "$@" --batch 1,2 --context 16 --iters 2 --warmup 1 --prompt-len 16 \
+    --json "$scratch/$name.json" --csv "$scratch/$name.csv"
+  if [[ $status -ne 0 ]]; then
+    fail "bench $name exited $status: $(tail -3 <<<"$err")"
+    return
+  fi
+  grep -Eq '^prefill: 16 tokens in ' <<<"$out" || fail "bench $name: no prefill line: $out"
+  for b in 1 2; do
+    grep -Eq "^ +$b +16 +[0-9.]+ +[0-9.]+ " <<<"$out" || fail "bench $name: no row for B=$b: $out"
+  done
+  python3 - "$scratch/$name.json" "$scratch/$name.csv" <<'PY' || fail "bench $name: bad JSON/CSV"
+import csv, json, sys
+doc = json.load(open(sys.argv[1]))
+rows = doc["decode"]
+assert [(r["batch"], r["context"]) for r in rows] == [(1, 16), (2, 16)], rows
+for r in rows:
+    assert not r["skipped"] and r["step_ms"] > 0 and r["tokens_per_s"] > 0, r
+    assert r["bytes_per_step"] == r["weight_bytes"] + r["kv_bytes"] + r["activation_bytes"], r
+    assert r["achieved_gbps"] > 0 and r["fraction_of_copy_bandwidth"] > 0, r
+assert doc["copy_bandwidth_gbps"] > 0 and doc["prefill"]["tokens"] == 16, doc
+table = list(csv.DictReader(open(sys.argv[2])))
+assert len(table) == 2 and table[1]["batch"] == "2" and float(table[1]["step_ms"]) > 0, table
+PY
+  echo "ok: bench $name"
+}
+check_bench qwen2.5-7b --preset qwen2.5-7b --layers 1 --tp 4
+check_bench qwen2_tied --model "$TPSERVE_FIXTURES/qwen2_tied"
+
+run1 30 bench --device cuda --model "$TPSERVE_FIXTURES/qwen2_tied"
+if [[ $status -eq 0 ]]; then
+  echo "note: a CUDA device is present; --device cuda ran"
+else
+  grep -q 'no CUDA device found' <<<"$err" || fail "bench --device cuda without a GPU: $err"
+fi
+finish
