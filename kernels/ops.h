@@ -27,6 +27,14 @@ struct RopeParams {
                              // (dim i pairs with dim i + rotary_dim/2)
   const float* inv_freq = nullptr;  // [rotary_dim / 2] float32 in backend memory
   float attention_scaling = 1.0f;   // multiplies cos and sin (YaRN's mscale; 1 otherwise)
+  // Optional per-token factors, float32 [num_tokens] in backend memory (nullptr: none):
+  //   frequency_scale[t] = g > 0 rotates pair i of token t by position * inv_freq[i] *
+  //     g^(-2i / (rotary_dim - 2)), i.e. with base * g^(rotary_dim / (rotary_dim - 2)) (dynamic
+  //     NTK); needs rotary_dim > 2; g == 1 leaves the angle exactly as without it;
+  //   query_scale[t] multiplies every dim (rotated or not) of every head that `rope` is given, after
+  //     the rotation; rope_cache_write applies it to the q heads only (Qwen's logn attention).
+  const float* frequency_scale = nullptr;
+  const float* query_scale = nullptr;
 };
 
 // Which KV head each local query head reads. Rank-local q head h is global head q_head_begin + h

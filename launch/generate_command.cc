@@ -85,8 +85,9 @@ std::vector<int32_t> checked_prompt(const GenerateOptions& options, const runtim
   const int64_t total = static_cast<int64_t>(prompt.size()) + options.max_tokens;
   if (total > config.max_position_embeddings) {
     raise(ErrorCode::kOutOfRange, "--prompt-ids + --max-tokens: {} prompt tokens + {} new tokens "
-          "= {} exceeds the context length {} (max_position_embeddings)", prompt.size(),
-          options.max_tokens, total, config.max_position_embeddings);
+          "= {} exceeds the context length {} (max_position_embeddings, or the longer context a "
+          "rope scaling allows)", prompt.size(), options.max_tokens, total,
+          config.max_position_embeddings);
   }
   return prompt;
 }

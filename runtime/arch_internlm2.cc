@@ -5,9 +5,11 @@
 //   - attention.wo; config "bias" puts a bias on both wqkv and wo;
 //   - feed_forward is w2(silu(w1(x)) * w3(x)): w1 gate, w3 up, w2 down;
 //   - attention_norm / ffn_norm / model.norm are RMSNorms (rms_norm_eps); tok_embeddings, output;
-//   - RoPE is rotate_half over the whole head, rope_theta; rope_scaling "dynamic" (NTK) changes the
-//     base only past max_position_embeddings, which tpserve never exceeds, and "linear" divides
-//     positions by the factor.
+//   - RoPE is rotate_half over the whole head, rope_theta; rope_scaling "linear" divides positions
+//     by the factor, and "dynamic" (InternLM2DynamicNTKScalingRotaryEmbedding) recomputes, for a
+//     forward whose kv length L exceeds max_position_embeddings M, base * (factor * L / M -
+//     (factor - 1))^(d / (d - 2)): transformers' "dynamic" formula, so parse_rope maps it to
+//     RopeScaling::kDynamic (context up to M * factor).
 // The shape fields use LLaMA's names.
 #include "runtime/architecture.h"
 

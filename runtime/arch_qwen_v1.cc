@@ -6,12 +6,16 @@
 //     "intermediate_size" is twice the width of each (w1, w2 are [intermediate_size / 2, hidden]);
 //   - ln_1 / ln_2 / ln_f are RMSNorms with "layer_norm_epsilon";
 //   - RoPE is rotate_half on the first kv_channels * rotary_pct dims, base "rotary_emb_base".
-// Long context: use_dynamic_ntk rescales the rotary base once the context exceeds "seq_length"
-// (QWenModel.get_ntk_alpha: alpha = 2^ceil(log2(len / seq_length) + 1) - 1, fixed at prefill and
-// reused by every decode step) and use_logn_attn multiplies the query at position p by
-// log_seq_length(p + 1) once p + 1 > seq_length. Both are the identity up to seq_length, so with
-// either enabled tpserve caps the context at seq_length, where it matches modeling_qwen.py exactly;
-// longer requests are refused by the context-length check.
+// Long context (QWenModel.forward, QWenAttention.forward), both on by default in QWenConfig:
+//   - use_dynamic_ntk: the rotary base becomes base * alpha^(d / (d - 2)) with
+//     alpha = max(2^ceil(log2(L / seq_length) + 1) - 1, 1) (get_ntk_alpha), L the length of the
+//     forward without a past, i.e. the prompt; decode steps reuse that alpha
+//     (rotary_emb._ntk_alpha_cached_list): RopeScaling::kQwenNtk;
+//   - use_logn_attn: once the keys outnumber seq_length, the query at position p is multiplied by
+//     logn_tensor[p] = log(p + 1) / log(seq_length) when p + 1 > seq_length, else 1
+//     (logn_list = [math.log(i, seq_length) if i > seq_length else 1 for i in range(1, 32768)]).
+// That table covers positions 0..32766, so with either enabled tpserve serves up to 32767 positions
+// (or seq_length, if longer).
 #include <algorithm>
 
 #include <fmt/format.h>
@@ -49,9 +53,19 @@ void read_qwen_v1(const ConfigReader& reader, ModelConfig& config) {
   // QWenConfig defaults both to true.
   const bool dynamic_ntk = reader.bool_or("use_dynamic_ntk", true);
   const bool logn = reader.bool_or("use_logn_attn", true);
-  if (dynamic_ntk) config.rope.scaling = RopeScaling::kDynamic;
+  if (dynamic_ntk) {
+    if (config.rope.rotary_dim <= 2) {
+      reader.fail("use_dynamic_ntk", fmt::format("needs more than 2 rotary dims, got {}",
+                                                 config.rope.rotary_dim));
+    }
+    config.rope.scaling = RopeScaling::kQwenNtk;
+    config.rope.trained_context = seq_length;
+  }
+  if (logn) config.logn_attn_context = seq_length;
   if (dynamic_ntk || logn) {
-    config.max_position_embeddings = std::min(config.max_position_embeddings, seq_length);
+    constexpr int64_t kLognTablePositions = 32767;  // range(1, 32768) in modeling_qwen.py
+    config.max_position_embeddings = std::max(
+        kLognTablePositions, std::min(config.max_position_embeddings, seq_length));
   }
   const bool bias = !reader.bool_or("no_bias", true);
   config.qkv_bias = true;  // c_attn always has one

@@ -31,6 +31,7 @@ std::vector<int32_t> decide(Model& model, parallel::Communicator& comm,
     StepInput step;
     step.block_tables = *blocks;
     step.max_blocks_per_seq = static_cast<int32_t>(blocks->size());
+    step.seq_prompt_len = {static_cast<int32_t>(prompt.size())};
     const int64_t pending = static_cast<int64_t>(sequence.size()) - next_position;
     const int64_t chunk = std::min<int64_t>(pending, model_options.max_tokens_per_step);
     for (int64_t i = 0; i < chunk; ++i) {

@@ -1,5 +1,6 @@
 #include "runtime/model.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "common/check.h"
@@ -35,6 +36,8 @@ Model::Model(ModelConfig config, RankShape shape, kernels::Backend& backend,
   rope_.interleaved = config_.rope.interleaved;
   rope_.inv_freq = inv_freq_.as<float>();
   allocate_workspace();
+  rope_.frequency_scale = frequency_scale_.bytes() != 0 ? frequency_scale_.as<float>() : nullptr;
+  rope_.query_scale = query_scale_.bytes() != 0 ? query_scale_.as<float>() : nullptr;
 }
 
 int32_t Model::blocks_for_positions(int64_t positions) const {
@@ -43,7 +46,8 @@ int32_t Model::blocks_for_positions(int64_t positions) const {
 
 size_t WorkspaceSizes::total() const {
   return hidden + normed + qkv + attn + proj + gate_up + mlp_act + final_rows + logits_local +
-         logits_all + token_ids + token_seq + token_pos + block_tables + logit_rows + moe;
+         logits_all + token_ids + token_seq + token_pos + block_tables + logit_rows + moe +
+         frequency_scale + query_scale;
 }
 
 WorkspaceSizes workspace_sizes(const ModelConfig& config, const RankShape& shape,
@@ -77,6 +81,10 @@ WorkspaceSizes workspace_sizes(const ModelConfig& config, const RankShape& shape
   w.block_tables = static_cast<size_t>(options.max_seqs) * max_blocks_per_seq * sizeof(int32_t);
   w.logit_rows = logit_rows * sizeof(int32_t);
   w.moe = moe_workspace_bytes(config, shape, options.max_tokens_per_step, element_size);
+  const bool dynamic_ntk = config.rope.scaling == RopeScaling::kDynamic ||
+                           config.rope.scaling == RopeScaling::kQwenNtk;
+  w.frequency_scale = dynamic_ntk ? rows * sizeof(float) : 0;
+  w.query_scale = config.logn_attn_context > 0 ? rows * sizeof(float) : 0;
   return w;
 }
 
@@ -99,6 +107,11 @@ void Model::allocate_workspace() {
   token_pos_ = DeviceBuffer(backend_, w.token_pos);
   block_tables_ = DeviceBuffer(backend_, w.block_tables);
   logit_rows_ = DeviceBuffer(backend_, w.logit_rows);
+  if (w.frequency_scale != 0) frequency_scale_ = DeviceBuffer(backend_, w.frequency_scale);
+  if (w.query_scale != 0) query_scale_ = DeviceBuffer(backend_, w.query_scale);
+  frequency_scale_host_.resize(w.frequency_scale / sizeof(float));
+  query_scale_host_.resize(w.query_scale / sizeof(float));
+  prompt_len_host_.resize(static_cast<size_t>(options_.max_seqs));
 
   // The paged KV cache: per layer, [num_blocks, block_size, local kv heads, head_dim] for K and V.
   const size_t cache_bytes = static_cast<size_t>(options_.num_kv_blocks) *
@@ -176,6 +189,44 @@ void Model::upload_step(const StepInput& step) {
   copy(token_pos_, step.token_pos);
   copy(block_tables_, step.block_tables);
   copy(logit_rows_, step.logit_rows);
+  upload_rope_scales(step);
+}
+
+// The per-token factors of dynamic NTK and logn attention (runtime/rope_tables.h), computed here on
+// every rank from the broadcast step, so all ranks rotate alike.
+void Model::upload_rope_scales(const StepInput& step) {
+  if (frequency_scale_.bytes() == 0 && query_scale_.bytes() == 0) return;
+  const int tokens = step.num_tokens();
+  const int seqs = step.num_seqs();
+  if (!step.seq_prompt_len.empty()) {
+    TPS_CHECK(static_cast<int>(step.seq_prompt_len.size()) == seqs,
+              "{} prompt lengths for {} sequences", step.seq_prompt_len.size(), seqs);
+    std::copy(step.seq_prompt_len.begin(), step.seq_prompt_len.end(), prompt_len_host_.begin());
+  } else {  // the prompt ends at the last position this step reaches (step.h)
+    std::fill(prompt_len_host_.begin(), prompt_len_host_.begin() + seqs, 0);
+    for (int t = 0; t < tokens; ++t) {
+      int32_t& length = prompt_len_host_[static_cast<size_t>(step.token_seq[static_cast<size_t>(t)])];
+      length = std::max(length, step.token_pos[static_cast<size_t>(t)] + 1);
+    }
+  }
+  for (int t = 0; t < tokens; ++t) {
+    const auto i = static_cast<size_t>(t);
+    const int32_t position = step.token_pos[i];
+    const int32_t prompt = prompt_len_host_[static_cast<size_t>(step.token_seq[i])];
+    if (!frequency_scale_host_.empty()) {
+      frequency_scale_host_[i] = dynamic_ntk_scale(config_.rope, prompt, position);
+    }
+    if (!query_scale_host_.empty()) {
+      query_scale_host_[i] = logn_query_scale(config_.logn_attn_context, position);
+    }
+  }
+  const auto bytes = static_cast<size_t>(tokens) * sizeof(float);
+  if (frequency_scale_.bytes() != 0) {
+    backend_.copy_to_device(frequency_scale_.data(), frequency_scale_host_.data(), bytes);
+  }
+  if (query_scale_.bytes() != 0) {
+    backend_.copy_to_device(query_scale_.data(), query_scale_host_.data(), bytes);
+  }
 }
 
 void Model::run_layer(int layer, const kernels::PagedBatch& batch, int tokens) {

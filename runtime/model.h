@@ -43,6 +43,9 @@ struct WorkspaceSizes {
   size_t hidden = 0, normed = 0, qkv = 0, attn = 0, proj = 0, gate_up = 0, mlp_act = 0;
   size_t final_rows = 0, logits_local = 0, logits_all = 0;
   size_t token_ids = 0, token_seq = 0, token_pos = 0, block_tables = 0, logit_rows = 0;
+  // Per-token float32 factors of the long-context schemes (0 for models without them): dynamic
+  // NTK's frequency scale, Qwen v1's logn query scale.
+  size_t frequency_scale = 0, query_scale = 0;
   size_t moe = 0;  // SparseMoe's workspace (runtime/moe.h); 0 for dense models
   size_t total() const;
 };
@@ -96,6 +99,7 @@ class Model {
   void allocate_workspace();
   void bind_weights();
   void upload_step(const StepInput& step);
+  void upload_rope_scales(const StepInput& step);
   void run_layer(int layer, const kernels::PagedBatch& batch, int num_tokens);
   void compute_logits(const StepInput& step, std::vector<float>& logits);
 
@@ -126,6 +130,9 @@ class Model {
   SparseMoe moe_;  // the sparse MLP layers (config.moe), with their own workspace
   DeviceBuffer final_rows_, logits_local_, logits_all_;
   DeviceBuffer token_ids_, token_seq_, token_pos_, block_tables_, logit_rows_;
+  DeviceBuffer frequency_scale_, query_scale_;  // empty unless the config needs them
+  std::vector<float> frequency_scale_host_, query_scale_host_;  // [max_tokens_per_step]
+  std::vector<int32_t> prompt_len_host_;                        // [max_seqs]
   std::vector<float> gathered_host_;
 };
 

@@ -1,5 +1,6 @@
 #include "runtime/model_config.h"
 
+#include <algorithm>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
@@ -120,9 +121,18 @@ void parse_rope(const ConfigReader& reader, ModelConfig& config) {
     config.rope.scaling = RopeScaling::kLinear;
     config.rope.factor = scaling_reader.positive_float_or("factor", 1.0f);
   } else if (type == "dynamic") {
-    // Identity up to max_position_embeddings, the longest context tpserve accepts.
+    // Identity up to max_position_embeddings (the trained length); tpserve serves up to
+    // max_position_embeddings * factor, the length the factor was chosen for.
     config.rope.scaling = RopeScaling::kDynamic;
     config.rope.factor = scaling_reader.positive_float_or("factor", 1.0f);
+    config.rope.trained_context = config.max_position_embeddings;
+    if (config.rope.rotary_dim <= 2) {
+      reader.fail(field, fmt::format("dynamic scaling needs more than 2 rotary dims, got {}",
+                                     config.rope.rotary_dim));
+    }
+    config.max_position_embeddings = std::max<int64_t>(
+        config.max_position_embeddings,
+        static_cast<int64_t>(static_cast<double>(config.max_position_embeddings) * config.rope.factor));
   } else if (type == "llama3") {
     config.rope.scaling = RopeScaling::kLlama3;
     config.rope.factor = scaling_reader.positive_float_or("factor", 8.0f);

@@ -14,10 +14,16 @@
 
 namespace tpserve::runtime {
 
-// kDynamic (dynamic NTK: transformers' "dynamic", InternLM2's rope_scaling, Qwen v1's
-// use_dynamic_ntk) changes the frequencies only for contexts longer than the trained one; tpserve
-// caps the context at that length (max_position_embeddings), where dynamic NTK is the identity.
-enum class RopeScaling { kNone, kLinear, kLlama3, kDynamic };
+// Dynamic NTK raises the rotary base for contexts longer than the trained one (L > trained_context):
+// base' = base * g^(d / (d - 2)), d = rotary_dim, i.e. inv_freq'_i = inv_freq_i * g^(-2i / (d - 2)).
+//   kDynamic (transformers' "dynamic", InternLM2's rope_scaling "dynamic"): every forward recomputes
+//     g = factor * L / trained_context - (factor - 1) from L = max(position) + 1 of that forward, so
+//     a prompt token sees the prompt's length and a decode token its own position + 1;
+//   kQwenNtk (Qwen v1's use_dynamic_ntk, QWenModel.get_ntk_alpha): g = alpha =
+//     max(2^ceil(log2(L / seq_length) + 1) - 1, 1) with L the PROMPT length, fixed at prefill and
+//     reused by every decode step of the sequence.
+// Keys in the KV cache keep the rotation they were written with. runtime/rope_tables.h computes g.
+enum class RopeScaling { kNone, kLinear, kLlama3, kDynamic, kQwenNtk };
 
 struct RopeConfig {
   float theta = 10000.0f;
@@ -29,6 +35,9 @@ struct RopeConfig {
   float low_freq_factor = 1.0f;
   float high_freq_factor = 4.0f;
   int64_t original_max_position_embeddings = 8192;
+  // Dynamic NTK's trained length: max_position_embeddings as in config.json (kDynamic) or Qwen v1's
+  // seq_length (kQwenNtk). 0 for the other scalings.
+  int64_t trained_context = 0;
 };
 
 struct ModelConfig {
@@ -43,8 +52,15 @@ struct ModelConfig {
   int num_kv_heads = 0;
   int head_dim = 0;
   float rms_norm_eps = 1e-6f;
+  // The longest context tpserve serves (every context-length check, the default blocks per
+  // sequence): config.json's max_position_embeddings, except where a long-context scheme extends it
+  // (dynamic NTK: max_position_embeddings * factor; Qwen v1 with use_dynamic_ntk / use_logn_attn:
+  // 32767, the positions modeling_qwen.py's logn table covers; ChatGLM: seq_length).
   int64_t max_position_embeddings = 0;
   RopeConfig rope;
+  // Qwen v1's use_logn_attn: the query at position p is multiplied by log(p + 1) / log(this) once
+  // p + 1 > this (its seq_length); 0 = off.
+  int64_t logn_attn_context = 0;
   bool tie_word_embeddings = false;
   bool qkv_bias = false;  // bias on q/k/v (Qwen2 always; LLaMA with attention_bias)
   bool o_bias = false;    // bias on the output projection (LLaMA attention_bias)

@@ -1,5 +1,6 @@
 #include "runtime/rope_tables.h"
 
+#include <algorithm>
 #include <cmath>
 #include <numbers>
 
@@ -37,9 +38,9 @@ std::vector<float> rope_inv_freq(const RopeConfig& rope) {
   }
   switch (rope.scaling) {
     case RopeScaling::kNone: break;
-    // Dynamic NTK rescales the base only for contexts beyond the trained length; tpserve caps the
-    // context there (max_position_embeddings), so the frequencies are the unscaled ones.
-    case RopeScaling::kDynamic: break;
+    // Dynamic NTK: the trained frequencies, scaled per token by dynamic_ntk_scale in the op.
+    case RopeScaling::kDynamic:
+    case RopeScaling::kQwenNtk: break;
     case RopeScaling::kLinear:
       // Linear scaling divides positions by `factor`; dividing the frequencies is the same angle.
       for (float& frequency : inv_freq) frequency /= rope.factor;
@@ -47,6 +48,32 @@ std::vector<float> rope_inv_freq(const RopeConfig& rope) {
     case RopeScaling::kLlama3: apply_llama3(rope, inv_freq); break;
   }
   return inv_freq;
+}
+
+float dynamic_ntk_scale(const RopeConfig& rope, int64_t prompt_tokens, int32_t position) {
+  const double trained = static_cast<double>(rope.trained_context);
+  if (rope.scaling == RopeScaling::kDynamic) {
+    const double length = static_cast<double>(std::max<int64_t>(prompt_tokens, int64_t{position} + 1));
+    if (length <= trained) return 1.0f;
+    const double factor = rope.factor;
+    return static_cast<float>(factor * length / trained - (factor - 1.0));
+  }
+  if (rope.scaling == RopeScaling::kQwenNtk) {
+    // get_ntk_alpha: 2 ** math.ceil(math.log(L / seq_length, 2) + 1) - 1, at least 1. Python's
+    // math.log(x, 2) is log(x) / log(2), not log2(x): the same quotient keeps ceil's answer at
+    // exact powers of two (math.log(2 ** 29, 2) is 29.000000000000004).
+    const double context_value =
+        std::log(static_cast<double>(prompt_tokens) / trained) / std::log(2.0) + 1.0;
+    const double alpha = std::exp2(std::ceil(context_value)) - 1.0;
+    return static_cast<float>(std::max(alpha, 1.0));
+  }
+  return 1.0f;
+}
+
+float logn_query_scale(int64_t context, int32_t position) {
+  if (context <= 0 || int64_t{position} + 1 <= context) return 1.0f;
+  return static_cast<float>(std::log(static_cast<double>(position) + 1.0) /
+                            std::log(static_cast<double>(context)));
 }
 
 }  // namespace tpserve::runtime

@@ -34,6 +34,7 @@ void Scheduler::add(uint64_t id, std::vector<int32_t> prompt, int64_t max_tokens
   ScheduledSequence sequence;
   sequence.id = id;
   sequence.reserved_tokens = static_cast<int64_t>(prompt.size()) + max_tokens;
+  sequence.prompt_tokens = static_cast<int64_t>(prompt.size());
   sequence.tokens = std::move(prompt);
   waiting_.push_back(std::move(sequence));
 }
@@ -76,6 +77,7 @@ ScheduledStep Scheduler::schedule() {
       std::vector<int32_t> table = s.blocks;
       table.resize(static_cast<size_t>(max_blocks), 0);
       input.block_tables.insert(input.block_tables.end(), table.begin(), table.end());
+      input.seq_prompt_len.push_back(static_cast<int32_t>(s.prompt_tokens));
       ++row;
       if (chunk == pending) {  // the step reaches the newest token: its logits predict the next
         input.logit_rows.push_back(static_cast<int32_t>(input.token_ids.size()) - 1);

@@ -27,7 +27,7 @@ struct SchedulerOptions {
   int max_tokens_per_step = 256;  // token budget of one step
   int max_seqs = 64;              // sequences in one step (running set size)
   int max_logit_rows = 64;        // must be >= max_seqs
-  int64_t max_context = 0;        // positions per sequence (max_position_embeddings)
+  int64_t max_context = 0;        // positions per sequence (ModelConfig::max_position_embeddings)
 };
 
 // One sequence as the scheduler sees it: tokens so far and how many of them are in the cache.
@@ -36,6 +36,7 @@ struct ScheduledSequence {
   std::vector<int32_t> tokens;  // prompt, then generated tokens
   int64_t computed = 0;         // leading tokens whose K/V are cached
   int64_t reserved_tokens = 0;  // prompt + max_tokens
+  int64_t prompt_tokens = 0;
   std::vector<int32_t> blocks;
 };
 

@@ -32,6 +32,7 @@ std::vector<int32_t> serialize_step(const StepInput& step) {
   put(out, step.token_pos);
   put(out, step.block_tables);
   put(out, step.logit_rows);
+  put(out, step.seq_prompt_len);
   return out;
 }
 
@@ -46,6 +47,7 @@ StepInput deserialize_step(const std::vector<int32_t>& words) {
   step.token_pos = get(words, at);
   step.block_tables = get(words, at);
   step.logit_rows = get(words, at);
+  step.seq_prompt_len = get(words, at);
   return step;
 }
 

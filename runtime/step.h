@@ -17,6 +17,11 @@ struct StepInput {
   std::vector<int32_t> block_tables;  // [num_seqs * max_blocks_per_seq]
   int32_t max_blocks_per_seq = 0;
   std::vector<int32_t> logit_rows;    // tokens whose next-token logits are wanted, in output order
+  // [num_seqs] prompt length of each block_tables row's sequence: dynamic NTK's context for prompt
+  // tokens and Qwen v1's alpha (runtime/rope_tables.h). Empty: each sequence's prompt is taken to
+  // end at the last position this step reaches (exact for a whole-prompt prefill; steps built by
+  // the scheduler and generate_greedy always fill it).
+  std::vector<int32_t> seq_prompt_len;
   bool stop = false;                  // rank 0 tells the others the job is over
 
   int num_tokens() const { return static_cast<int>(token_ids.size()); }

@@ -123,11 +123,23 @@ __global__ void dtype_to_f32_kernel(const T* src, int64_t n, float* dst) {
 
 // Rotary embedding, one thread per (token, head, pair); see kernels/cpu/rope.cc for the two
 // pairings. The angle position * inv_freq is float32 as in transformers; sincosf is the accurate
-// libdevice version (no fast math), since angles reach ~1e5 radians at long contexts.
+// libdevice version (no fast math), since angles reach ~1e5 radians at long contexts. With
+// frequency_scale (dynamic NTK) pair i's frequency is inv_freq * g^(-2i / (rotary_dim - 2)); with
+// query_scale every dim of the head is multiplied after the rotation, the dims past rotary_dim by
+// the thread of pair (d - rotary_dim) % half, so each element still has exactly one writer.
+__device__ __forceinline__ float scaled_frequency(const float* inv_freq, const float* frequency_scale,
+                                                  int64_t t, int pair, int rotary_dim) {
+  const float growth = frequency_scale != nullptr ? frequency_scale[t] : 1.0f;
+  if (growth == 1.0f) return inv_freq[pair];
+  return inv_freq[pair] *
+         powf(growth, -static_cast<float>(2 * pair) / static_cast<float>(rotary_dim - 2));
+}
+
 template <typename T>
 __global__ void rope_kernel(T* x, int64_t row_stride, const int32_t* positions, int num_tokens,
                             int num_heads, int head_dim, int half, bool interleaved,
-                            const float* inv_freq, float attention_scaling) {
+                            const float* inv_freq, float attention_scaling,
+                            const float* frequency_scale, const float* query_scale) {
   const int64_t total = static_cast<int64_t>(num_tokens) * num_heads * half;
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
@@ -136,16 +148,23 @@ __global__ void rope_kernel(T* x, int64_t row_stride, const int32_t* positions, 
     const int head = static_cast<int>(token_head % num_heads);
     const int64_t t = token_head / num_heads;
     T* h = x + t * row_stride + static_cast<int64_t>(head) * head_dim;
-    const float angle = static_cast<float>(positions[t]) * inv_freq[pair];
+    const float angle = static_cast<float>(positions[t]) *
+                        scaled_frequency(inv_freq, frequency_scale, t, pair, 2 * half);
     float sin, cos;
     sincosf(angle, &sin, &cos);
     cos *= attention_scaling;
     sin *= attention_scaling;
+    const float q_scale = query_scale != nullptr ? query_scale[t] : 1.0f;
     const int a = interleaved ? 2 * pair : pair;
     const int b = interleaved ? 2 * pair + 1 : pair + half;
     const float xa = to_float(h[a]), xb = to_float(h[b]);
-    h[a] = from_float<T>(xa * cos - xb * sin);
-    h[b] = from_float<T>(xb * cos + xa * sin);
+    h[a] = from_float<T>((xa * cos - xb * sin) * q_scale);
+    h[b] = from_float<T>((xb * cos + xa * sin) * q_scale);
+    if (query_scale != nullptr) {
+      for (int d = 2 * half + pair; d < head_dim; d += half) {
+        h[d] = from_float<T>(to_float(h[d]) * q_scale);
+      }
+    }
   }
 }
 
@@ -194,7 +213,8 @@ void launch_rope(DType dtype, cudaStream_t stream, void* x, int64_t row_stride,
   TPSERVE_DISPATCH_DTYPE(dtype, T, {
     rope_kernel<T><<<blocks_for(total, kThreads), kThreads, 0, stream>>>(
         static_cast<T*>(x), row_stride, positions, num_tokens, num_heads, params.head_dim, half,
-        params.interleaved, params.inv_freq, params.attention_scaling);
+        params.interleaved, params.inv_freq, params.attention_scaling, params.frequency_scale,
+        params.query_scale);
   });
   TPSERVE_CUDA_CHECK_LAUNCH();
 }

@@ -6,7 +6,9 @@
 //   2. one thread per (q or k head, pair) rotates the pair in place, and for a k head also stores
 //      the rotated pair straight into the key cache slot (no re-read of k);
 //   3. k dims past rotary_dim (partial rotary, ChatGLM) and the whole v row are copied to the
-//      cache slot.
+//      cache slot; with query_scale (Qwen's logn) the q dims past rotary_dim are scaled in place.
+// Dynamic NTK's frequency_scale changes the frequencies of step 1 (inv_freq * g^(-2i / (d - 2)));
+// query_scale multiplies the rotated q pairs before they are rounded (kernels/cpu/rope.cc's order).
 // Every element is written by exactly one thread and no thread reads what another wrote, so the
 // only barrier is the one after step 1.
 #include "kernels/cuda/cuda_ops.h"
@@ -33,6 +35,8 @@ struct RopeCacheArgs {
   bool interleaved;
   const float* inv_freq;
   float attention_scaling;
+  const float* frequency_scale;  // [num_tokens] or nullptr
+  const float* query_scale;      // [num_tokens] or nullptr
 };
 
 template <typename T>
@@ -54,9 +58,15 @@ __global__ void __launch_bounds__(kThreads)
   T* value_slot = value_cache + slot * kv_width;
 
   const float position = static_cast<float>(a.positions[t]);
+  const float growth = a.frequency_scale != nullptr ? a.frequency_scale[t] : 1.0f;
+  const float q_scale = a.query_scale != nullptr ? a.query_scale[t] : 1.0f;
   for (int i = threadIdx.x; i < half; i += blockDim.x) {
+    const float frequency =
+        growth == 1.0f ? a.inv_freq[i]
+                       : a.inv_freq[i] * powf(growth, -static_cast<float>(2 * i) /
+                                                          static_cast<float>(2 * half - 2));
     float sin, cos;
-    sincosf(position * a.inv_freq[i], &sin, &cos);
+    sincosf(position * frequency, &sin, &cos);
     cos_sin[i] = make_float2(cos * a.attention_scaling, sin * a.attention_scaling);
   }
   __syncthreads();
@@ -70,8 +80,9 @@ __global__ void __launch_bounds__(kThreads)
     T* h = row + static_cast<int64_t>(head) * head_dim;
     const float2 cs = cos_sin[pair];
     const float x_lo = to_float(h[lo]), x_hi = to_float(h[hi]);
-    const T r_lo = from_float<T>(x_lo * cs.x - x_hi * cs.y);
-    const T r_hi = from_float<T>(x_hi * cs.x + x_lo * cs.y);
+    const float scale = head < a.num_q_heads ? q_scale : 1.0f;
+    const T r_lo = from_float<T>((x_lo * cs.x - x_hi * cs.y) * scale);
+    const T r_hi = from_float<T>((x_hi * cs.x + x_lo * cs.y) * scale);
     h[lo] = r_lo;
     h[hi] = r_hi;
     if (head >= a.num_q_heads) {
@@ -87,6 +98,12 @@ __global__ void __launch_bounds__(kThreads)
     for (int i = threadIdx.x; i < a.num_kv_heads * tail; i += blockDim.x) {
       const int64_t d = static_cast<int64_t>(i / tail) * head_dim + rotary_dim + i % tail;
       key_slot[d] = key[d];
+    }
+    if (a.query_scale != nullptr) {
+      for (int i = threadIdx.x; i < a.num_q_heads * tail; i += blockDim.x) {
+        const int64_t d = static_cast<int64_t>(i / tail) * head_dim + rotary_dim + i % tail;
+        row[d] = from_float<T>(to_float(row[d]) * q_scale);
+      }
     }
   }
   for (int64_t i = threadIdx.x; i < kv_width; i += blockDim.x) value_slot[i] = value[i];
@@ -114,6 +131,8 @@ void launch_rope_cache_write(DType dtype, cudaStream_t stream, void* qkv, int64_
   a.interleaved = rope.interleaved;
   a.inv_freq = rope.inv_freq;
   a.attention_scaling = rope.attention_scaling;
+  a.frequency_scale = rope.frequency_scale;
+  a.query_scale = rope.query_scale;
   const size_t smem = static_cast<size_t>(a.half) * sizeof(float2);
   TPSERVE_DISPATCH_DTYPE(dtype, T, {
     rope_cache_write_kernel<T><<<num_tokens, kThreads, smem, stream>>>(

@@ -84,6 +84,49 @@ TEST(CpuOps, RopeRotateHalfAndInterleavedPairs) {
   EXPECT_EQ(x[3], 6.0f);
 }
 
+TEST(CpuOps, RopeDynamicNtkFrequencyScaleAndQueryScale) {
+  // Rotary dim 6 (pairs 0, 1, 2), a 2-dim tail; g = 4 scales pair i's frequency by
+  // 4^(-2i / (6 - 2)): 1, 1/2, 1/4. The query scale 2 multiplies every dim, the tail included.
+  const std::vector<float> inv_freq = {1.0f, 0.1f, 0.01f};
+  const std::vector<int32_t> positions = {10};
+  const std::vector<float> growth = {4.0f}, query = {2.0f};
+  RopeParams params{8, 6, false, inv_freq.data(), 1.0f, growth.data(), query.data()};
+  std::vector<float> x = {1, 1, 1, 0, 0, 0, 5, 6};
+  rope(x.data(), 8, positions.data(), 1, 1, params);
+  const float angles[3] = {10.0f * 1.0f, 10.0f * 0.1f / 2.0f, 10.0f * 0.01f / 4.0f};
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_NEAR(x[i], 2.0f * std::cos(angles[i]), 1e-5) << "pair " << i;
+    EXPECT_NEAR(x[i + 3], 2.0f * std::sin(angles[i]), 1e-5) << "pair " << i;
+  }
+  EXPECT_FLOAT_EQ(x[6], 10.0f);
+  EXPECT_FLOAT_EQ(x[7], 12.0f);
+  // g = 1 is bitwise the plain rotation.
+  const std::vector<float> one = {1.0f};
+  RopeParams identity{8, 6, false, inv_freq.data(), 1.0f, one.data(), nullptr};
+  RopeParams plain{8, 6, false, inv_freq.data(), 1.0f};
+  std::vector<float> a = {1, 2, 3, 4, 5, 6, 7, 8}, b = a;
+  rope(a.data(), 8, positions.data(), 1, 1, identity);
+  rope(b.data(), 8, positions.data(), 1, 1, plain);
+  EXPECT_EQ(a, b);
+}
+
+TEST(CpuOps, RopeCacheWriteScalesQueriesNotKeys) {
+  const HeadLayout heads{1, 1, 4, 0, 0, 1};
+  const std::vector<float> inv_freq = {1.0f, 0.01f};
+  const std::vector<int32_t> pos = {3}, seq = {0}, table = {0};
+  const std::vector<float> growth = {2.0f}, query = {3.0f};
+  const PagedBatch batch{1, seq.data(), pos.data(), table.data(), 1, 4};
+  std::vector<float> qkv = {1, 2, 3, 4, 1, 2, 3, 4, 9, 9, 9, 9};
+  std::vector<float> key_cache(16, 0.0f), value_cache(16, 0.0f);
+  RopeParams params{4, 4, false, inv_freq.data(), 1.0f, growth.data(), query.data()};
+  rope_cache_write(qkv.data(), 12, pos.data(), 1, heads, params, batch, key_cache.data(),
+                   value_cache.data());
+  for (int d = 0; d < 4; ++d) {
+    EXPECT_FLOAT_EQ(qkv[d], 3.0f * qkv[4 + d]) << "q = 3 * k (same input, same rotation)";
+    EXPECT_EQ(key_cache[3 * 4 + d], qkv[4 + d]);
+  }
+}
+
 // A dense causal attention computed directly from K/V rows, for comparison with the paged one.
 std::vector<float> dense_attention(const std::vector<float>& q, const std::vector<float>& k,
                                    const std::vector<float>& v, int tokens, int q_heads,

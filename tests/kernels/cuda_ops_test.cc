@@ -234,13 +234,20 @@ TEST_P(CudaOps, RopeBothConventionsFullAndPartial) {
   const int num_tokens = 6, num_heads = 3, head_dim = 64;
   const int64_t row_stride = num_heads * head_dim + 24;  // trailing columns must stay untouched
   const std::vector<int32_t> positions = {0, 1, 7, 511, 4000, 32767};
+  // Dynamic NTK's per-token frequency scale g (1: untouched) and logn's query scale.
+  const std::vector<float> frequency_scale = {1.0f, 1.0f, 1.5f, 3.0f, 7.0f, 1.0f};
+  const std::vector<float> query_scale = {1.0f, 1.0f, 1.1f, 1.25f, 2.0f, 3.75f};
+  auto frequency_scale_gpu = upload_raw(frequency_scale.data(), frequency_scale.size() * sizeof(float));
+  auto query_scale_gpu = upload_raw(query_scale.data(), query_scale.size() * sizeof(float));
   struct Case {
     int rotary_dim;
     bool interleaved;
     float scaling;
+    bool per_token = false;  // frequency_scale and query_scale
   };
   for (const Case c : {Case{64, false, 1.0f}, Case{64, true, 1.0f}, Case{32, false, 1.0f},
-                       Case{32, true, 1.0f}, Case{64, false, 1.2f}}) {
+                       Case{32, true, 1.0f}, Case{64, false, 1.2f}, Case{64, false, 1.0f, true},
+                       Case{32, false, 1.0f, true}, Case{32, true, 1.0f, true}}) {
     std::vector<float> inv_freq(c.rotary_dim / 2);
     for (int i = 0; i < c.rotary_dim / 2; ++i) {
       inv_freq[i] = 1.0f / std::pow(10000.0f, 2.0f * i / c.rotary_dim);
@@ -250,13 +257,22 @@ TEST_P(CudaOps, RopeBothConventionsFullAndPartial) {
     auto positions_gpu = upload_ints(positions);
     auto inv_freq_gpu = upload_raw(inv_freq.data(), inv_freq.size() * sizeof(float));
     RopeParams params{head_dim, c.rotary_dim, c.interleaved, inv_freq_gpu->as<float>(), c.scaling};
+    if (c.per_token) {
+      params.frequency_scale = frequency_scale_gpu->as<float>();
+      params.query_scale = query_scale_gpu->as<float>();
+    }
     gpu_->rope(x_gpu->get(), row_stride, positions_gpu->as<int32_t>(), num_tokens, num_heads,
                params);
     params.inv_freq = inv_freq.data();
+    if (c.per_token) {
+      params.frequency_scale = frequency_scale.data();
+      params.query_scale = query_scale.data();
+    }
     cpu_->rope(x.data(), row_stride, positions.data(), num_tokens, num_heads, params);
     expect_close(download(*x_gpu, x.size()), x,
                  "rope rotary_dim " + std::to_string(c.rotary_dim) +
-                     (c.interleaved ? " interleaved" : " rotate_half"));
+                     (c.interleaved ? " interleaved" : " rotate_half") +
+                     (c.per_token ? " per-token scales" : ""));
   }
 }
 
@@ -268,6 +284,7 @@ struct RopeCacheCase {
   int rotary_dim;
   bool interleaved;
   float scaling;
+  bool per_token = false;  // dynamic NTK frequency_scale and logn query_scale per token
 };
 
 TEST_P(CudaOps, RopeCacheWriteMatchesCpuThenAttentionReadsIt) {
@@ -279,6 +296,8 @@ TEST_P(CudaOps, RopeCacheWriteMatchesCpuThenAttentionReadsIt) {
       {"replicated kv rank 3", {2, 1, 80, 6, 1, 4}, 80, false, 1.0f},
       // 16 q / 4 KV heads over 2 ranks, rank 1: q heads 8..15, KV heads 2..3.
       {"kv offset rank 1 of 2", {8, 2, 128, 8, 2, 4}, 128, true, 1.0f},
+      {"gqa rotate_half ntk+logn", {8, 2, 128, 0, 0, 4}, 128, false, 1.0f, true},
+      {"partial rotate_half ntk+logn", {4, 4, 64, 0, 0, 1}, 32, false, 1.0f, true},
   };
   // Sequence 0 prefills positions 0..36 (this step: all of them), sequence 1 decodes at 200,
   // sequence 2 decodes at 4000 (large angles), sequence 3 decodes at 0.
@@ -303,6 +322,14 @@ TEST_P(CudaOps, RopeCacheWriteMatchesCpuThenAttentionReadsIt) {
                              tables_gpu->as<int32_t>(), max_blocks,   block_size};
   const PagedBatch batch_cpu{tokens,        step_seq.data(), step_pos.data(),
                              tables.data(), max_blocks,      block_size};
+  // Per-token scales: 1 for the first prefill tokens (the identity path), growing after.
+  std::vector<float> frequency_scale(static_cast<size_t>(tokens)), query_scale(static_cast<size_t>(tokens));
+  for (int t = 0; t < tokens; ++t) {
+    frequency_scale[static_cast<size_t>(t)] = t < 8 ? 1.0f : 1.0f + 0.25f * static_cast<float>(t);
+    query_scale[static_cast<size_t>(t)] = t < 8 ? 1.0f : 1.0f + 0.05f * static_cast<float>(t);
+  }
+  auto frequency_scale_gpu = upload_raw(frequency_scale.data(), frequency_scale.size() * sizeof(float));
+  auto query_scale_gpu = upload_raw(query_scale.data(), query_scale.size() * sizeof(float));
   uint32_t seed = 96;
   for (const RopeCacheCase& c : cases) {
     const HeadLayout& h = c.heads;
@@ -324,9 +351,17 @@ TEST_P(CudaOps, RopeCacheWriteMatchesCpuThenAttentionReadsIt) {
     auto value_cache_gpu = upload_rounded(value_cache);
 
     RopeParams rope{h.head_dim, c.rotary_dim, c.interleaved, inv_freq_gpu->as<float>(), c.scaling};
+    if (c.per_token) {
+      rope.frequency_scale = frequency_scale_gpu->as<float>();
+      rope.query_scale = query_scale_gpu->as<float>();
+    }
     gpu_->rope_cache_write(qkv_gpu->get(), row_stride, pos_gpu->as<int32_t>(), tokens, h, rope,
                            batch_gpu, key_cache_gpu->get(), value_cache_gpu->get());
     rope.inv_freq = inv_freq.data();
+    if (c.per_token) {
+      rope.frequency_scale = frequency_scale.data();
+      rope.query_scale = query_scale.data();
+    }
     cpu_->rope_cache_write(qkv.data(), row_stride, step_pos.data(), tokens, h, rope, batch_cpu,
                            key_cache.data(), value_cache.data());
     const auto qkv_out = download(*qkv_gpu, qkv.size());

@@ -31,6 +31,11 @@ check_fixture llama_bias_f16 2 3
 check_fixture qwen_v1 1 2 4
 check_fixture internlm2 1 2 4
 check_fixture chatglm 1 2 4
+# Past the trained length (16): dynamic NTK (LLaMA "dynamic", factor 3: up to 48 positions) and
+# Qwen v1's use_dynamic_ntk + use_logn_attn, prefilled in chunks of 5 (a prompt token must still
+# see the whole prompt's length).
+check_fixture llama_dynamic 1 2 4
+check_fixture qwen_v1_ntk 1 2 4
 
 # A PEFT LoRA adapter merged at load (--lora): peft's own greedy continuation on qwen2_tied.
 lora=$TPSERVE_FIXTURES/qwen2_tied_lora

@@ -16,8 +16,10 @@ fail() {
 run() {
   local np=$1 limit=$2
   shift 2
+  # </dev/null: mpirun forwards stdin to rank 0, and would swallow the rest of a caller's
+  # `while read` loop (only a fixture's first reference line was ever checked).
   timeout --kill-after=5 "$limit" $TPSERVE_MPIRUN -np "$np" "$TPSERVE_BIN" "$@" \
-    >"$scratch/out" 2>"$scratch/err"
+    </dev/null >"$scratch/out" 2>"$scratch/err"
   status=$?
   out=$(cat "$scratch/out")
   err=$(cat "$scratch/err")

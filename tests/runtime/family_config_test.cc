@@ -28,10 +28,11 @@ TEST(FamilyConfig, QwenV1ReadsItsOwnFieldNames) {
   EXPECT_FLOAT_EQ(c.rope.theta, 10000.0f);
   EXPECT_EQ(c.rope.rotary_dim, 8);
   EXPECT_FALSE(c.rope.interleaved);
-  EXPECT_EQ(c.rope.scaling, RopeScaling::kDynamic);
-  // use_dynamic_ntk / use_logn_attn are the identity up to seq_length (128): the context is capped
-  // there although max_position_embeddings says 256.
-  EXPECT_EQ(c.max_position_embeddings, 128);
+  EXPECT_EQ(c.rope.scaling, RopeScaling::kQwenNtk);
+  EXPECT_EQ(c.rope.trained_context, 128);  // seq_length
+  EXPECT_EQ(c.logn_attn_context, 128);
+  // use_dynamic_ntk / use_logn_attn serve up to 32767 positions (modeling_qwen.py's logn table).
+  EXPECT_EQ(c.max_position_embeddings, 32767);
   EXPECT_TRUE(c.qkv_bias);
   EXPECT_FALSE(c.o_bias || c.mlp_bias);  // no_bias: true
   EXPECT_EQ(c.torch_dtype, DType::kBF16);
@@ -43,10 +44,22 @@ TEST(FamilyConfig, InternLM2ReadsBiasAndDynamicNtk) {
   EXPECT_EQ(c.num_kv_heads, 2);
   EXPECT_TRUE(c.qkv_bias && c.o_bias);
   EXPECT_FALSE(c.mlp_bias);
+  // rope_scaling {"type": "dynamic", "factor": 2.0}: modeling_internlm2.py's
+  // InternLM2DynamicNTKScalingRotaryEmbedding is transformers' "dynamic" formula with M =
+  // max_position_embeddings, so it maps onto kDynamic (fixture llama_dynamic checks the math).
   EXPECT_EQ(c.rope.scaling, RopeScaling::kDynamic);
   EXPECT_FLOAT_EQ(c.rope.factor, 2.0f);
+  EXPECT_EQ(c.rope.trained_context, 256);
   EXPECT_FLOAT_EQ(c.rope.theta, 1e6f);
-  EXPECT_EQ(c.max_position_embeddings, 256);
+  EXPECT_EQ(c.max_position_embeddings, 512);  // 256 * factor
+}
+
+TEST(FamilyConfig, QwenV1LongContextSwitches) {
+  const ModelConfig c = fixture("qwen_v1_ntk");
+  EXPECT_EQ(c.rope.scaling, RopeScaling::kQwenNtk);
+  EXPECT_EQ(c.rope.trained_context, 16);
+  EXPECT_EQ(c.logn_attn_context, 16);
+  EXPECT_EQ(c.max_position_embeddings, 32767);
 }
 
 TEST(FamilyConfig, ChatGLMReadsMultiQueryGroupsAndHalfInterleavedRotary) {

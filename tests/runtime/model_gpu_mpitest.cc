@@ -25,8 +25,10 @@ namespace {
 
 // bf16 keeps 8 significand bits (relative step 2^-8) and fp16 11: weights and every activation are
 // rounded, so logits of magnitude ~5 drift by a few hundredths in bf16 and a few thousandths in
-// fp16. A wrong kernel is off by O(1).
-float tolerance(DType dtype) { return dtype == DType::kBF16 ? 0.15f : 0.03f; }
+// fp16, and bf16's error is the same kernels' fp16 error times ~2^3 (7-14x measured on an H100
+// over these fixtures; the largest, 0.19, is qwen_v1_ntk's 40-token prompt with logn-scaled
+// queries, whose fp16 error is 0.02). Hence bf16 = 8 x fp16. A wrong kernel is off by O(1).
+float tolerance(DType dtype) { return dtype == DType::kBF16 ? 0.25f : 0.03f; }
 
 class GpuFixtureModelTest : public ::testing::TestWithParam<std::tuple<std::string, DType>> {
  protected:
@@ -58,15 +60,17 @@ TEST_P(GpuFixtureModelTest, LogitsMatchTransformers) {
   gpu_comm_ = parallel::make_gpu_communicator(*mpi_, choice, backend_->native_stream(),
                                               std::chrono::seconds(120));
   ModelOptions options;
-  options.num_kv_blocks = 8;
+  options.num_kv_blocks = 16;  // the long-context fixtures' prompts reach 40 tokens
   options.block_size = 4;
   Model model(config_, rank_shape(config_, tp, mpi_->rank()), *backend_, *gpu_comm_, options);
   model.load(*Checkpoint::open(dir_));
   const float tol = tolerance(dtype);
   for (const testing::ReferenceCase& c : testing::load_reference(dir_)) {
     StepInput step;
-    step.block_tables = {7, 6, 5, 4};
-    step.max_blocks_per_seq = 4;
+    const auto blocks = static_cast<int32_t>((c.prompt_ids.size() + 3) / 4);
+    for (int32_t b = 0; b < blocks; ++b) step.block_tables.push_back(options.num_kv_blocks - 1 - b);
+    step.max_blocks_per_seq = blocks;
+    step.seq_prompt_len = {static_cast<int32_t>(c.prompt_ids.size())};
     for (size_t i = 0; i < c.prompt_ids.size(); ++i) {
       step.token_ids.push_back(c.prompt_ids[i]);
       step.token_seq.push_back(0);
@@ -103,7 +107,8 @@ TEST_P(GpuFixtureModelTest, LogitsMatchTransformers) {
 INSTANTIATE_TEST_SUITE_P(
     Fixtures, GpuFixtureModelTest,
     ::testing::Combine(::testing::Values("llama_gqa", "qwen2_tied", "llama_bias_f16", "qwen_v1",
-                                         "internlm2", "chatglm", "qwen2_moe"),
+                                         "internlm2", "chatglm", "qwen2_moe", "llama_dynamic",
+                                         "qwen_v1_ntk"),
                        ::testing::Values(DType::kBF16, DType::kF16)),
     [](const auto& info) {
       return std::get<0>(info.param) + "_" + std::string(dtype_name(std::get<1>(info.param)));

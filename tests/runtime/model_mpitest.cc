@@ -1,6 +1,8 @@
 // The tensor-parallel model against transformers, at whatever N this binary runs under
 // (ctest runs it with mpirun -np 1, 2, 3 and 4): logits at every prompt position within 1e-4 of
-// transformers' float32 logits, and identical greedy continuations.
+// transformers' float32 logits, and identical greedy continuations. llama_dynamic and qwen_v1_ntk
+// run past the trained length (dynamic NTK; Qwen v1's use_dynamic_ntk and use_logn_attn), their
+// greedy references decoded through transformers' KV cache.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -58,15 +60,17 @@ class FixtureModelTest : public ::testing::TestWithParam<std::string> {
 
 TEST_P(FixtureModelTest, LogitsAtEveryPromptPositionMatchTransformers) {
   ModelOptions options;
-  options.num_kv_blocks = 8;
+  options.num_kv_blocks = 16;  // the long-context fixtures' prompts reach 40 tokens
   options.block_size = 4;  // several blocks per prompt: exercises the block tables
   auto model = build(options);
   if (!model) GTEST_SKIP() << "tp " << comm_->size() << " does not divide " << config_.num_heads << " heads";
   for (const testing::ReferenceCase& c : testing::load_reference(dir_)) {
     StepInput step;
     // Blocks in reverse order: positions must be found through the table, not assumed contiguous.
-    step.block_tables = {7, 6, 5, 4};
-    step.max_blocks_per_seq = 4;
+    const auto blocks = static_cast<int32_t>((c.prompt_ids.size() + 3) / 4);
+    for (int32_t b = 0; b < blocks; ++b) step.block_tables.push_back(options.num_kv_blocks - 1 - b);
+    step.max_blocks_per_seq = blocks;
+    step.seq_prompt_len = {static_cast<int32_t>(c.prompt_ids.size())};
     for (size_t i = 0; i < c.prompt_ids.size(); ++i) {
       step.token_ids.push_back(c.prompt_ids[i]);
       step.token_seq.push_back(0);
@@ -113,7 +117,8 @@ TEST_P(FixtureModelTest, GreedyContinuationsMatchTransformers) {
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, FixtureModelTest,
                          ::testing::Values("llama_gqa", "qwen2_tied", "llama_bias_f16", "qwen_v1",
-                                           "internlm2", "chatglm", "qwen2_moe"),
+                                           "internlm2", "chatglm", "qwen2_moe", "llama_dynamic",
+                                           "qwen_v1_ntk"),
                          // Named by fixture, so --gtest_filter='*qwen2_moe*' picks one family.
                          [](const ::testing::TestParamInfo<std::string>& info) { return info.param; });
 
