@@ -59,29 +59,42 @@ RankDevice make_rank_device(const DeviceOptions& options, parallel::MpiCommunica
     device.model_comm = &mpi;
     return device;
   }
-  if (options.device != "cuda") raise(ErrorCode::kInvalidArgument, "--device {}: expected cpu or cuda", options.device);
+  if (options.device != "cuda") {
+    raise(ErrorCode::kInvalidArgument, "--device {}: expected cpu or cuda", options.device);
+  }
   const parallel::NodeTopology node = parallel::node_topology(MPI_COMM_WORLD);
+  const int devices = kernels::cuda_device_count();
   const parallel::GpuCommChoice choice =
-      parallel::choose_gpu_comm(node, kernels::cuda_device_count(), options.allow_shared_gpu);
+      parallel::choose_gpu_comm(node, devices, options.allow_shared_gpu);
   // Every rank learns whether every rank has a device before any of them creates a context.
   if (!mpi.all_ok(choice.ok())) {
-    raise(ErrorCode::kUnavailable, "{}", choice.ok() ? "another rank has no usable GPU (its line says why)" : choice.error);
+    raise(ErrorCode::kUnavailable, "{}",
+          choice.ok() ? "another rank has no usable GPU (its line says why)" : choice.error);
   }
   const DType dtype = options.dtype == "fp16" ? DType::kF16 : DType::kBF16;
   device.backend = kernels::make_cuda_backend(choice.device, dtype);
   device.device_comm = parallel::make_gpu_communicator(mpi, choice, device.backend->native_stream(), timeout);
   device.model_comm = device.device_comm.get();
-  const int devices = kernels::cuda_device_count();
   device.ranks_per_device = (node.local_size + devices - 1) / devices;
   log().info("rank {} on {} GPU {} ({}): {}", mpi.rank(), node.hostname, choice.device,
              dtype_name(dtype), choice.reason);
   return device;
 }
 
-int32_t kv_blocks_for(const runtime::ModelConfig& config, const runtime::RankShape& shape,
+namespace {
+
+// KV blocks that fit `mib` MiB on every rank: K and V, every layer, of the rank holding the most
+// KV heads (an uneven split gives ranks different counts; all ranks need the same number of
+// blocks, since rank 0's scheduler hands out block indices for all of them). Raises
+// kResourceExhausted (naming --kv-cache-mib) when not even one block fits.
+int32_t kv_blocks_for(const runtime::ModelConfig& config, int tp_size,
                       const runtime::ModelOptions& options, double mib, int element_size) {
-  const double block_bytes = 2.0 * config.num_layers * options.block_size *
-                             shape.heads.num_kv_heads() * config.head_dim * element_size;
+  int64_t per_token = 0;
+  for (int rank = 0; rank < tp_size; ++rank) {
+    per_token = std::max(per_token, runtime::kv_bytes_per_token(
+                                        config, runtime::rank_shape(config, tp_size, rank), element_size));
+  }
+  const double block_bytes = static_cast<double>(per_token) * options.block_size;
   const auto blocks = static_cast<int32_t>(mib * 1048576.0 / block_bytes);
   if (blocks < 1) {
     raise(ErrorCode::kResourceExhausted, "--kv-cache-mib {}: not enough for one KV block of {} "
@@ -90,14 +103,17 @@ int32_t kv_blocks_for(const runtime::ModelConfig& config, const runtime::RankSha
   return blocks;
 }
 
+}  // namespace
+
 int32_t kv_blocks_for_rank(const runtime::ModelConfig& config, int tp_size,
                            const runtime::ModelOptions& options, double mib,
                            const RankDevice& rank_device, const DeviceOptions& device) {
   const int element_size = dtype_size(rank_device.backend->compute_dtype());
-  const runtime::RankShape shape = runtime::rank_shape(config, tp_size, 0);
   const size_t capacity = rank_device.backend->memory_capacity() /
                           static_cast<size_t>(std::max(1, rank_device.ranks_per_device));
-  if (mib > 0 || capacity == 0) return kv_blocks_for(config, shape, options, mib > 0 ? mib : 256.0, element_size);
+  if (mib > 0 || capacity == 0) {
+    return kv_blocks_for(config, tp_size, options, mib > 0 ? mib : 256.0, element_size);
+  }
   runtime::PlanModel model{config.dir.filename().string(), config};
   runtime::MemoryPlanOptions plan_options;
   plan_options.tp_size = tp_size;

@@ -61,11 +61,6 @@ struct RankDevice {
 RankDevice make_rank_device(const DeviceOptions& options, parallel::MpiCommunicator& mpi,
                             std::chrono::milliseconds timeout);
 
-// KV blocks that fit `mib` MiB per rank: K and V, every layer, this rank's KV heads. Raises
-// kResourceExhausted (naming --kv-cache-mib) when not even one block fits.
-int32_t kv_blocks_for(const runtime::ModelConfig& config, const runtime::RankShape& shape,
-                      const runtime::ModelOptions& options, double mib, int element_size);
-
 // The KV pool of a serving rank: `mib` MiB when given (> 0); otherwise, on a device with a fixed
 // memory (a GPU), what the memory plan leaves of --gpu-util of it (of this rank's share of it, when
 // ranks share a GPU) after weights and workspace — refusing, with the plan's numbers, a model that

@@ -22,18 +22,6 @@ void detail::check_cuda(int status, const char* call, int rank) {
         cudaGetErrorString(error));
 }
 
-int cuda_device_count() {
-  int count = 0;
-  const cudaError_t status = cudaGetDeviceCount(&count);
-  if (status != cudaSuccess) {
-    // cudaErrorNoDevice, cudaErrorInsufficientDriver (no driver at all): a CPU-only node.
-    log().debug("cudaGetDeviceCount: {}: {}", cudaGetErrorName(status), cudaGetErrorString(status));
-    cudaGetLastError();
-    return 0;
-  }
-  return count;
-}
-
 std::unique_ptr<Communicator> make_gpu_communicator(MpiCommunicator& mpi,
                                                     const GpuCommChoice& choice, void* stream,
                                                     std::chrono::milliseconds timeout) {
@@ -67,8 +55,6 @@ void detail::check_cuda(int status, const char* call, int rank) {
   if (status == 0) return;
   raise(ErrorCode::kInternal, "{} failed on rank {} (CUDA error {})", call, rank, status);
 }
-
-int cuda_device_count() { return 0; }
 
 std::unique_ptr<Communicator> make_gpu_communicator(MpiCommunicator& mpi,
                                                     const GpuCommChoice& /*choice*/,

@@ -1,10 +1,10 @@
 // The communicator a GPU rank uses for its device buffers: NCCL when every rank has its own GPU,
 // host-staged MPI when ranks share GPUs (--allow-shared-gpu). Compiles in CPU-only builds, where
-// make_gpu_communicator raises a clear error and cuda_device_count() is 0.
+// make_gpu_communicator raises a clear error.
 //
 // Typical use on every rank (collective: all ranks call it in the same order):
 //   NodeTopology node = node_topology();
-//   GpuCommChoice choice = choose_gpu_comm(node, cuda_device_count(), allow_shared_gpu);
+//   GpuCommChoice choice = choose_gpu_comm(node, kernels::cuda_device_count(), allow_shared_gpu);
 //   cudaSetDevice(choice.device); create the backend's stream on it;
 //   auto comm = make_gpu_communicator(mpi, choice, stream, timeout);
 // The GPU communicator's all_reduce_sum / all_gather / broadcast take DEVICE pointers; host-side
@@ -19,10 +19,6 @@
 #include "parallel/topology.h"
 
 namespace tpserve::parallel {
-
-// CUDA devices this process sees; 0 when built without CUDA or when the driver reports none
-// (no device, no driver). Creates no CUDA context.
-int cuda_device_count();
 
 // Builds the communicator `choice` names, over the ranks of `mpi` (which carries NCCL's unique
 // id and the host-side all_ok, and must outlive the result). Collective: every rank of `mpi`

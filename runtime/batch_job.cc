@@ -144,6 +144,7 @@ BatchItem parse_batch_line(std::string_view line, int64_t line_number, const Bat
     if (!root.is_object()) line_error("expected a JSON object, got {}", root.type_name());
     if (!root.contains("id")) line_error("id: missing");
     item.id = id_of(root["id"]);
+    item.id_is_number = root["id"].is_number_integer();
     if (item.id.empty()) line_error("id: empty");
     const int prompts = static_cast<int>(root.contains("prompt") + root.contains("messages") +
                                          root.contains("prompt_ids"));
@@ -233,8 +234,8 @@ class RecordWriter {
   std::FILE* file_ = nullptr;
 };
 
-Json id_json(const BatchItem& item, bool numeric) {
-  if (numeric) return Json(std::stoll(item.id));
+Json id_json(const BatchItem& item) {
+  if (item.id_is_number) return Json(std::stoll(item.id));
   return Json(item.id);
 }
 
@@ -246,7 +247,6 @@ struct Choice {
 
 struct InFlight {
   const BatchItem* item;
-  bool numeric_id;
   std::shared_ptr<RequestStream> stream;
   std::map<int32_t, Choice> choices;
   Usage usage;
@@ -302,7 +302,6 @@ BatchSummary drive(Engine& engine, const BatchContext& context, const BatchOptio
   const std::string source = options.input.string();
 
   std::vector<BatchItem> items;
-  std::vector<bool> numeric;
   std::map<std::string, int64_t> first_line;
   std::string line;
   int64_t line_number = 0;
@@ -325,14 +324,12 @@ BatchSummary drive(Engine& engine, const BatchContext& context, const BatchOptio
     }
     if (!item.error.empty()) {
       log().warn("{}:{}: {}", source, line_number, item.error);
-      Json record = {{"id", usable_id ? Json(item.id) : Json(nullptr)},
+      Json record = {{"id", usable_id ? id_json(item) : Json(nullptr)},
                      {"line", line_number}, {"error", item.error}};
       writer.write(record);
       ++summary.failed;
       continue;
     }
-    const Json raw = Json::parse(line, nullptr, false);
-    numeric.push_back(raw["id"].is_number_integer());
     items.push_back(std::move(item));
   }
   if (in.bad()) raise(ErrorCode::kDataLoss, "{}: read error", source);
@@ -343,13 +340,13 @@ BatchSummary drive(Engine& engine, const BatchContext& context, const BatchOptio
   std::vector<InFlight> flying;
   size_t next = 0;
   const auto write_error = [&](const InFlight& f, const Error& e) {
-    writer.write({{"id", id_json(*f.item, f.numeric_id)}, {"line", f.item->line}, {"error", e.what()}});
+    writer.write({{"id", id_json(*f.item)}, {"line", f.item->line}, {"error", e.what()}});
     log().warn("{}:{}: {}", source, f.item->line, e.what());
     ++summary.failed;
   };
   while ((next < items.size() || !flying.empty()) && !summary.interrupted) {
     while (next < items.size() && flying.size() < options.max_in_flight) {
-      InFlight f{&items[next], numeric[next], nullptr, {}, {}};
+      InFlight f{&items[next], nullptr, {}, {}};
       ++next;
       try {
         f.stream = engine.submit(f.item->request);
@@ -391,7 +388,7 @@ BatchSummary drive(Engine& engine, const BatchContext& context, const BatchOptio
             choices.push_back({{"index", index}, {"text", c.text}, {"token_ids", c.token_ids},
                                {"finish_reason", finish_reason_name(c.finish)}});
           }
-          writer.write({{"id", id_json(*f.item, f.numeric_id)},
+          writer.write({{"id", id_json(*f.item)},
                         {"choices", std::move(choices)},
                         {"usage", {{"prompt_tokens", event->usage.prompt_tokens},
                                    {"completion_tokens", event->usage.completion_tokens}}}});

@@ -34,6 +34,7 @@ namespace tpserve::runtime {
 struct BatchItem {
   int64_t line = 0;  // 1-based
   std::string id;
+  bool id_is_number = false;  // written back as a number, as the line had it
   GenerationRequest request;
   std::string error;  // non-empty: the line is malformed; it becomes an error record
 };

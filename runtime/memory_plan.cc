@@ -49,9 +49,7 @@ MemoryPlan plan_memory(const PlanModel& model, const MemoryPlanOptions& options)
         plan.workspace_bytes,
         static_cast<int64_t>(workspace_sizes(c, shape, model_options, options.dtype_bytes).total()));
     plan.kv_bytes_per_token =
-        std::max(plan.kv_bytes_per_token, static_cast<int64_t>(c.num_layers) * 2 *
-                                              shape.heads.num_kv_heads() * c.head_dim *
-                                              options.dtype_bytes);
+        std::max(plan.kv_bytes_per_token, kv_bytes_per_token(c, shape, options.dtype_bytes));
   }
   const int64_t block_size = model_options.block_size;
   plan.kv_block_bytes = plan.kv_bytes_per_token * block_size;

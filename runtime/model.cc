@@ -88,6 +88,10 @@ WorkspaceSizes workspace_sizes(const ModelConfig& config, const RankShape& shape
   return w;
 }
 
+int64_t kv_bytes_per_token(const ModelConfig& config, const RankShape& shape, int element_size) {
+  return int64_t{config.num_layers} * 2 * shape.heads.num_kv_heads() * config.head_dim * element_size;
+}
+
 void Model::allocate_workspace() {
   const WorkspaceSizes w = workspace_sizes(config_, shape_, options_, element_size_);
   const auto e = static_cast<size_t>(element_size_);

@@ -52,6 +52,8 @@ struct WorkspaceSizes {
 // max_blocks_per_seq 0 means enough blocks for max_position_embeddings, as in the model.
 WorkspaceSizes workspace_sizes(const ModelConfig& config, const RankShape& shape,
                                const ModelOptions& options, int element_size);
+// Bytes per position of this rank's KV cache: layers x 2 (K, V) x local kv heads x head_dim x dtype.
+int64_t kv_bytes_per_token(const ModelConfig& config, const RankShape& shape, int element_size);
 
 class Model {
  public:

@@ -4,6 +4,7 @@
 
 #include "common/error.h"
 #include "runtime/architecture.h"
+#include "runtime/model.h"
 
 namespace tpserve::runtime {
 
@@ -32,10 +33,6 @@ int64_t activation_bytes_per_token(const ModelConfig& c, const RankShape& s, int
   const int64_t inter = s.intermediate.size();
   const int64_t per_layer = 12 * h + 3 * qkv + 3 * q + 6 * inter;
   return (c.num_layers * per_layer + s.vocab.padded_rows * (1 + 2 * s.tp_size)) * element;
-}
-
-int64_t kv_bytes_per_token(const ModelConfig& c, const RankShape& s, int element) {
-  return int64_t{c.num_layers} * 2 * s.heads.num_kv_heads() * c.head_dim * element;
 }
 
 DecodeBytes decode_bytes(const ModelConfig& c, const RankShape& s, int batch, int64_t context,

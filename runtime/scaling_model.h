@@ -56,9 +56,6 @@ struct DecodeBytes {
 // N slots (read + write each).
 int64_t activation_bytes_per_token(const ModelConfig& config, const RankShape& shape, int element);
 
-// Bytes per position of this rank's KV cache: layers x 2 (K, V) x local kv heads x head_dim x dtype.
-int64_t kv_bytes_per_token(const ModelConfig& config, const RankShape& shape, int element);
-
 DecodeBytes decode_bytes(const ModelConfig& config, const RankShape& shape, int batch,
                          int64_t context, int element);
 

@@ -35,6 +35,16 @@ void validate_weights(const Checkpoint& checkpoint, const std::vector<WeightShar
   }
 }
 
+void WeightStore::store(const WeightShard& weight, DeviceBuffer buffer, LoadProgress& state,
+                        const std::function<void(const LoadProgress&)>& progress) {
+  bytes_ += buffer.bytes();
+  state.bytes_done += static_cast<int64_t>(buffer.bytes());
+  TPS_CHECK(buffers_.emplace(weight.name, std::move(buffer)).second, "duplicate weight {}",
+            weight.name);
+  ++state.weights_done;
+  if (progress) progress(state);
+}
+
 void WeightStore::load(const Checkpoint& checkpoint, const std::vector<WeightShard>& plan,
                        kernels::Backend& backend,
                        const std::function<void(const LoadProgress&)>& progress,
@@ -61,12 +71,7 @@ void WeightStore::load(const Checkpoint& checkpoint, const std::vector<WeightSha
     std::fill(cursor, staging.data() + weight.numel(), 0.0f);  // vocab padding rows
     DeviceBuffer buffer(backend, static_cast<size_t>(weight.numel()) * element);
     backend.upload_f32(buffer.data(), staging.data(), weight.numel());
-    bytes_ += buffer.bytes();
-    TPS_CHECK(buffers_.emplace(weight.name, std::move(buffer)).second, "duplicate weight {}",
-              weight.name);
-    state.bytes_done += weight.numel() * element;
-    ++state.weights_done;
-    if (progress) progress(state);
+    store(weight, std::move(buffer), state, progress);
   }
 }
 
@@ -152,12 +157,7 @@ void WeightStore::load_synthetic(const std::vector<WeightShard>& plan, kernels::
       backend.fill_zero(static_cast<char*>(buffer.data()) + real * element,
                         static_cast<size_t>((weight.numel() - real) * element));
     }
-    bytes_ += buffer.bytes();
-    TPS_CHECK(buffers_.emplace(weight.name, std::move(buffer)).second, "duplicate weight {}",
-              weight.name);
-    state.bytes_done += weight.numel() * element;
-    ++state.weights_done;
-    if (progress) progress(state);
+    store(weight, std::move(buffer), state, progress);
   }
 }
 

@@ -58,6 +58,10 @@ class WeightStore {
   size_t bytes() const { return bytes_; }
 
  private:
+  // Keeps `buffer` as `weight`'s shard and reports the progress.
+  void store(const WeightShard& weight, DeviceBuffer buffer, LoadProgress& state,
+             const std::function<void(const LoadProgress&)>& progress);
+
   std::map<std::string, DeviceBuffer> buffers_;
   size_t bytes_ = 0;
 };

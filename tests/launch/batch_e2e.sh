@@ -100,4 +100,11 @@ if [[ $status -eq 0 ]] || ! grep -q "none.jsonl: no such file" <<<"$err"; then
 else
   echo "ok: missing input -> $(grep -m1 'no such file' <<<"$err")"
 fi
+# An output file that cannot be written: one line naming it, every rank exits non-zero, no hang.
+run 2 60 generate --model "$model" --input "$input" --output "$scratch/no/such/dir/out.jsonl"
+if [[ $status -eq 0 || $status -ge 124 ]] || ! grep -q "no/such/dir/out.jsonl: cannot open for appending" <<<"$err"; then
+  fail "unwritable output: status $status: $err"
+else
+  echo "ok: unwritable output -> $(grep -m1 'cannot open' <<<"$err")"
+fi
 finish

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "common/dtype.h"
+#include "kernels/cuda_backend.h"
 #include "parallel/gpu_communicator.h"
 #include "parallel/half_convert.h"
 #include "parallel/mpi_communicator.h"
@@ -73,7 +74,7 @@ class GpuComm : public ::testing::Test {
     world_ = new GpuWorld;
     world_->mpi = std::make_unique<MpiCommunicator>(MPI_COMM_WORLD, std::chrono::seconds(60));
     MpiCommunicator& mpi = *world_->mpi;
-    const int devices = cuda_device_count();
+    const int devices = kernels::cuda_device_count();
     // Agreed, so no rank runs a collective test that a skipping peer never joins.
     if (!mpi.all_ok(devices > 0)) {
       world_->skip = "no CUDA device visible on some rank (cudaGetDeviceCount): GPU communicator "

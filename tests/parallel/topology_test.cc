@@ -8,6 +8,7 @@
 #include <limits>
 #include <vector>
 
+#include "kernels/cuda_backend.h"
 #include "parallel/gpu_communicator.h"
 #include "parallel/half_convert.h"
 #include "parallel/topology.h"
@@ -70,7 +71,7 @@ TEST(GpuCommunicator, BuildWithoutCudaSeesNoDevice) {
 #if TPSERVE_HAVE_CUDA
   GTEST_SKIP() << "CUDA build: devices and the factory are exercised by gpu_comm_mpitest";
 #else
-  EXPECT_EQ(cuda_device_count(), 0);
+  EXPECT_EQ(kernels::cuda_device_count(), 0);
 #endif
 }
 

@@ -23,6 +23,7 @@ TEST(BatchLine, TokenIdsAndSamplingFields) {
       "stop": "x", "seed": 3, "ignore_eos": true, "n": 2})", context);
   ASSERT_EQ(item.error, "");
   EXPECT_EQ(item.id, "12");
+  EXPECT_TRUE(item.id_is_number);
   EXPECT_EQ(item.line, 7);
   EXPECT_EQ(item.request.prompt_ids, (std::vector<int32_t>{1, 2, 3}));
   EXPECT_FLOAT_EQ(item.request.params.temperature, 0.5f);

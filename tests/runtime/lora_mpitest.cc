@@ -32,25 +32,12 @@ TEST(LoraModel, MergedAdapterMatchesPeft) {
   EXPECT_EQ(adapter->num_targets(), 14u);  // 7 modules x 2 layers
   model.load(*Checkpoint::open(base), {}, adapter.get());
   for (const testing::ReferenceCase& c : testing::load_reference(adapter_dir)) {
-    StepInput step;
-    step.block_tables = {3, 2, 1, 0};
-    step.max_blocks_per_seq = 4;
-    for (size_t i = 0; i < c.prompt_ids.size(); ++i) {
-      step.token_ids.push_back(c.prompt_ids[i]);
-      step.token_seq.push_back(0);
-      step.token_pos.push_back(static_cast<int32_t>(i));
-      step.logit_rows.push_back(static_cast<int32_t>(i));
-    }
+    StepInput step = testing::prompt_step(c.prompt_ids, options.num_kv_blocks, options.block_size);
     std::vector<float> logits;
     model.forward(step, logits);
     const size_t vocab = static_cast<size_t>(config.vocab_size);
     ASSERT_EQ(logits.size(), c.logits.size() * vocab);
-    float worst = 0;
-    for (size_t row = 0; row < c.logits.size(); ++row) {
-      for (size_t v = 0; v < vocab; ++v) {
-        worst = std::max(worst, std::fabs(logits[row * vocab + v] - c.logits[row][v]));
-      }
-    }
+    const float worst = testing::max_abs_diff(logits, c.logits, vocab);
     EXPECT_LE(worst, 1e-4f) << "tp " << comm.size();
     if (comm.rank() == 0) {
       std::printf("[ fidelity ] qwen2_tied+lora tp=%d prompt_len=%zu max|logit - peft| = %.3g\n",

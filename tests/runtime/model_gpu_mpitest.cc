@@ -66,26 +66,15 @@ TEST_P(GpuFixtureModelTest, LogitsMatchTransformers) {
   model.load(*Checkpoint::open(dir_));
   const float tol = tolerance(dtype);
   for (const testing::ReferenceCase& c : testing::load_reference(dir_)) {
-    StepInput step;
-    const auto blocks = static_cast<int32_t>((c.prompt_ids.size() + 3) / 4);
-    for (int32_t b = 0; b < blocks; ++b) step.block_tables.push_back(options.num_kv_blocks - 1 - b);
-    step.max_blocks_per_seq = blocks;
-    step.seq_prompt_len = {static_cast<int32_t>(c.prompt_ids.size())};
-    for (size_t i = 0; i < c.prompt_ids.size(); ++i) {
-      step.token_ids.push_back(c.prompt_ids[i]);
-      step.token_seq.push_back(0);
-      step.token_pos.push_back(static_cast<int32_t>(i));
-      step.logit_rows.push_back(static_cast<int32_t>(i));
-    }
+    StepInput step = testing::prompt_step(c.prompt_ids, options.num_kv_blocks, options.block_size);
     std::vector<float> logits;
     model.forward(step, logits);
     const size_t vocab = static_cast<size_t>(config_.vocab_size);
     ASSERT_EQ(logits.size(), c.logits.size() * vocab);
-    float worst = 0;
+    const float worst = testing::max_abs_diff(logits, c.logits, vocab);
     for (size_t row = 0; row < c.logits.size(); ++row) {
       const std::vector<float>& ref = c.logits[row];
       const float* got = logits.data() + row * vocab;
-      for (size_t v = 0; v < vocab; ++v) worst = std::max(worst, std::fabs(got[v] - ref[v]));
       std::vector<float> sorted = ref;
       std::partial_sort(sorted.begin(), sorted.begin() + 2, sorted.end(), std::greater<>());
       if (sorted[0] - sorted[1] > 2 * tol) {

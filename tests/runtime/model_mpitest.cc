@@ -65,28 +65,12 @@ TEST_P(FixtureModelTest, LogitsAtEveryPromptPositionMatchTransformers) {
   auto model = build(options);
   if (!model) GTEST_SKIP() << "tp " << comm_->size() << " does not divide " << config_.num_heads << " heads";
   for (const testing::ReferenceCase& c : testing::load_reference(dir_)) {
-    StepInput step;
-    // Blocks in reverse order: positions must be found through the table, not assumed contiguous.
-    const auto blocks = static_cast<int32_t>((c.prompt_ids.size() + 3) / 4);
-    for (int32_t b = 0; b < blocks; ++b) step.block_tables.push_back(options.num_kv_blocks - 1 - b);
-    step.max_blocks_per_seq = blocks;
-    step.seq_prompt_len = {static_cast<int32_t>(c.prompt_ids.size())};
-    for (size_t i = 0; i < c.prompt_ids.size(); ++i) {
-      step.token_ids.push_back(c.prompt_ids[i]);
-      step.token_seq.push_back(0);
-      step.token_pos.push_back(static_cast<int32_t>(i));
-      step.logit_rows.push_back(static_cast<int32_t>(i));
-    }
+    StepInput step = testing::prompt_step(c.prompt_ids, options.num_kv_blocks, options.block_size);
     std::vector<float> logits;
     model->forward(step, logits);
     const size_t vocab = static_cast<size_t>(config_.vocab_size);
     ASSERT_EQ(logits.size(), c.logits.size() * vocab);
-    float worst = 0;
-    for (size_t row = 0; row < c.logits.size(); ++row) {
-      for (size_t v = 0; v < vocab; ++v) {
-        worst = std::max(worst, std::fabs(logits[row * vocab + v] - c.logits[row][v]));
-      }
-    }
+    const float worst = testing::max_abs_diff(logits, c.logits, vocab);
     EXPECT_LE(worst, kTolerance) << GetParam() << " tp " << comm_->size() << " prompt of "
                                  << c.prompt_ids.size() << " tokens";
     if (comm_->rank() == 0) {
