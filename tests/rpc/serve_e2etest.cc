@@ -196,8 +196,12 @@ TEST_F(ServeTest, SeededSamplingReproducesWhateverSharesTheBatch) {
   EXPECT_NE(sampled(8), alone);
 }
 
-TEST_F(ServeTest, CancellingMidStreamFreesTheKvBlocks) {
-  Client client(server_->address());
+TEST(ServeLifecycle, CancellingMidStreamFreesTheKvBlocks) {
+  // Rank 1 takes 5 ms longer per step, so the 200-token request is still running (about 1 s)
+  // when we look at the KV usage, however fast the machine.
+  testing::ServerProcess server(2, {"--model", kModel, "--block-size", "4"},
+                                {"TPSERVE_FAULT_STEP_DELAY_MS=5"});
+  Client client(server.address());
   {
     grpc::ClientContext context;
     auto reader = client.stub().GenerateStream(&context, Client::greedy({1, 2, 3}, 200));
@@ -358,7 +362,10 @@ TEST(ServeChatClient, StreamsARepliedTurn) {
 }
 
 TEST(ServeLifecycle, QueueOverflowIsResourceExhausted) {
-  testing::ServerProcess server(2, {"--model", kModel, "--max-queued", "2", "--max-seqs", "1"});
+  // 5 ms more per step on rank 1: each 40-token request holds the one slot for 200 ms, so the
+  // six arrive while the queue is full, however fast the machine.
+  testing::ServerProcess server(2, {"--model", kModel, "--max-queued", "2", "--max-seqs", "1"},
+                                {"TPSERVE_FAULT_STEP_DELAY_MS=5"});
   std::vector<std::thread> threads;
   std::atomic<int> exhausted{0}, ok{0};
   for (int i = 0; i < 6; ++i) {
