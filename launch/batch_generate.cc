@@ -7,8 +7,8 @@
 #include "common/error.h"
 #include "common/log.h"
 #include "parallel/mpi_communicator.h"
-#include "runtime/batch_job.h"
-#include "runtime/engine.h"
+#include "runtime/engine/batch_job.h"
+#include "runtime/engine/engine.h"
 #include "runtime/tokenizer/chat_template.h"
 
 namespace tpserve::launch {

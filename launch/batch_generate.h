@@ -1,5 +1,5 @@
 // `tpserve generate --input prompts.jsonl --output out.jsonl`: a batch job through the
-// continuous-batching engine (runtime/batch_job.h has the file formats and the resume rule).
+// continuous-batching engine (runtime/engine/batch_job.h has the file formats and the resume rule).
 #pragma once
 
 #include <string>

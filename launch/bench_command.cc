@@ -33,11 +33,11 @@
 #include "kernels/ops.h"
 #include "launch/command.h"
 #include "launch/model_source.h"
-#include "runtime/architecture.h"
-#include "runtime/local_shard_communicator.h"
-#include "runtime/memory_plan.h"
-#include "runtime/model.h"
-#include "runtime/scaling_model.h"
+#include "runtime/families/architecture.h"
+#include "runtime/model/local_shard_communicator.h"
+#include "runtime/planning/memory_plan.h"
+#include "runtime/model/model.h"
+#include "runtime/planning/scaling_model.h"
 
 namespace tpserve::launch {
 

@@ -21,7 +21,7 @@
 #include "parallel/device_info.h"
 #include "parallel/mpi_communicator.h"
 #include "parallel/topology.h"
-#include "runtime/device_buffer.h"
+#include "runtime/model/device_buffer.h"
 
 namespace tpserve::launch {
 namespace {

@@ -20,9 +20,9 @@
 #include "launch/command.h"
 #include "launch/rank_setup.h"
 #include "parallel/mpi_communicator.h"
-#include "runtime/block_allocator.h"
-#include "runtime/greedy.h"
-#include "runtime/model.h"
+#include "runtime/engine/block_allocator.h"
+#include "runtime/engine/greedy.h"
+#include "runtime/model/model.h"
 #include "runtime/tokenizer/chat_template.h"
 #include "runtime/tokenizer/tokenizer.h"
 

@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "runtime/memory_plan.h"
+#include "runtime/planning/memory_plan.h"
 
 namespace tpserve::launch {
 

@@ -1,5 +1,5 @@
 // `tpserve plan`: what one rank holds for a model at TP=N on a device of a given memory, before any
-// weight is read (runtime/memory_plan.h).
+// weight is read (runtime/planning/memory_plan.h).
 //
 //   tpserve plan --preset qwen2-72b --tp 1,2,4,8 --dtype bf16 --gpu-mem 80GiB
 //
@@ -11,7 +11,7 @@
 #include "common/error.h"
 #include "launch/command.h"
 #include "launch/model_source.h"
-#include "runtime/memory_plan.h"
+#include "runtime/planning/memory_plan.h"
 
 namespace tpserve::launch {
 

@@ -10,9 +10,9 @@
 #include "kernels/cuda_backend.h"
 #include "parallel/gpu_communicator.h"
 #include "parallel/topology.h"
-#include "runtime/lora.h"
-#include "runtime/memory_plan.h"
-#include "runtime/safetensors.h"
+#include "runtime/model/lora.h"
+#include "runtime/planning/memory_plan.h"
+#include "runtime/formats/safetensors.h"
 
 namespace tpserve::launch {
 

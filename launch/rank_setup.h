@@ -12,7 +12,7 @@
 #include "kernels/ops.h"
 #include "parallel/communicator.h"
 #include "parallel/mpi_communicator.h"
-#include "runtime/model.h"
+#include "runtime/model/model.h"
 #include "runtime/tokenizer/tokenizer.h"
 
 namespace tpserve::launch {

@@ -1,5 +1,5 @@
 // `tpserve scale`: predicted decode step time and throughput of a model at several TP sizes, from
-// the memory plan (what fits per rank) and runtime/scaling_model.h (compute + ring collectives).
+// the memory plan (what fits per rank) and runtime/planning/scaling_model.h (compute + ring collectives).
 //
 //   tpserve scale --preset qwen2-72b --tp 2,4,8 --batch 1,32 --context 1024
 //   tpserve scale --preset qwen2-72b --tp 8 --measured bench.json     # measured per-shard compute
@@ -29,8 +29,8 @@
 #include "launch/command.h"
 #include "launch/model_source.h"
 #include "parallel/mpi_communicator.h"
-#include "runtime/memory_plan.h"
-#include "runtime/scaling_model.h"
+#include "runtime/planning/memory_plan.h"
+#include "runtime/planning/scaling_model.h"
 
 namespace tpserve::launch {
 namespace {

@@ -18,7 +18,7 @@
 #include "launch/rank_setup.h"
 #include "rpc/metrics_server.h"
 #include "rpc/server.h"
-#include "runtime/engine.h"
+#include "runtime/engine/engine.h"
 #include "runtime/tokenizer/tokenizer.h"
 
 namespace tpserve::launch {

@@ -1,6 +1,6 @@
 // How rank r of N slices each kind of weight. This file knows head counts and layouts, not any
 // family's tensor names: runtime/ family adapters say which checkpoint tensor is which, and
-// runtime/weight_plan.cc turns that into per-rank byte ranges using the functions here.
+// runtime/model/weight_plan.cc turns that into per-rank byte ranges using the functions here.
 //
 //   kind        slices                    used for
 //   column      output rows (heads/units) q, k, v (fused or not), gate, up

@@ -4,7 +4,7 @@
 
 #include <vector>
 
-#include "runtime/sampling_params.h"
+#include "runtime/engine/sampling_params.h"
 #include "runtime/tokenizer/chat_template.h"
 #include "runtime/tokenizer/tokenizer.h"
 #include "tpserve/v1/generation.pb.h"

@@ -7,7 +7,7 @@
 #include <string>
 #include <thread>
 
-#include "runtime/engine.h"
+#include "runtime/engine/engine.h"
 
 namespace httplib {
 class Server;

@@ -8,8 +8,8 @@
 #include <memory>
 #include <string>
 
-#include "runtime/engine.h"
-#include "runtime/model.h"
+#include "runtime/engine/engine.h"
+#include "runtime/model/model.h"
 #include "runtime/tokenizer/chat_template.h"
 #include "runtime/tokenizer/tokenizer.h"
 

@@ -15,7 +15,7 @@ run1() {
 }
 
 # qwen2-72b, bf16, 80 GiB: TP=1 (135.43 GiB of weights) does not fit; 2, 4, 8 do, with the per-rank
-# weights halving (runtime/memory_plan_test.cc checks TP=8's numbers exactly).
+# weights halving (tests/runtime/planning/memory_plan_test.cc checks TP=8's numbers exactly).
 run1 30 plan --preset qwen2-72b --tp 1,2,4,8 --dtype bf16 --gpu-mem 80GiB
 [[ $status -ne 0 ]] || fail "plan with a TP=1 that does not fit exited 0"
 for row in '^ +1 +135.43 GiB .* NO$' '^ +2 +67.71 GiB .* yes$' '^ +4 +33.86 GiB .* yes$' \

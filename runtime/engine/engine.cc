@@ -1,0 +1,352 @@
+#include "runtime/engine/engine.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <thread>
+
+#include "common/check.h"
+#include "common/log.h"
+#include "runtime/engine/sampler.h"
+#include "runtime/engine/stop_matcher.h"
+
+namespace tpserve::runtime {
+
+using Clock = std::chrono::steady_clock;
+
+// One of a request's n sequences.
+struct Engine::SequenceRun {
+  uint64_t id = 0;
+  uint64_t request_id = 0;
+  int32_t index = 0;
+  std::unique_ptr<SequenceSampler> sampler;
+  std::unique_ptr<IncrementalDecoder> decoder;  // null without a tokenizer
+  std::unique_ptr<StopMatcher> stop;
+  std::vector<int32_t> output;
+  std::chrono::steady_clock::time_point last_token;
+};
+
+struct Engine::RequestRun {
+  uint64_t id = 0;
+  std::shared_ptr<RequestStream> stream;
+  GenerationRequest request;
+  std::vector<uint64_t> open_sequences;
+  Usage usage;
+};
+
+namespace {
+
+SchedulerOptions scheduler_options(const Model& model) {
+  const ModelOptions& m = model.options();
+  SchedulerOptions s;
+  s.num_kv_blocks = m.num_kv_blocks;
+  s.block_size = m.block_size;
+  s.max_tokens_per_step = m.max_tokens_per_step;
+  s.max_seqs = std::min(m.max_seqs, m.max_logit_rows);
+  s.max_logit_rows = m.max_logit_rows;
+  s.max_context = std::min<int64_t>(model.config().max_position_embeddings,
+                                    static_cast<int64_t>(m.max_blocks_per_seq) * m.block_size);
+  return s;
+}
+
+}  // namespace
+
+Engine::Engine(Model& model, parallel::Communicator& comm, const Tokenizer* tokenizer,
+               EngineOptions options)
+    : model_(model), comm_(comm), tokenizer_(tokenizer), options_(std::move(options)),
+      scheduler_(scheduler_options(model)) {
+  options_.limits.vocab_size = static_cast<int32_t>(model.config().vocab_size);
+  eos_ids_ = model.config().eos_token_ids;
+  if (tokenizer_ != nullptr) {
+    for (int32_t id : tokenizer_->eos_token_ids()) {
+      if (std::find(eos_ids_.begin(), eos_ids_.end(), id) == eos_ids_.end()) eos_ids_.push_back(id);
+    }
+  }
+  stats_.kv_blocks_total = scheduler_.blocks_total();
+}
+
+Engine::~Engine() = default;
+
+std::shared_ptr<RequestStream> Engine::submit(GenerationRequest request) {
+  if (shutting_down_.load()) raise(ErrorCode::kUnavailable, "the server is shutting down");
+  const auto& prompt = request.prompt_ids;
+  if (prompt.empty()) raise(ErrorCode::kInvalidArgument, "prompt: empty");
+  for (size_t i = 0; i < prompt.size(); ++i) {
+    if (prompt[i] < 0 || prompt[i] >= model_.config().vocab_size) {
+      raise(ErrorCode::kOutOfRange, "prompt_ids[{}]: token {} is outside the vocabulary [0, {})", i,
+            prompt[i], model_.config().vocab_size);
+    }
+  }
+  validate(request.params, options_.limits);
+  if (!request.params.stop.empty() && tokenizer_ == nullptr) {
+    raise(ErrorCode::kInvalidArgument, "stop: stop strings need the model's tokenizer, which this "
+          "model directory lacks");
+  }
+  if (auto reason = scheduler_.never_fits(static_cast<int64_t>(prompt.size()),
+                                          request.params.max_tokens)) {
+    raise(ErrorCode::kOutOfRange, "max_tokens: {}", *reason);
+  }
+  request.arrival = Clock::now();
+  std::lock_guard lock(inbox_mutex_);
+  if (static_cast<int>(inbox_.size()) + stats().queued_requests >= options_.max_queued_requests) {
+    raise(ErrorCode::kResourceExhausted, "the request queue is full ({} requests)",
+          options_.max_queued_requests);
+  }
+  auto stream = std::make_shared<RequestStream>(next_request_id_++);
+  inbox_.emplace_back(stream, std::move(request));
+  inbox_ready_.notify_one();
+  return stream;
+}
+
+void Engine::shutdown(std::chrono::milliseconds drain) {
+  std::lock_guard lock(inbox_mutex_);
+  drain_deadline_ = Clock::now() + drain;
+  shutting_down_.store(true);
+  inbox_ready_.notify_one();
+}
+
+EngineStats Engine::stats() const {
+  std::lock_guard lock(stats_mutex_);
+  return stats_;
+}
+
+void Engine::take_new_requests() {
+  std::vector<std::pair<std::shared_ptr<RequestStream>, GenerationRequest>> arrived;
+  {
+    std::lock_guard lock(inbox_mutex_);
+    arrived.swap(inbox_);
+  }
+  for (auto& [stream, request] : arrived) {
+    auto run = std::make_unique<RequestRun>();
+    run->id = stream->id();
+    run->stream = stream;
+    run->request = std::move(request);
+    run->usage.prompt_tokens = static_cast<int64_t>(run->request.prompt_ids.size());
+    const SamplingParams& params = run->request.params;
+    for (int32_t index = 0; index < params.n; ++index) {
+      auto sequence = std::make_unique<SequenceRun>();
+      sequence->id = next_sequence_id_++;
+      sequence->request_id = run->id;
+      sequence->index = index;
+      SamplingParams own = params;
+      // n seeded samples must differ from each other yet each reproduce: seed + index.
+      if (own.seed) own.seed = *own.seed + static_cast<uint64_t>(index);
+      sequence->sampler = std::make_unique<SequenceSampler>(own);
+      if (tokenizer_ != nullptr) {
+        sequence->decoder = std::make_unique<IncrementalDecoder>(*tokenizer_, true);
+      }
+      sequence->stop = std::make_unique<StopMatcher>(params.stop);
+      scheduler_.add(sequence->id, run->request.prompt_ids, params.max_tokens);
+      run->open_sequences.push_back(sequence->id);
+      sequences_.emplace(sequence->id, std::move(sequence));
+    }
+    std::lock_guard lock(stats_mutex_);
+    stats_.prompt_tokens += run->usage.prompt_tokens * params.n;
+    requests_.emplace(run->id, std::move(run));
+  }
+}
+
+// Client cancellations and deadlines: the request's sequences leave before the next step.
+void Engine::drop_abandoned_requests() {
+  const auto now = Clock::now();
+  std::vector<RequestRun*> abandoned;
+  for (auto& [id, run] : requests_) {
+    const bool expired = run->request.deadline && now > *run->request.deadline;
+    if (run->stream->cancelled() || expired) abandoned.push_back(run.get());
+  }
+  for (RequestRun* run : abandoned) {
+    const bool expired = !run->stream->cancelled();
+    for (uint64_t id : std::vector<uint64_t>(run->open_sequences)) {
+      finish_sequence(*sequences_.at(id), expired ? FinishReason::kDeadline : FinishReason::kCancelled);
+    }
+  }
+}
+
+void Engine::finish_sequence(SequenceRun& sequence, FinishReason reason) {
+  RequestRun& run = *requests_.at(sequence.request_id);
+  scheduler_.remove(sequence.id);
+  SequenceDelta delta;
+  delta.index = sequence.index;
+  delta.finish_reason = reason;
+  if (reason == FinishReason::kLength || reason == FinishReason::kStop) {
+    delta.text = sequence.stop->finish();  // text held back for a stop string that never came
+  }
+  RequestEvent event;
+  event.deltas.push_back(std::move(delta));
+  auto& open = run.open_sequences;
+  open.erase(std::find(open.begin(), open.end(), sequence.id));
+  const uint64_t request_id = run.id;
+  sequences_.erase(sequence.id);
+  if (!open.empty()) {
+    run.stream->push(std::move(event));
+    return;
+  }
+  event.done = true;
+  event.usage = run.usage;
+  if (reason == FinishReason::kDeadline) {
+    event.error = Error(ErrorCode::kDeadlineExceeded, "the request's deadline passed before it finished");
+  }
+  run.stream->push(std::move(event));
+  requests_.erase(request_id);
+}
+
+void Engine::close_request(RequestRun& run, std::optional<Error> error) {
+  for (uint64_t id : run.open_sequences) {
+    scheduler_.remove(id);
+    sequences_.erase(id);
+  }
+  RequestEvent event;
+  event.done = true;
+  event.error = std::move(error);
+  event.usage = run.usage;
+  run.stream->push(std::move(event));
+}
+
+void Engine::sample_rows(const ScheduledStep& step, const std::vector<float>& logits) {
+  const auto vocab = static_cast<size_t>(model_.config().vocab_size);
+  for (size_t row = 0; row < step.logit_seqs.size(); ++row) {
+    const auto found = sequences_.find(step.logit_seqs[row]);
+    if (found == sequences_.end()) continue;  // its request failed earlier in this step
+    SequenceRun& sequence = *found->second;
+    RequestRun& run = *requests_.at(sequence.request_id);
+    const SamplingParams& params = run.request.params;
+    const std::span<const float> row_logits(logits.data() + row * vocab, vocab);
+    SampleResult result;
+    try {
+      result = sequence.sampler->sample(row_logits, run.request.prompt_ids, sequence.output);
+    } catch (const Error& e) {
+      // Non-finite logits: this request fails; the batch and the server go on.
+      const uint64_t request_id = run.id;
+      log().error("request {}: {}", request_id, e.what());
+      close_request(run, e);
+      requests_.erase(request_id);
+      continue;
+    }
+    const int32_t token = result.token_id;
+    const auto now = Clock::now();
+    const auto since = sequence.output.empty() ? run.request.arrival : sequence.last_token;
+    (sequence.output.empty() ? ttft_ : itl_).observe(std::chrono::duration<double>(now - since).count());
+    sequence.last_token = now;
+    sequence.output.push_back(token);
+    ++run.usage.completion_tokens;
+    SequenceDelta delta;
+    delta.index = sequence.index;
+    delta.token_ids.push_back(token);
+    if (params.logprobs > 0) {
+      delta.logprobs.push_back(result.logprob);
+      std::vector<TokenLogprob> top;
+      for (const auto& alternative : result.top_logprobs) top.push_back({alternative.token_id, alternative.logprob});
+      delta.top_logprobs.push_back(std::move(top));
+    }
+    const auto& stop_ids = params.stop_token_ids;
+    const bool stop_token = std::find(stop_ids.begin(), stop_ids.end(), token) != stop_ids.end() ||
+                            (!params.ignore_eos &&
+                             std::find(eos_ids_.begin(), eos_ids_.end(), token) != eos_ids_.end());
+    bool stopped = stop_token;
+    if (!stop_token && sequence.decoder) {
+      // Only ids the tokenizer knows have text (models pad their vocabulary past it).
+      const std::string piece = token < tokenizer_->vocab_size() ? sequence.decoder->push(token) : "";
+      const StopMatch match = sequence.stop->push(piece);
+      delta.text = match.text;
+      stopped = match.stopped;
+    }
+    const bool length = static_cast<int32_t>(sequence.output.size()) >= params.max_tokens;
+    run.stream->push(RequestEvent{{std::move(delta)}, false, std::nullopt, {}});
+    if (stopped || length) {
+      finish_sequence(sequence, stopped ? FinishReason::kStop : FinishReason::kLength);
+    } else {
+      scheduler_.append_token(sequence.id, token);
+    }
+  }
+}
+
+void Engine::run_step() {
+  ScheduledStep step = scheduler_.schedule();
+  if (step.input.num_tokens() == 0) return;
+  broadcast_step(comm_, step.input);
+  model_.forward(step.input, logits_);
+  sample_rows(step, logits_);
+  std::lock_guard lock(stats_mutex_);
+  stats_.generated_tokens += static_cast<int64_t>(step.logit_seqs.size());
+  ++stats_.steps;
+}
+
+void Engine::idle_wait() {
+  std::unique_lock lock(inbox_mutex_);
+  const bool woke = inbox_ready_.wait_for(lock, options_.heartbeat, [&] {
+    return !inbox_.empty() || shutting_down_.load();
+  });
+  lock.unlock();
+  if (!woke) {
+    StepInput heartbeat;  // no tokens: the other ranks only prove they are alive
+    broadcast_step(comm_, heartbeat);
+  }
+}
+
+void Engine::run() {
+  TPS_CHECK(comm_.rank() == 0, "Engine::run on rank {}", comm_.rank());
+  for (;;) {
+    take_new_requests();
+    drop_abandoned_requests();
+    {
+      std::lock_guard lock(stats_mutex_);
+      stats_.queued_requests = static_cast<int64_t>(requests_.size());
+      stats_.running_sequences = static_cast<int64_t>(scheduler_.num_running());
+      stats_.waiting_sequences = static_cast<int64_t>(scheduler_.num_waiting());
+      stats_.kv_blocks_used = scheduler_.blocks_used();
+    }
+    if (shutting_down_.load()) {
+      if (requests_.empty()) break;
+      if (Clock::now() > drain_deadline_) {
+        log().warn("drain timeout: failing {} unfinished requests", requests_.size());
+        for (auto& [id, run] : requests_) {
+          close_request(*run, Error(ErrorCode::kUnavailable, "the server shut down before the "
+                                                             "request finished"));
+        }
+        requests_.clear();
+        break;
+      }
+    }
+    if (!scheduler_.has_work()) {
+      idle_wait();
+      continue;
+    }
+    run_step();
+  }
+  StepInput stop;
+  stop.stop = true;
+  broadcast_step(comm_, stop);
+}
+
+namespace {
+
+// Fault injection for the end-to-end tests: TPSERVE_FAULT_EXIT_RANK=r with
+// TPSERVE_FAULT_EXIT_AFTER_STEPS=k makes rank r die abruptly after k steps, as a crashed process
+// or a lost node would; TPSERVE_FAULT_STEP_DELAY_MS=d makes every other rank take d ms longer per
+// step, as a slow device would (so a test can keep a request in flight, whatever the machine).
+int env_int(const char* name, int fallback) {
+  const char* value = std::getenv(name);
+  return value == nullptr ? fallback : std::atoi(value);
+}
+
+}  // namespace
+
+void Engine::follow(Model& model, parallel::Communicator& comm) {
+  const bool doomed = env_int("TPSERVE_FAULT_EXIT_RANK", -1) == comm.rank();
+  const int steps_to_live = env_int("TPSERVE_FAULT_EXIT_AFTER_STEPS", 0);
+  const int step_delay_ms = env_int("TPSERVE_FAULT_STEP_DELAY_MS", 0);
+  std::vector<float> logits;
+  for (int steps = 0;; ++steps) {
+    StepInput step;
+    broadcast_step(comm, step);
+    if (step.stop) return;
+    if (step.num_tokens() == 0) continue;  // heartbeat
+    if (doomed && steps >= steps_to_live) {
+      log().warn("fault injection: rank {} exits abruptly (TPSERVE_FAULT_EXIT_RANK)", comm.rank());
+      std::_Exit(9);
+    }
+    if (step_delay_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(step_delay_ms));
+    model.forward(step, logits);
+  }
+}
+
+}  // namespace tpserve::runtime

@@ -1,0 +1,121 @@
+// The serving engine: requests in, token streams out, every step run tensor-parallel.
+//
+// Rank 0 runs Engine::run() on its main thread (the only thread that makes MPI calls): it takes
+// requests queued by front-end threads (submit), lets the Scheduler build each step, broadcasts
+// the step, runs its own shard, samples from the gathered logits, detokenizes and pushes events to
+// each request's RequestStream. Every other rank runs Engine::follow(), executing whatever rank 0
+// broadcasts. While idle, rank 0 broadcasts an empty heartbeat step every heartbeat interval, so
+// the collective watchdog on every rank still notices a dead peer.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <vector>
+
+#include "parallel/communicator.h"
+#include "runtime/engine/histogram.h"
+#include "runtime/model/model.h"
+#include "runtime/engine/request_stream.h"
+#include "runtime/engine/sampling_params.h"
+#include "runtime/engine/scheduler.h"
+#include "runtime/tokenizer/tokenizer.h"
+
+namespace tpserve::runtime {
+
+struct GenerationRequest {
+  std::vector<int32_t> prompt_ids;
+  SamplingParams params;
+  std::optional<std::chrono::steady_clock::time_point> deadline;
+  std::chrono::steady_clock::time_point arrival;  // set by submit(): TTFT counts from here
+};
+
+struct EngineOptions {
+  int max_queued_requests = 256;  // beyond this, submit() refuses with kResourceExhausted
+  std::chrono::milliseconds heartbeat{1000};
+  SamplingLimits limits;          // vocab_size is filled from the model
+};
+
+struct EngineStats {
+  int64_t queued_requests = 0;
+  int64_t running_sequences = 0;
+  int64_t waiting_sequences = 0;
+  int32_t kv_blocks_used = 0;
+  int32_t kv_blocks_total = 0;
+  int64_t prompt_tokens = 0;      // totals since start
+  int64_t generated_tokens = 0;
+  int64_t steps = 0;
+};
+
+class Engine {
+ public:
+  // `tokenizer` may be null (token-id requests only; stop strings are then refused).
+  Engine(Model& model, parallel::Communicator& comm, const Tokenizer* tokenizer,
+         EngineOptions options);
+  ~Engine();
+
+  // Any thread. Validates the request (a tpserve::Error naming the field: kInvalidArgument,
+  // kOutOfRange, kResourceExhausted), then queues it. Events arrive on the returned stream.
+  std::shared_ptr<RequestStream> submit(GenerationRequest request);
+
+  // Rank 0's main thread: serves until shutdown() and drained; then tells the other ranks to stop.
+  void run();
+
+  // Any thread. Stop taking requests; in-flight ones get until `drain` to finish, then fail
+  // with kUnavailable. run() returns after that.
+  void shutdown(std::chrono::milliseconds drain);
+  bool accepting() const { return !shutting_down_.load(); }
+
+  EngineStats stats() const;
+  // Time to first token and between tokens, per sequence, in seconds.
+  const Histogram& time_to_first_token() const { return ttft_; }
+  const Histogram& inter_token_latency() const { return itl_; }
+
+  // Every rank but 0: execute rank 0's steps until it says stop.
+  static void follow(Model& model, parallel::Communicator& comm);
+
+ private:
+  struct SequenceRun;
+  struct RequestRun;
+
+  void take_new_requests();
+  void drop_abandoned_requests();
+  void run_step();
+  void sample_rows(const ScheduledStep& step, const std::vector<float>& logits);
+  void finish_sequence(SequenceRun& sequence, FinishReason reason);
+  void close_request(RequestRun& request, std::optional<Error> error);
+  void idle_wait();
+
+  Model& model_;
+  parallel::Communicator& comm_;
+  const Tokenizer* tokenizer_;
+  EngineOptions options_;
+  Scheduler scheduler_;
+  std::vector<int32_t> eos_ids_;
+
+  // Shared with front-end threads.
+  mutable std::mutex inbox_mutex_;
+  std::condition_variable inbox_ready_;
+  std::vector<std::pair<std::shared_ptr<RequestStream>, GenerationRequest>> inbox_;
+  std::atomic<bool> shutting_down_{false};
+  std::chrono::steady_clock::time_point drain_deadline_;
+  uint64_t next_request_id_ = 1;
+
+  // Engine thread only.
+  std::map<uint64_t, std::unique_ptr<RequestRun>> requests_;
+  std::map<uint64_t, std::unique_ptr<SequenceRun>> sequences_;
+  uint64_t next_sequence_id_ = 1;
+  std::vector<float> logits_;
+
+  mutable std::mutex stats_mutex_;
+  EngineStats stats_;
+  Histogram ttft_{Histogram::latency_bounds()};
+  Histogram itl_{Histogram::latency_bounds()};
+};
+
+}  // namespace tpserve::runtime

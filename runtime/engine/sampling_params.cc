@@ -1,0 +1,94 @@
+#include "runtime/engine/sampling_params.h"
+
+#include <cmath>
+
+#include "common/check.h"
+#include "common/error.h"
+
+namespace tpserve::runtime {
+namespace {
+
+// Written as !(in range) so that NaN fails every check.
+bool within(float value, float low, float high) { return value >= low && value <= high; }
+
+void validate_scalars(const SamplingParams& p, const SamplingLimits& limits) {
+  if (!(p.temperature >= 0.0f) || !std::isfinite(p.temperature)) {
+    raise(ErrorCode::kInvalidArgument, "temperature must be a finite number >= 0, got {}",
+          p.temperature);
+  }
+  if (!(p.top_p > 0.0f && p.top_p <= 1.0f)) {
+    raise(ErrorCode::kInvalidArgument, "top_p must be in (0, 1], got {}", p.top_p);
+  }
+  if (p.top_k < 0) {
+    raise(ErrorCode::kInvalidArgument, "top_k must be >= 0 (0 turns it off), got {}", p.top_k);
+  }
+  if (p.top_k > limits.vocab_size) {
+    raise(ErrorCode::kOutOfRange, "top_k must be at most the vocabulary size {}, got {}",
+          limits.vocab_size, p.top_k);
+  }
+  if (!within(p.min_p, 0.0f, 1.0f)) {
+    raise(ErrorCode::kInvalidArgument, "min_p must be in [0, 1], got {}", p.min_p);
+  }
+  if (!(p.repetition_penalty > 0.0f) || !std::isfinite(p.repetition_penalty)) {
+    raise(ErrorCode::kInvalidArgument, "repetition_penalty must be a finite number > 0, got {}",
+          p.repetition_penalty);
+  }
+  // OpenAI's documented range for both penalties.
+  if (!within(p.presence_penalty, -2.0f, 2.0f)) {
+    raise(ErrorCode::kInvalidArgument, "presence_penalty must be in [-2, 2], got {}",
+          p.presence_penalty);
+  }
+  if (!within(p.frequency_penalty, -2.0f, 2.0f)) {
+    raise(ErrorCode::kInvalidArgument, "frequency_penalty must be in [-2, 2], got {}",
+          p.frequency_penalty);
+  }
+}
+
+void validate_counts(const SamplingParams& p, const SamplingLimits& limits) {
+  if (p.n < 1) raise(ErrorCode::kInvalidArgument, "n must be >= 1, got {}", p.n);
+  if (p.n > limits.max_n) {
+    raise(ErrorCode::kOutOfRange, "n must be at most {}, got {}", limits.max_n, p.n);
+  }
+  if (p.logprobs < 0) {
+    raise(ErrorCode::kInvalidArgument, "logprobs must be >= 0 (0 = none), got {}", p.logprobs);
+  }
+  if (p.logprobs > limits.max_logprobs) {
+    raise(ErrorCode::kOutOfRange, "logprobs must be at most {}, got {}", limits.max_logprobs,
+          p.logprobs);
+  }
+  if (p.max_tokens < 1) {
+    raise(ErrorCode::kInvalidArgument, "max_tokens must be >= 1, got {}", p.max_tokens);
+  }
+}
+
+void validate_stops(const SamplingParams& p, const SamplingLimits& limits) {
+  if (p.stop.size() > static_cast<size_t>(limits.max_stop)) {
+    raise(ErrorCode::kOutOfRange, "stop: at most {} stop strings are allowed, got {}",
+          limits.max_stop, p.stop.size());
+  }
+  for (size_t i = 0; i < p.stop.size(); ++i) {
+    if (p.stop[i].empty()) raise(ErrorCode::kInvalidArgument, "stop[{}] is an empty string", i);
+    if (p.stop[i].size() > static_cast<size_t>(limits.max_stop_length)) {
+      raise(ErrorCode::kOutOfRange, "stop[{}] is {} bytes long, the limit is {}", i,
+            p.stop[i].size(), limits.max_stop_length);
+    }
+  }
+  for (size_t i = 0; i < p.stop_token_ids.size(); ++i) {
+    const int32_t id = p.stop_token_ids[i];
+    if (id < 0 || id >= limits.vocab_size) {
+      raise(ErrorCode::kOutOfRange, "stop_token_ids[{}] = {} is outside the vocabulary [0, {})", i,
+            id, limits.vocab_size);
+    }
+  }
+}
+
+}  // namespace
+
+void validate(const SamplingParams& params, const SamplingLimits& limits) {
+  TPS_CHECK(limits.vocab_size > 0, "SamplingLimits.vocab_size must be set from the model");
+  validate_scalars(params, limits);
+  validate_counts(params, limits);
+  validate_stops(params, limits);
+}
+
+}  // namespace tpserve::runtime

@@ -1,0 +1,82 @@
+// ChatGLM2 / ChatGLM3 (ChatGLMModel, remote code modeling_chatglm.py). Facts from that file:
+//   - self_attention.query_key_value is [q (heads * kv_channels); k (groups * kv_channels); v] with
+//     a bias when add_qkv_bias; multi_query_attention with multi_query_group_num KV heads (2 on
+//     ChatGLM2/3-6B), so N > 2 replicates them;
+//   - RotaryEmbedding(kv_channels // 2): only the first half of each head rotates, in interleaved
+//     pairs (2i, 2i+1) (apply_rotary_pos_emb reshapes to [..., rot_dim / 2, 2]), with
+//     inv_freq_i = 1 / (10000 * rope_ratio)^(2i / (kv_channels / 2));
+//   - mlp.dense_h_to_4h is [gate; up] (swiglu: chunk(2), silu on the first), dense_4h_to_h down;
+//     self_attention.dense is o; add_bias_linear puts biases on dense, dense_h_to_4h, dense_4h_to_h;
+//   - pre-norm RMSNorms input_layernorm / post_attention_layernorm (layernorm_epsilon), then
+//     encoder.final_layernorm; embedding.word_embeddings has padded_vocab_size rows; output_layer.
+// Variants this decoder does not run (LayerNorm, post-norm residuals, no final norm, GLM-style
+// original_rope=false) are refused by name.
+#include <fmt/format.h>
+
+#include "runtime/families/architecture.h"
+
+namespace tpserve::runtime {
+
+namespace {
+
+void require(const ConfigReader& reader, const char* field, bool fallback, bool expected) {
+  if (reader.bool_or(field, fallback) != expected) {
+    reader.fail(field, fmt::format("{} is not supported (ChatGLM2/3 use {})", !expected, expected));
+  }
+}
+
+void read_chatglm(const ConfigReader& reader, ModelConfig& config) {
+  require(reader, "rmsnorm", true, true);
+  require(reader, "apply_residual_connection_post_layernorm", false, false);
+  require(reader, "post_layer_norm", true, true);
+  require(reader, "original_rope", true, true);
+  config.hidden_size = reader.positive_int("hidden_size");
+  config.num_layers = static_cast<int>(reader.positive_int("num_layers"));
+  config.num_heads = static_cast<int>(reader.positive_int("num_attention_heads"));
+  config.num_kv_heads = reader.bool_or("multi_query_attention", false)
+                            ? static_cast<int>(reader.positive_int("multi_query_group_num"))
+                            : config.num_heads;
+  if (config.num_heads % config.num_kv_heads != 0) {
+    reader.fail("multi_query_group_num", fmt::format("{} does not divide num_attention_heads ({})",
+                                                     config.num_kv_heads, config.num_heads));
+  }
+  config.head_dim = static_cast<int>(
+      reader.positive_int_or("kv_channels", config.hidden_size / config.num_heads));
+  config.intermediate_size = reader.positive_int("ffn_hidden_size");
+  config.vocab_size = reader.has("padded_vocab_size") ? reader.positive_int("padded_vocab_size")
+                                                      : reader.positive_int("vocab_size");
+  config.rms_norm_eps = reader.positive_float_or("layernorm_epsilon", 1e-5f);
+  config.max_position_embeddings = reader.positive_int_or("seq_length", 2048);
+  config.rope.theta = 10000.0f * reader.positive_float_or("rope_ratio", 1.0f);
+  config.rope.interleaved = true;
+  set_rotary_dim(reader, config, "kv_channels", 0.5f);
+  config.qkv_bias = reader.bool_or("add_qkv_bias", false);
+  config.o_bias = reader.bool_or("add_bias_linear", false);
+  config.mlp_bias = config.o_bias;
+}
+
+Architecture make() {
+  Architecture a;
+  a.name = "ChatGLMModel";
+  a.read_config = &read_chatglm;
+  a.embed = "transformer.embedding.word_embeddings";
+  a.final_norm = "transformer.encoder.final_layernorm";
+  a.lm_head = "transformer.output_layer";
+  a.attn_norm = "transformer.encoder.layers.{}.input_layernorm";
+  a.mlp_norm = "transformer.encoder.layers.{}.post_attention_layernorm";
+  a.qkv.fused = "transformer.encoder.layers.{}.self_attention.query_key_value";
+  a.qkv.layout = parallel::QkvLayout::kConcatenated;
+  a.o = "transformer.encoder.layers.{}.self_attention.dense";
+  a.gate_up.fused = "transformer.encoder.layers.{}.mlp.dense_h_to_4h";
+  a.down = "transformer.encoder.layers.{}.mlp.dense_4h_to_h";
+  return a;
+}
+
+}  // namespace
+
+const Architecture& chatglm_architecture() {
+  static const Architecture architecture = make();
+  return architecture;
+}
+
+}  // namespace tpserve::runtime

@@ -1,0 +1,172 @@
+#include "runtime/model/weight_plan.h"
+
+#include <fmt/format.h>
+
+#include "runtime/model/moe_plan.h"
+
+namespace tpserve::runtime {
+
+using parallel::Range;
+using parallel::ShardKind;
+
+namespace {
+
+std::string layer_name(const std::string& pattern, int layer, const char* suffix) {
+  return fmt::format(fmt::runtime(pattern), layer) + suffix;
+}
+
+// Builds the shards of one model; each add_* line reads like a row of the sharding table.
+class Planner {
+ public:
+  Planner(const ModelConfig& config, const RankShape& shape) : c_(config), s_(shape) {}
+
+  std::vector<WeightShard> take() { return std::move(shards_); }
+  void append(WeightShard w) { shards_.push_back(std::move(w)); }
+
+  // Whole tensor on every rank (norms, row-parallel biases).
+  void replicated(std::string name, std::string tensor, int64_t rows, const char* meaning) {
+    WeightShard& w = add(std::move(name), ShardKind::kReplicated, rows, 1);
+    w.blocks.push_back({std::move(tensor), rows, 1, meaning, {0, rows}, {0, 1}});
+  }
+
+  // Rows (output units) of one or more source tensors, stacked in the given order.
+  WeightShard& column(std::string name, int64_t cols) {
+    return add(std::move(name), ShardKind::kColumn, 0, cols);
+  }
+  void take_rows(WeightShard& w, std::string tensor, int64_t full_rows, const char* meaning,
+                 Range rows) {
+    w.blocks.push_back({std::move(tensor), full_rows, w.cols, meaning, rows, {0, w.cols}});
+    w.rows += rows.size();
+  }
+
+  // Input columns of a [rows, full_cols] tensor (partial sums, all-reduced after the GEMM).
+  void row(std::string name, std::string tensor, int64_t rows, int64_t full_cols,
+           const char* meaning, Range cols) {
+    WeightShard& w = add(std::move(name), ShardKind::kRow, rows, cols.size());
+    w.blocks.push_back({std::move(tensor), rows, full_cols, meaning, {0, rows}, cols});
+  }
+
+  // Vocabulary rows, padded to the same count on every rank.
+  void vocab(std::string name, std::string tensor) {
+    WeightShard& w = add(std::move(name), ShardKind::kVocab, s_.vocab.padded_rows, c_.hidden_size);
+    if (s_.vocab.end > s_.vocab.begin) {
+      w.blocks.push_back({std::move(tensor), c_.vocab_size, c_.hidden_size,
+                          "[vocab_size, hidden_size]", {s_.vocab.begin, s_.vocab.end},
+                          {0, c_.hidden_size}});
+    }
+  }
+
+ private:
+  WeightShard& add(std::string name, ShardKind kind, int64_t rows, int64_t cols) {
+    WeightShard& w = shards_.emplace_back();
+    w.name = std::move(name);
+    w.kind = kind;
+    w.rows = rows;
+    w.cols = cols;
+    return w;
+  }
+
+  const ModelConfig& c_;
+  const RankShape& s_;
+  std::vector<WeightShard> shards_;
+};
+
+void plan_qkv(Planner& p, const ModelConfig& c, const Architecture& a, const RankShape& s,
+              int layer, const char* suffix, int64_t cols) {
+  const int d = c.head_dim;
+  WeightShard& w = p.column(layer_weight(layer, cols == 1 ? "qkv_bias" : "qkv"), cols);
+  if (!a.qkv.fused.empty()) {
+    const int64_t full = static_cast<int64_t>(c.num_heads + 2 * c.num_kv_heads) * d;
+    const std::string tensor = layer_name(a.qkv.fused, layer, suffix);
+    for (const Range& rows :
+         parallel::fused_qkv_rows(a.qkv.layout, c.num_heads, c.num_kv_heads, d, s.heads)) {
+      p.take_rows(w, tensor, full, "[(num_attention_heads + 2 * num_key_value_heads) * head_dim, ...]",
+                  rows);
+    }
+    return;
+  }
+  const int64_t q_full = static_cast<int64_t>(c.num_heads) * d;
+  const int64_t kv_full = static_cast<int64_t>(c.num_kv_heads) * d;
+  p.take_rows(w, layer_name(a.qkv.q, layer, suffix), q_full, "[num_attention_heads * head_dim, ...]",
+              parallel::q_rows(s.heads, d));
+  p.take_rows(w, layer_name(a.qkv.k, layer, suffix), kv_full,
+              "[num_key_value_heads * head_dim, ...]", parallel::kv_rows(s.heads, d));
+  p.take_rows(w, layer_name(a.qkv.v, layer, suffix), kv_full,
+              "[num_key_value_heads * head_dim, ...]", parallel::kv_rows(s.heads, d));
+}
+
+void plan_gate_up(Planner& p, const ModelConfig& c, const Architecture& a, const RankShape& s,
+                  int layer, const char* suffix, int64_t cols) {
+  WeightShard& w = p.column(layer_weight(layer, cols == 1 ? "gate_up_bias" : "gate_up"), cols);
+  const int64_t inter = c.intermediate_size;
+  if (!a.gate_up.fused.empty()) {
+    const std::string tensor = layer_name(a.gate_up.fused, layer, suffix);
+    for (const Range& rows : parallel::fused_gate_up_rows(inter, s.tp_size, s.rank)) {
+      p.take_rows(w, tensor, 2 * inter, "[2 * intermediate_size, ...]", rows);
+    }
+    return;
+  }
+  p.take_rows(w, layer_name(a.gate_up.gate, layer, suffix), inter, "[intermediate_size, ...]",
+              s.intermediate);
+  p.take_rows(w, layer_name(a.gate_up.up, layer, suffix), inter, "[intermediate_size, ...]",
+              s.intermediate);
+}
+
+}  // namespace
+
+std::string layer_weight(int layer, const char* part) {
+  return fmt::format("layers.{}.{}", layer, part);
+}
+
+RankShape rank_shape(const ModelConfig& config, int tp_size, int rank) {
+  RankShape shape;
+  shape.tp_size = tp_size;
+  shape.rank = rank;
+  shape.heads = parallel::shard_heads(config.num_heads, config.num_kv_heads, tp_size, rank);
+  shape.intermediate = parallel::even_split(config.intermediate_size, tp_size, rank);
+  shape.vocab = parallel::shard_vocab(config.vocab_size, tp_size, rank);
+  const MoeShard moe = moe_shard(config, tp_size, rank);
+  shape.expert_intermediate = moe.expert;
+  shape.shared_intermediate = moe.shared;
+  return shape;
+}
+
+std::vector<WeightShard> plan_weights(const ModelConfig& c, const Architecture& a,
+                                      const RankShape& s) {
+  Planner p(c, s);
+  const int64_t hidden = c.hidden_size;
+  const int64_t q_width = static_cast<int64_t>(c.num_heads) * c.head_dim;
+  p.vocab("embed", a.embed + ".weight");
+  for (int layer = 0; layer < c.num_layers; ++layer) {
+    p.replicated(layer_weight(layer, "attn_norm"), layer_name(a.attn_norm, layer, ".weight"),
+                 hidden, "[hidden_size]");
+    plan_qkv(p, c, a, s, layer, ".weight", hidden);
+    if (c.qkv_bias) plan_qkv(p, c, a, s, layer, ".bias", 1);
+    p.row(layer_weight(layer, "o"), layer_name(a.o, layer, ".weight"), hidden, q_width,
+          "[hidden_size, num_attention_heads * head_dim]",
+          parallel::q_rows(s.heads, c.head_dim));
+    if (c.o_bias) {
+      p.replicated(layer_weight(layer, "o_bias"), layer_name(a.o, layer, ".bias"), hidden,
+                   "[hidden_size]");
+    }
+    p.replicated(layer_weight(layer, "mlp_norm"), layer_name(a.mlp_norm, layer, ".weight"),
+                 hidden, "[hidden_size]");
+    if (c.moe.sparse(layer)) {
+      for (WeightShard& w : plan_moe_layer(c, a, s, layer)) p.append(std::move(w));
+      continue;
+    }
+    plan_gate_up(p, c, a, s, layer, ".weight", hidden);
+    if (c.mlp_bias) plan_gate_up(p, c, a, s, layer, ".bias", 1);
+    p.row(layer_weight(layer, "down"), layer_name(a.down, layer, ".weight"), hidden,
+          c.intermediate_size, "[hidden_size, intermediate_size]", s.intermediate);
+    if (c.mlp_bias) {
+      p.replicated(layer_weight(layer, "down_bias"), layer_name(a.down, layer, ".bias"), hidden,
+                   "[hidden_size]");
+    }
+  }
+  p.replicated("final_norm", a.final_norm + ".weight", hidden, "[hidden_size]");
+  if (!c.tie_word_embeddings) p.vocab("lm_head", a.lm_head + ".weight");
+  return p.take();
+}
+
+}  // namespace tpserve::runtime

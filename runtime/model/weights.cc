@@ -1,0 +1,175 @@
+#include "runtime/model/weights.h"
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include <algorithm>
+#include <thread>
+
+#include "common/check.h"
+#include "common/error.h"
+
+namespace tpserve::runtime {
+
+void validate_weights(const Checkpoint& checkpoint, const std::vector<WeightShard>& plan) {
+  for (const WeightShard& weight : plan) {
+    for (const SourceBlock& block : weight.blocks) {
+      const TensorEntry& entry = checkpoint.tensor(block.tensor);  // kNotFound names the tensor
+      const std::string file = checkpoint.file_of(block.tensor).path().string();
+      if (!is_weight_dtype(entry.dtype)) {
+        raise(ErrorCode::kInvalidArgument,
+              "{}: tensor '{}' has dtype {}; weights must be F32, F16 or BF16", file, block.tensor,
+              dtype_name(entry.dtype));
+      }
+      const size_t expected_rank = block.full_cols == 1 ? 1 : 2;
+      if (entry.shape.size() != expected_rank || entry.rows() != block.full_rows ||
+          entry.cols() != block.full_cols) {
+        const std::string expected =
+            expected_rank == 1 ? fmt::format("[{}]", block.full_rows)
+                               : fmt::format("[{}, {}]", block.full_rows, block.full_cols);
+        raise(ErrorCode::kInvalidArgument,
+              "{}: tensor '{}' has shape [{}], expected {} ({} from config.json)", file,
+              block.tensor, fmt::join(entry.shape, ", "), expected, block.shape_meaning);
+      }
+    }
+  }
+}
+
+void WeightStore::store(const WeightShard& weight, DeviceBuffer buffer, LoadProgress& state,
+                        const std::function<void(const LoadProgress&)>& progress) {
+  bytes_ += buffer.bytes();
+  state.bytes_done += static_cast<int64_t>(buffer.bytes());
+  TPS_CHECK(buffers_.emplace(weight.name, std::move(buffer)).second, "duplicate weight {}",
+            weight.name);
+  ++state.weights_done;
+  if (progress) progress(state);
+}
+
+void WeightStore::load(const Checkpoint& checkpoint, const std::vector<WeightShard>& plan,
+                       kernels::Backend& backend,
+                       const std::function<void(const LoadProgress&)>& progress,
+                       const LoraAdapter* lora) {
+  validate_weights(checkpoint, plan);
+  if (lora != nullptr) lora->validate(plan);
+  const int element = dtype_size(backend.compute_dtype());
+  LoadProgress state;
+  state.weights_total = plan.size();
+  int64_t largest = 0;
+  for (const WeightShard& weight : plan) {
+    state.bytes_total += weight.numel() * element;
+    largest = std::max(largest, weight.numel());
+  }
+  std::vector<float> staging(static_cast<size_t>(largest));
+  for (const WeightShard& weight : plan) {
+    float* cursor = staging.data();
+    for (const SourceBlock& block : weight.blocks) {
+      checkpoint.read_f32(block.tensor, block.rows.begin, block.rows.end, block.cols.begin,
+                          block.cols.end, cursor);
+      if (lora != nullptr) lora->merge(block, cursor);
+      cursor += block.rows.size() * block.cols.size();
+    }
+    std::fill(cursor, staging.data() + weight.numel(), 0.0f);  // vocab padding rows
+    DeviceBuffer buffer(backend, static_cast<size_t>(weight.numel()) * element);
+    backend.upload_f32(buffer.data(), staging.data(), weight.numel());
+    store(weight, std::move(buffer), state, progress);
+  }
+}
+
+namespace {
+
+constexpr int64_t kSyntheticChunk = int64_t{1} << 22;  // floats per host chunk (16 MiB)
+
+uint64_t splitmix64(uint64_t x) {
+  x += 0x9e3779b97f4a7c15ull;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
+
+// values[i] = uniform in [-scale, scale) from (seed, first + i); xorshift within 4096-value runs
+// seeded by splitmix64, so any chunking of the same range gives the same values.
+void fill_uniform(float* values, int64_t first, int64_t n, float scale, uint64_t seed) {
+  constexpr int64_t kRun = 4096;
+  int64_t i = 0;
+  while (i < n) {
+    const int64_t index = first + i;
+    const int64_t run = index / kRun;
+    uint64_t state = splitmix64(seed ^ splitmix64(static_cast<uint64_t>(run))) | 1;
+    for (int64_t skip = index % kRun; skip > 0; --skip) {
+      state ^= state << 13; state ^= state >> 7; state ^= state << 17;
+    }
+    const int64_t end = std::min(n, i + (kRun - index % kRun));
+    for (; i < end; ++i) {
+      state ^= state << 13; state ^= state >> 7; state ^= state << 17;
+      const float unit = static_cast<float>(state >> 40) * (1.0f / 16777216.0f);  // [0, 1)
+      values[i] = (2.0f * unit - 1.0f) * scale;
+    }
+  }
+}
+
+}  // namespace
+
+void upload_synthetic(kernels::Backend& backend, void* dst, int64_t n, float scale, uint64_t seed) {
+  const int64_t element = dtype_size(backend.compute_dtype());
+  // Generation is split over the host's cores (a 72B shard is ~10^10 values); the values depend
+  // only on (seed, index), not on the split.
+  const int64_t threads = std::clamp<int64_t>(std::thread::hardware_concurrency(), 1, 16);
+  std::vector<float> chunk(static_cast<size_t>(std::min(n, kSyntheticChunk)));
+  for (int64_t done = 0; done < n; done += kSyntheticChunk) {
+    const int64_t count = std::min(kSyntheticChunk, n - done);
+    const int64_t part = (count + threads - 1) / threads;
+    if (count < (int64_t{1} << 16) || threads == 1) {
+      fill_uniform(chunk.data(), done, count, scale, seed);
+    } else {
+      std::vector<std::thread> workers;
+      for (int64_t begin = 0; begin < count; begin += part) {
+        const int64_t size = std::min(part, count - begin);
+        workers.emplace_back(fill_uniform, chunk.data() + begin, done + begin, size, scale, seed);
+      }
+      for (std::thread& worker : workers) worker.join();
+    }
+    backend.upload_f32(static_cast<char*>(dst) + done * element, chunk.data(), count);
+  }
+}
+
+void WeightStore::load_synthetic(const std::vector<WeightShard>& plan, kernels::Backend& backend,
+                                 uint64_t seed,
+                                 const std::function<void(const LoadProgress&)>& progress) {
+  const int64_t element = dtype_size(backend.compute_dtype());
+  LoadProgress state;
+  state.weights_total = plan.size();
+  for (const WeightShard& weight : plan) state.bytes_total += weight.numel() * element;
+  std::vector<float> ones;
+  for (size_t index = 0; index < plan.size(); ++index) {
+    const WeightShard& weight = plan[index];
+    DeviceBuffer buffer(backend, static_cast<size_t>(weight.numel() * element));
+    int64_t real_rows = 0;  // rows past the blocks are vocab padding: zero, as load() leaves them
+    for (const SourceBlock& block : weight.blocks) real_rows += block.rows.size();
+    const int64_t real = real_rows * weight.cols;
+    const bool is_norm = weight.name.ends_with("norm");
+    if (is_norm) {
+      ones.assign(static_cast<size_t>(real), 1.0f);
+      backend.upload_f32(buffer.data(), ones.data(), real);
+    } else {
+      upload_synthetic(backend, buffer.data(), real, 0.02f, splitmix64(seed + index));
+    }
+    if (real < weight.numel()) {
+      backend.fill_zero(static_cast<char*>(buffer.data()) + real * element,
+                        static_cast<size_t>((weight.numel() - real) * element));
+    }
+    store(weight, std::move(buffer), state, progress);
+  }
+}
+
+const void* WeightStore::find(const std::string& name) const {
+  auto it = buffers_.find(name);
+  return it == buffers_.end() ? nullptr : it->second.data();
+}
+
+const void* WeightStore::get(const std::string& name) const {
+  const void* data = find(name);
+  TPS_CHECK(data != nullptr, "weight '{}' was not loaded", name);
+  return data;
+}
+
+}  // namespace tpserve::runtime

@@ -1,0 +1,69 @@
+// This rank's weights on its backend, loaded shard by shard straight from the Hugging Face
+// checkpoint: each canonical weight is read (only its own byte ranges), widened to float32 in a
+// host staging buffer the size of that one shard, and uploaded in the compute dtype. Host memory
+// during load is bounded by the largest single shard, never the model.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "runtime/model/device_buffer.h"
+#include "runtime/model/lora.h"
+#include "runtime/formats/safetensors.h"
+#include "runtime/model/weight_plan.h"
+
+namespace tpserve::runtime {
+
+// Checks every source block against the checkpoint before anything is read: the tensor exists,
+// is F32/F16/BF16 and has the shape the config implies. Throws a tpserve::Error naming the
+// checkpoint, the tensor and both shapes.
+void validate_weights(const Checkpoint& checkpoint, const std::vector<WeightShard>& plan);
+
+struct LoadProgress {
+  int64_t bytes_done = 0;   // of this rank's shards, in the compute dtype
+  int64_t bytes_total = 0;
+  size_t weights_done = 0;
+  size_t weights_total = 0;
+};
+
+// Uploads n values of the backend's compute dtype to dst: uniform in [-scale, scale), a function
+// of (seed, index) only, generated on the host in chunks of a few MiB.
+void upload_synthetic(kernels::Backend& backend, void* dst, int64_t n, float scale, uint64_t seed);
+
+class WeightStore {
+ public:
+  WeightStore() = default;
+
+  // Validates, then loads every shard of the plan. `progress` (optional) is called after each.
+  // With a LoRA adapter, it is validated against the plan too and merged into each staged shard
+  // before upload.
+  void load(const Checkpoint& checkpoint, const std::vector<WeightShard>& plan,
+            kernels::Backend& backend,
+            const std::function<void(const LoadProgress&)>& progress = {},
+            const LoraAdapter* lora = nullptr);
+
+  // Synthetic weights of the plan's shapes, no checkpoint (tpserve bench, memory checks):
+  // deterministic in `seed`, uniform in [-0.02, 0.02) (norm weights 1, vocab padding rows 0),
+  // generated and uploaded in fixed-size chunks so host memory stays bounded.
+  void load_synthetic(const std::vector<WeightShard>& plan, kernels::Backend& backend,
+                      uint64_t seed, const std::function<void(const LoadProgress&)>& progress = {});
+
+  // The device pointer of a canonical weight, or nullptr when the plan has none by that name.
+  const void* find(const std::string& name) const;
+  // As find, but a missing weight is a broken invariant.
+  const void* get(const std::string& name) const;
+
+  size_t bytes() const { return bytes_; }
+
+ private:
+  // Keeps `buffer` as `weight`'s shard and reports the progress.
+  void store(const WeightShard& weight, DeviceBuffer buffer, LoadProgress& state,
+             const std::function<void(const LoadProgress&)>& progress);
+
+  std::map<std::string, DeviceBuffer> buffers_;
+  size_t bytes_ = 0;
+};
+
+}  // namespace tpserve::runtime

@@ -1,0 +1,146 @@
+// config.json parsing: the fixtures (both config styles) and every error path, each naming the
+// file and the field.
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include "common/error.h"
+#include "runtime/config/model_config.h"
+#include "tests/test_support.h"
+
+namespace tpserve::runtime {
+namespace {
+
+TEST(ModelConfig, ReadsTheTransformers5StyleLlamaConfig) {
+  const ModelConfig c = load_model_config(testing::fixtures_dir() / "llama_gqa");
+  EXPECT_EQ(c.architecture, "LlamaForCausalLM");
+  EXPECT_EQ(c.hidden_size, 64);
+  EXPECT_EQ(c.intermediate_size, 160);
+  EXPECT_EQ(c.num_layers, 2);
+  EXPECT_EQ(c.num_heads, 8);
+  EXPECT_EQ(c.num_kv_heads, 2);
+  EXPECT_EQ(c.head_dim, 8);
+  EXPECT_EQ(c.vocab_size, 512);
+  EXPECT_FLOAT_EQ(c.rms_norm_eps, 1e-5f);
+  EXPECT_FLOAT_EQ(c.rope.theta, 10000.0f);
+  EXPECT_EQ(c.rope.rotary_dim, 8);
+  EXPECT_FALSE(c.qkv_bias);
+  EXPECT_FALSE(c.tie_word_embeddings);
+  EXPECT_EQ(c.torch_dtype, DType::kBF16);
+  EXPECT_EQ(c.eos_token_ids, std::vector<int32_t>{2});
+}
+
+TEST(ModelConfig, ReadsTheHubStyleQwen2Config) {
+  const ModelConfig c = load_model_config(testing::fixtures_dir() / "qwen2_tied");
+  EXPECT_EQ(c.architecture, "Qwen2ForCausalLM");
+  EXPECT_TRUE(c.qkv_bias);
+  EXPECT_FALSE(c.o_bias);
+  EXPECT_TRUE(c.tie_word_embeddings);
+  EXPECT_FLOAT_EQ(c.rope.theta, 1e6f);
+  EXPECT_EQ(c.rope.scaling, RopeScaling::kNone);
+  EXPECT_EQ(c.num_heads, 12);
+  EXPECT_EQ(c.torch_dtype, DType::kF32);
+}
+
+TEST(ModelConfig, ReadsExplicitHeadDimBiasesAndLlama3Scaling) {
+  const ModelConfig c = load_model_config(testing::fixtures_dir() / "llama_bias_f16");
+  EXPECT_EQ(c.head_dim, 8);  // not hidden_size / heads = 16
+  EXPECT_TRUE(c.qkv_bias && c.o_bias && c.mlp_bias);
+  EXPECT_EQ(c.rope.scaling, RopeScaling::kLlama3);
+  EXPECT_FLOAT_EQ(c.rope.factor, 8.0f);
+  EXPECT_EQ(c.rope.original_max_position_embeddings, 64);
+  EXPECT_EQ(c.eos_token_ids, (std::vector<int32_t>{2, 3}));
+  EXPECT_EQ(c.torch_dtype, DType::kF16);
+}
+
+class BadConfig : public ::testing::Test {
+ protected:
+  // Writes config.json with `text` and expects an error whose message contains each fragment.
+  void expect_error(const std::string& text, ErrorCode code,
+                    std::initializer_list<std::string> fragments) {
+    std::ofstream(dir_.path() / "config.json") << text;
+    try {
+      load_model_config(dir_.path());
+      FAIL() << "accepted: " << text;
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), code) << e.what();
+      const std::string message = e.what();
+      EXPECT_NE(message.find((dir_.path() / "config.json").string()), std::string::npos) << message;
+      for (const std::string& fragment : fragments) {
+        EXPECT_NE(message.find(fragment), std::string::npos) << message << " lacks " << fragment;
+      }
+    }
+  }
+
+  static std::string llama(const std::string& extra) {
+    return R"({"architectures": ["LlamaForCausalLM"], "hidden_size": 64, "intermediate_size": 128,
+               "vocab_size": 100, "num_hidden_layers": 2, "num_attention_heads": 8)" +
+           extra + "}";
+  }
+
+  testing::ScratchDir dir_{"config"};
+};
+
+TEST_F(BadConfig, MissingFile) {
+  try {
+    load_model_config(dir_.path());
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kNotFound);
+    EXPECT_NE(std::string(e.what()).find("config.json"), std::string::npos);
+  }
+}
+
+TEST_F(BadConfig, MalformedJson) {
+  expect_error("{\"architectures\": [", ErrorCode::kInvalidArgument, {"malformed JSON"});
+}
+
+TEST_F(BadConfig, NotAnObject) {
+  expect_error("[1, 2]", ErrorCode::kInvalidArgument, {"expected a JSON object"});
+}
+
+TEST_F(BadConfig, UnsupportedArchitectureListsTheSupportedOnes) {
+  expect_error(R"({"architectures": ["GPT2LMHeadModel"]})", ErrorCode::kUnimplemented,
+               {"'architectures'", "GPT2LMHeadModel", "LlamaForCausalLM", "Qwen2ForCausalLM"});
+}
+
+TEST_F(BadConfig, MissingArchitectures) {
+  expect_error(R"({"hidden_size": 64})", ErrorCode::kInvalidArgument, {"'architectures'"});
+}
+
+TEST_F(BadConfig, MissingField) {
+  expect_error(R"({"architectures": ["LlamaForCausalLM"], "hidden_size": 64})",
+               ErrorCode::kInvalidArgument, {"'intermediate_size'", "missing"});
+}
+
+TEST_F(BadConfig, NonPositiveAndMistypedFields) {
+  expect_error(llama(R"(, "num_key_value_heads": 0)"), ErrorCode::kInvalidArgument,
+               {"'num_key_value_heads'", "positive"});
+  expect_error(llama(R"(, "num_key_value_heads": 3)"), ErrorCode::kInvalidArgument,
+               {"'num_key_value_heads'", "does not divide"});
+  expect_error(llama(R"(, "rms_norm_eps": "small")"), ErrorCode::kInvalidArgument,
+               {"'rms_norm_eps'"});
+  expect_error(llama(R"(, "tie_word_embeddings": 1)"), ErrorCode::kInvalidArgument,
+               {"'tie_word_embeddings'"});
+  expect_error(llama(R"(, "eos_token_id": [2, -1])"), ErrorCode::kInvalidArgument,
+               {"'eos_token_id'"});
+}
+
+TEST_F(BadConfig, UnsupportedRopeScalingActivationAndDtype) {
+  expect_error(llama(R"(, "rope_scaling": {"rope_type": "yarn", "factor": 4})"),
+               ErrorCode::kUnimplemented, {"rope_scaling.rope_type", "yarn"});
+  expect_error(llama(R"(, "hidden_act": "gelu")"), ErrorCode::kInvalidArgument, {"'hidden_act'"});
+  expect_error(llama(R"(, "torch_dtype": "int8")"), ErrorCode::kInvalidArgument, {"'torch_dtype'"});
+  expect_error(llama(R"(, "partial_rotary_factor": 0.1)"), ErrorCode::kInvalidArgument,
+               {"'partial_rotary_factor'"});
+}
+
+TEST_F(BadConfig, Qwen2SlidingWindowIsRefusedNotIgnored) {
+  expect_error(R"({"architectures": ["Qwen2ForCausalLM"], "hidden_size": 64, "intermediate_size": 128,
+                   "vocab_size": 100, "num_hidden_layers": 2, "num_attention_heads": 8,
+                   "use_sliding_window": true})",
+               ErrorCode::kInvalidArgument, {"'use_sliding_window'"});
+}
+
+}  // namespace
+}  // namespace tpserve::runtime

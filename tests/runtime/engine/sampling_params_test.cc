@@ -1,0 +1,112 @@
+// Sampling parameters' validation: every rejected field, its error code, and a message naming it.
+#include "runtime/engine/sampling_params.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "common/error.h"
+
+namespace tpserve::runtime {
+namespace {
+
+struct BadParams {
+  const char* field;  // must appear in the message
+  std::function<void(SamplingParams&)> change;
+  ErrorCode code;
+};
+
+TEST(SamplingParamsValidate, AcceptsDefaultsAndEdges) {
+  const SamplingLimits limits{.vocab_size = 100};
+  SamplingParams params;
+  EXPECT_NO_THROW(validate(params, limits));
+  params.temperature = 0;
+  params.top_p = 1;
+  params.top_k = 100;
+  params.min_p = 1;
+  params.presence_penalty = -2;
+  params.frequency_penalty = 2;
+  params.n = 16;
+  params.logprobs = 20;
+  params.stop = {std::string(256, 'x')};
+  params.stop_token_ids = {0, 99};
+  EXPECT_NO_THROW(validate(params, limits));
+}
+
+TEST(SamplingParamsValidate, RejectsEachBadFieldNamingIt) {
+  const float nan = std::nanf("");
+  const float inf = INFINITY;
+  const auto invalid = ErrorCode::kInvalidArgument;
+  const auto range = ErrorCode::kOutOfRange;
+  const std::vector<BadParams> cases = {
+      {"temperature", [](auto& p) { p.temperature = -0.5f; }, invalid},
+      {"temperature", [=](auto& p) { p.temperature = nan; }, invalid},
+      {"temperature", [=](auto& p) { p.temperature = inf; }, invalid},
+      {"top_p", [](auto& p) { p.top_p = 0; }, invalid},
+      {"top_p", [](auto& p) { p.top_p = 1.5f; }, invalid},
+      {"top_p", [=](auto& p) { p.top_p = nan; }, invalid},
+      {"top_k", [](auto& p) { p.top_k = -1; }, invalid},
+      {"top_k", [](auto& p) { p.top_k = 101; }, range},
+      {"min_p", [](auto& p) { p.min_p = -0.1f; }, invalid},
+      {"min_p", [](auto& p) { p.min_p = 1.1f; }, invalid},
+      {"min_p", [=](auto& p) { p.min_p = nan; }, invalid},
+      {"repetition_penalty", [](auto& p) { p.repetition_penalty = 0; }, invalid},
+      {"repetition_penalty", [](auto& p) { p.repetition_penalty = -1; }, invalid},
+      {"repetition_penalty", [=](auto& p) { p.repetition_penalty = inf; }, invalid},
+      {"repetition_penalty", [=](auto& p) { p.repetition_penalty = nan; }, invalid},
+      {"presence_penalty", [](auto& p) { p.presence_penalty = 2.5f; }, invalid},
+      {"presence_penalty", [=](auto& p) { p.presence_penalty = nan; }, invalid},
+      {"presence_penalty", [=](auto& p) { p.presence_penalty = -inf; }, invalid},
+      {"frequency_penalty", [](auto& p) { p.frequency_penalty = -2.5f; }, invalid},
+      {"frequency_penalty", [=](auto& p) { p.frequency_penalty = nan; }, invalid},
+      {"n must", [](auto& p) { p.n = 0; }, invalid},
+      {"n must", [](auto& p) { p.n = 17; }, range},
+      {"logprobs", [](auto& p) { p.logprobs = -1; }, invalid},
+      {"logprobs", [](auto& p) { p.logprobs = 21; }, range},
+      {"max_tokens", [](auto& p) { p.max_tokens = 0; }, invalid},
+      {"max_tokens", [](auto& p) { p.max_tokens = -5; }, invalid},
+      {"stop[1]",
+       [](auto& p) {
+         p.stop = {"a", ""};
+       },
+       invalid},
+      {"stop: at most 16", [](auto& p) { p.stop.assign(17, "x"); }, range},
+      {"stop[0]", [](auto& p) { p.stop = {std::string(257, 'x')}; }, range},
+      {"stop_token_ids[1]",
+       [](auto& p) {
+         p.stop_token_ids = {5, 100};
+       },
+       range},
+      {"stop_token_ids[0]", [](auto& p) { p.stop_token_ids = {-1}; }, range},
+  };
+  const SamplingLimits limits{.vocab_size = 100};
+  for (const BadParams& bad : cases) {
+    SamplingParams params;
+    bad.change(params);
+    try {
+      validate(params, limits);
+      ADD_FAILURE() << bad.field << ": accepted";
+    } catch (const Error& error) {
+      EXPECT_EQ(error.code(), bad.code) << error.what();
+      EXPECT_NE(std::string(error.what()).find(bad.field), std::string::npos) << error.what();
+    }
+  }
+}
+
+TEST(SamplingParamsValidate, MessageCarriesTheValue) {
+  SamplingParams params;
+  params.stop_token_ids = {12345};
+  try {
+    validate(params, SamplingLimits{.vocab_size = 100});
+    FAIL() << "accepted";
+  } catch (const Error& error) {
+    EXPECT_NE(std::string(error.what()).find("12345"), std::string::npos) << error.what();
+    EXPECT_NE(std::string(error.what()).find("100"), std::string::npos) << error.what();
+  }
+}
+
+}  // namespace
+}  // namespace tpserve::runtime

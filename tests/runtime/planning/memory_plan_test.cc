@@ -1,0 +1,230 @@
+// The memory plan against hand-computed numbers (a small config at TP=4, qwen2-72b at TP=8, the
+// Qwen2-MoE preset), its refusals, the size parser, every shape preset, and synthetic weights.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "common/error.h"
+#include "kernels/ops.h"
+#include "runtime/model/local_shard_communicator.h"
+#include "runtime/planning/memory_plan.h"
+#include "runtime/model/weights.h"
+#include "tests/test_support.h"
+
+namespace tpserve::runtime {
+namespace {
+
+std::filesystem::path presets_dir() {
+  return testing::fixtures_dir().parent_path().parent_path() / "configs" / "presets";
+}
+
+PlanModel preset(const std::string& name) {
+  return read_plan_model(presets_dir() / (name + ".json"), name);
+}
+
+// Qwen2-style (q/k/v biases), 2 layers, hidden 64, 4 q / 2 kv heads of 16, intermediate 102,
+// vocab 10, untied.
+PlanModel small_model() {
+  PlanModel model;
+  model.name = "small";
+  ModelConfig& c = model.config;
+  c.architecture = "Qwen2ForCausalLM";
+  c.hidden_size = 64;
+  c.intermediate_size = 102;
+  c.vocab_size = 10;
+  c.num_layers = 2;
+  c.num_heads = 4;
+  c.num_kv_heads = 2;
+  c.head_dim = 16;
+  c.max_position_embeddings = 16;
+  c.rope.rotary_dim = 16;
+  c.qkv_bias = true;
+  return model;
+}
+
+MemoryPlanOptions small_options(int64_t memory) {
+  MemoryPlanOptions options;
+  options.tp_size = 4;
+  options.dtype_bytes = 4;
+  options.gpu_memory_bytes = memory;
+  options.gpu_utilization = 1.0;
+  options.model.max_tokens_per_step = 8;
+  options.model.max_logit_rows = 2;
+  options.model.max_seqs = 2;
+  options.model.block_size = 4;
+  options.model.max_blocks_per_seq = 4;
+  return options;
+}
+
+TEST(MemoryPlan, SmallConfigAtTp4MatchesTheHandCount) {
+  // TP=4: 1 q head per rank, 1 KV head (2 KV heads < 4 ranks: replicated); intermediate 102 splits
+  // 25/26/25/26 (the plan takes the largest rank, 26); vocab rows padded to ceil(10/4) = 3.
+  // Per layer: attn_norm 64 + qkv 3*16 rows x 64 = 3072 + qkv_bias 48 + o 64x16 = 1024
+  //   + mlp_norm 64 + gate_up 2*26 x 64 = 3328 + down 64 x 26 = 1664 = 9264; x2 layers = 18528.
+  // embed 3x64 = 192, lm_head 192, final_norm 64: 18976 elements x 4 bytes = 75904.
+  // Replicated: norms 2 x 128 + 64 = 320 elements = 1280 bytes.
+  // KV/token: 2 layers x 2 x 1 kv head x 16 x 4 = 256 bytes; a block of 4 = 1024.
+  // Workspace (rank with 26 units): hidden, normed, proj 8x64x4 = 2048 each; qkv 8x48x4 = 1536;
+  //   attn 8x16x4 = 512; gate_up 8x52x4 = 1664; mlp_act 8x26x4 = 832; final_rows 2x64x4 = 512;
+  //   logits_local 2x3x4 = 24; logits_all 4 x 24 = 96; ids/seq/pos 3 x 8 x 4 = 96;
+  //   block tables 2x4x4 = 32; logit rows 2x4 = 8: 11456.
+  // 100000 bytes: 100000 - 75904 - 11456 = 12640 left = 12 blocks (48 tokens); one step of 8
+  // tokens needs 2.
+  const MemoryPlan plan = plan_memory(small_model(), small_options(100000));
+  EXPECT_EQ(plan.weight_bytes, 75904);
+  EXPECT_EQ(plan.replicated_weight_bytes, 1280);
+  EXPECT_EQ(plan.kv_bytes_per_token, 256);
+  EXPECT_EQ(plan.kv_block_bytes, 1024);
+  EXPECT_EQ(plan.workspace_bytes, 11456);
+  EXPECT_EQ(plan.budget_bytes, 100000);
+  EXPECT_EQ(plan.kv_blocks, 12);
+  EXPECT_EQ(plan.kv_tokens, 48);
+  EXPECT_EQ(plan.min_kv_blocks, 2);
+  EXPECT_TRUE(plan.fits);
+  EXPECT_TRUE(plan.message.empty());
+}
+
+TEST(MemoryPlan, SaysWhyItDoesNotFit) {
+  // 88000: 640 bytes left, no whole block.
+  MemoryPlan plan = plan_memory(small_model(), small_options(88000));
+  EXPECT_FALSE(plan.fits);
+  EXPECT_EQ(plan.kv_blocks, 0);
+  EXPECT_NE(plan.message.find("small does not fit at TP=4"), std::string::npos) << plan.message;
+  EXPECT_NE(plan.message.find("needs 2"), std::string::npos) << plan.message;
+  // 80000: weights + workspace (87360) exceed the budget.
+  plan = plan_memory(small_model(), small_options(80000));
+  EXPECT_FALSE(plan.fits);
+  EXPECT_NE(plan.message.find("exceed the budget"), std::string::npos) << plan.message;
+}
+
+TEST(MemoryPlan, TpMustDivideTheQueryHeads) {
+  MemoryPlanOptions options = small_options(100000);
+  options.tp_size = 3;
+  try {
+    plan_memory(small_model(), options);
+    FAIL() << "TP=3 with 4 heads accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("does not divide the 4 query heads"), std::string::npos)
+        << e.what();
+  }
+}
+
+TEST(MemoryPlan, Qwen2_72bAtTp8Bf16) {
+  // hidden 8192, intermediate 29568 (3696 per rank), 80 layers, 64 q / 8 kv heads of 128 (8 q and
+  // 1 kv per rank), vocab 152064 (19008 rows per rank), untied, q/k/v biases.
+  // Per layer: norms 2 x 8192 + qkv 1280 x 8192 = 10485760 + bias 1280 + o 8192 x 1024 = 8388608
+  //   + gate_up 7392 x 8192 = 60555264 + down 8192 x 3696 = 30277632 = 109724928; x80 =
+  //   8777994240; embed + lm_head 2 x 19008 x 8192 = 311427072; final norm 8192:
+  //   9089429504 elements = 18178859008 bytes (72.7e9 * 2 / 8 = 18.175e9).
+  // Replicated: 80 x 16384 + 8192 = 1318912 elements = 2637824 bytes.
+  // Workspace (256 tokens, 64 seqs and logit rows, 2048 blocks per seq): 3 x 4194304 (hidden,
+  //   normed, proj) + qkv 655360 + attn 524288 + gate_up 3784704 + mlp_act 1892352 + final rows
+  //   1048576 + logits 2433024 + gathered 8 x 2433024 + ids 3072 + tables 524288 + rows 256
+  //   = 42913024.
+  // 80 GiB x 0.9 = 77309411328; left 59087639296; KV/token 80 x 2 x 128 x 2 = 40960, block of 16
+  //   = 655360: 90160 blocks.
+  MemoryPlanOptions options;
+  options.tp_size = 8;
+  options.dtype_bytes = 2;
+  options.gpu_memory_bytes = parse_byte_size("80GiB");
+  options.gpu_utilization = 0.9;
+  options.model.max_logit_rows = 64;
+  const MemoryPlan plan = plan_memory(preset("qwen2-72b"), options);
+  EXPECT_EQ(plan.weight_bytes, 18178859008);
+  EXPECT_NEAR(plan.weight_bytes, 72.7e9 * 2 / 8, 0.01 * 72.7e9 * 2 / 8);
+  EXPECT_EQ(plan.replicated_weight_bytes, 2637824);
+  EXPECT_EQ(plan.workspace_bytes, 42913024);
+  EXPECT_EQ(plan.budget_bytes, 77309411328);
+  EXPECT_EQ(plan.kv_bytes_per_token, 40960);
+  EXPECT_EQ(plan.kv_blocks, 90160);
+  EXPECT_TRUE(plan.fits);
+
+  options.tp_size = 1;  // 145.4e9 bytes of weights on one 80 GiB device
+  const MemoryPlan single = plan_memory(preset("qwen2-72b"), options);
+  EXPECT_FALSE(single.fits);
+  EXPECT_NE(single.message.find("exceed the budget 72.00 GiB"), std::string::npos) << single.message;
+}
+
+TEST(MemoryPlan, CountsQwen2MoeExperts) {
+  // Per layer: attention 4608 x 3584 + bias 4608 + o 3584 x 3584 + norms 7168 = 29371904;
+  //   experts 64 x 3 x 2560 x 3584 = 1761607680; shared expert 3 x 20480 x 3584 = 220200960;
+  //   router 64 x 3584 = 229376; shared gate 3584: 2011413504; x28 = 56319578112.
+  // Embed + lm_head 2 x 151936 x 3584 = 1089077248; final norm 3584: 57408658944 (57.4B).
+  const PlanModel model = preset("qwen2-57b-a14b");
+  EXPECT_EQ(model.config.moe.num_experts, 64);
+  EXPECT_EQ(model.config.moe.experts_per_token, 8);
+  EXPECT_TRUE(model.config.moe.sparse(27));
+  int64_t replicated = 0;
+  EXPECT_EQ(rank_weight_numel(model, rank_shape(model.config, 1, 0), &replicated), 57408658944);
+  EXPECT_EQ(replicated, 28 * (7168 + 229376 + 3584) + 3584);
+}
+
+TEST(MemoryPlan, EveryPresetParses) {
+  int count = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(presets_dir())) {
+    if (entry.path().extension() != ".json") continue;
+    SCOPED_TRACE(entry.path().string());
+    const PlanModel model = read_plan_model(entry.path(), entry.path().stem().string());
+    EXPECT_GT(model.config.num_layers, 0);
+    EXPECT_EQ(model.config.head_dim, 128);
+    MemoryPlanOptions options;
+    options.tp_size = 2;
+    options.gpu_memory_bytes = parse_byte_size("80GiB");
+    EXPECT_GT(plan_memory(model, options).weight_bytes, 0);
+    ++count;
+  }
+  EXPECT_EQ(count, 9);
+}
+
+TEST(ByteSize, ParsesBinaryAndDecimalUnits) {
+  EXPECT_EQ(parse_byte_size("80GiB"), 85899345920);
+  EXPECT_EQ(parse_byte_size("80GB"), 80000000000);
+  EXPECT_EQ(parse_byte_size("81920MiB"), 85899345920);
+  EXPECT_EQ(parse_byte_size("80 gib"), 85899345920);
+  EXPECT_EQ(parse_byte_size("1.5KiB"), 1536);
+  EXPECT_EQ(parse_byte_size("4096"), 4096);
+  EXPECT_EQ(parse_byte_size("2TB"), 2000000000000);
+  for (const char* bad : {"", "GiB", "80XB", "-1GiB", "1.2.3GB", "0"}) {
+    EXPECT_THROW(parse_byte_size(bad), Error) << bad;
+  }
+}
+
+TEST(SyntheticWeights, DeterministicSmallAndShaped) {
+  auto backend = kernels::make_cpu_backend();
+  const PlanModel model = small_model();
+  const RankShape shape = rank_shape(model.config, 4, 3);  // vocab rows 9: 1 real row of 3
+  const std::vector<WeightShard> plan = plan_weights(model.config, qwen2_architecture(), shape);
+  WeightStore a, b;
+  a.load_synthetic(plan, *backend, 7);
+  b.load_synthetic(plan, *backend, 7);
+  EXPECT_EQ(a.bytes(), 75904u);  // rank 3 holds 26 units too: the hand count above
+  const auto* embed = static_cast<const float*>(a.get("embed"));
+  for (int i = 0; i < 64; ++i) EXPECT_LE(std::abs(embed[i]), 0.02f);
+  for (int i = 64; i < 3 * 64; ++i) EXPECT_EQ(embed[i], 0.0f) << "padding row element " << i;
+  const auto* norm = static_cast<const float*>(a.get("layers.1.attn_norm"));
+  for (int i = 0; i < 64; ++i) EXPECT_EQ(norm[i], 1.0f);
+  const auto* qkv_a = static_cast<const float*>(a.get("layers.0.qkv"));
+  const auto* qkv_b = static_cast<const float*>(b.get("layers.0.qkv"));
+  float largest = 0;
+  for (int i = 0; i < 3072; ++i) {
+    EXPECT_EQ(qkv_a[i], qkv_b[i]);
+    largest = std::max(largest, std::abs(qkv_a[i]));
+  }
+  EXPECT_LE(largest, 0.02f);
+  EXPECT_GT(largest, 0.015f);  // not all zero
+}
+
+TEST(LocalShardCommunicator, GathersThisRanksPartIntoEverySlot) {
+  auto backend = kernels::make_cpu_backend();
+  LocalShardCommunicator comm(1, 3, *backend);
+  std::vector<float> send = {1, 2}, recv(6, 0), sum = {5, 6};
+  comm.all_gather(send.data(), 2, DType::kF32, recv.data());
+  EXPECT_EQ(recv, (std::vector<float>{1, 2, 1, 2, 1, 2}));
+  comm.all_reduce_sum(sum.data(), 2, DType::kF32);
+  EXPECT_EQ(sum, (std::vector<float>{5, 6}));  // no peers: unchanged
+  EXPECT_EQ(comm.rank(), 1);
+  EXPECT_EQ(comm.size(), 3);
+}
+
+}  // namespace
+}  // namespace tpserve::runtime
