@@ -35,8 +35,8 @@
 #include "launch/model_source.h"
 #include "runtime/families/architecture.h"
 #include "runtime/model/local_shard_communicator.h"
-#include "runtime/planning/memory_plan.h"
 #include "runtime/model/model.h"
+#include "runtime/planning/memory_plan.h"
 #include "runtime/planning/scaling_model.h"
 
 namespace tpserve::launch {

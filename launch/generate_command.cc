@@ -22,6 +22,7 @@
 #include "parallel/mpi_communicator.h"
 #include "runtime/engine/block_allocator.h"
 #include "runtime/engine/greedy.h"
+#include "runtime/families/load_config.h"
 #include "runtime/model/model.h"
 #include "runtime/tokenizer/chat_template.h"
 #include "runtime/tokenizer/tokenizer.h"

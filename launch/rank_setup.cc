@@ -10,9 +10,10 @@
 #include "kernels/cuda_backend.h"
 #include "parallel/gpu_communicator.h"
 #include "parallel/topology.h"
+#include "runtime/families/load_config.h"
+#include "runtime/formats/safetensors.h"
 #include "runtime/model/lora.h"
 #include "runtime/planning/memory_plan.h"
-#include "runtime/formats/safetensors.h"
 
 namespace tpserve::launch {
 

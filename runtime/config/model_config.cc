@@ -5,7 +5,6 @@
 #include <nlohmann/json.hpp>
 
 #include "common/error.h"
-#include "runtime/families/architecture.h"
 
 namespace tpserve::runtime {
 
@@ -89,15 +88,6 @@ json read_config_json(const std::filesystem::path& file) {
 }
 
 namespace {
-
-std::string architecture_of(const ConfigReader& reader) {
-  const json& config = reader.document();
-  if (!config.contains("architectures") || !config["architectures"].is_array() ||
-      config["architectures"].empty() || !config["architectures"][0].is_string()) {
-    reader.fail("architectures", "missing or not a list of names");
-  }
-  return config["architectures"][0].get<std::string>();
-}
 
 // Rope settings live either in "rope_theta" + "rope_scaling" (checkpoints on the hub) or in
 // "rope_parameters" (configs written by transformers >= 5).
@@ -193,35 +183,6 @@ void read_llama_style_fields(const ConfigReader& reader, ModelConfig& config) {
   config.rms_norm_eps = reader.positive_float_or("rms_norm_eps", 1e-6f);
   config.max_position_embeddings = reader.positive_int_or("max_position_embeddings", 2048);
   parse_rope(reader, config);
-}
-
-ModelConfig load_model_config(const std::filesystem::path& dir) {
-  ModelConfig config = read_config_file(dir / "config.json");
-  config.dir = dir;
-  return config;
-}
-
-ModelConfig read_config_file(const std::filesystem::path& file) {
-  const json root = read_config_json(file);
-  if (!root.is_object()) {
-    raise(ErrorCode::kInvalidArgument, "{}: expected a JSON object", file.string());
-  }
-  const ConfigReader reader(root, file);
-  ModelConfig config;
-  config.dir = file.parent_path();
-  config.architecture = architecture_of(reader);
-  const Architecture* architecture = find_architecture(config.architecture);
-  if (architecture == nullptr) {
-    std::string supported;
-    for (std::string_view name : architecture_names()) {
-      supported += (supported.empty() ? "" : ", ") + std::string(name);
-    }
-    raise(ErrorCode::kUnimplemented, "{}: field 'architectures': '{}' is not supported (supported: {})",
-          file.string(), config.architecture, supported);
-  }
-  read_common_fields(reader, config);
-  architecture->read_config(reader, config);
-  return config;
 }
 
 }  // namespace tpserve::runtime

@@ -1,5 +1,5 @@
-// The canonical decoder's hyper-parameters, filled from a checkpoint's config.json by the family
-// adapter named in its "architectures" field.
+// The canonical decoder's hyper-parameters and the config.json field readers the family adapters
+// share. Loading a config.json (which needs the adapter registry) is runtime/families/load_config.h.
 #pragma once
 
 #include <cstdint>
@@ -22,7 +22,7 @@ namespace tpserve::runtime {
 //   kQwenNtk (Qwen v1's use_dynamic_ntk, QWenModel.get_ntk_alpha): g = alpha =
 //     max(2^ceil(log2(L / seq_length) + 1) - 1, 1) with L the PROMPT length, fixed at prefill and
 //     reused by every decode step of the sequence.
-// Keys in the KV cache keep the rotation they were written with. runtime/rope_tables.h computes g.
+// Keys in the KV cache keep the rotation they were written with. runtime/model/rope_tables.h computes g.
 enum class RopeScaling { kNone, kLinear, kLlama3, kDynamic, kQwenNtk };
 
 struct RopeConfig {
@@ -70,17 +70,6 @@ struct ModelConfig {
   int32_t bos_token_id = -1;
   SparseMoeConfig moe;  // sparse MLPs (Qwen2-MoE); num_experts 0 for dense families
 };
-
-// Reads <dir>/config.json and fills ModelConfig through the adapter of its architecture: the
-// family-independent fields (read_common_fields) first, then the adapter's read_config, then the
-// shape checks every family shares. Errors (tpserve::Error) name the file and the field: missing
-// file, malformed JSON, unknown architecture (listing the supported ones), missing or out-of-range
-// fields.
-ModelConfig load_model_config(const std::filesystem::path& dir);
-
-// As load_model_config, for a config JSON file given by path (the shape presets in
-// configs/presets/ are config.json files under another name); config.dir is the file's folder.
-ModelConfig read_config_file(const std::filesystem::path& file);
 
 // Reads and parses a JSON file; errors name the file (missing, unreadable, malformed).
 nlohmann::json read_config_json(const std::filesystem::path& file);

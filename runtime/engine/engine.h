@@ -20,10 +20,10 @@
 
 #include "parallel/communicator.h"
 #include "runtime/engine/histogram.h"
-#include "runtime/model/model.h"
 #include "runtime/engine/request_stream.h"
 #include "runtime/engine/sampling_params.h"
 #include "runtime/engine/scheduler.h"
+#include "runtime/model/model.h"
 #include "runtime/tokenizer/tokenizer.h"
 
 namespace tpserve::runtime {

@@ -18,10 +18,10 @@
 #include <vector>
 
 #include "parallel/communicator.h"
-#include "runtime/model/device_buffer.h"
 #include "runtime/config/model_config.h"
-#include "runtime/model/moe.h"
 #include "runtime/formats/safetensors.h"
+#include "runtime/model/device_buffer.h"
+#include "runtime/model/moe.h"
 #include "runtime/model/step.h"
 #include "runtime/model/weight_plan.h"
 #include "runtime/model/weights.h"

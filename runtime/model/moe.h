@@ -17,8 +17,8 @@
 #include <vector>
 
 #include "kernels/ops.h"
-#include "runtime/model/device_buffer.h"
 #include "runtime/config/model_config.h"
+#include "runtime/model/device_buffer.h"
 #include "runtime/model/weight_plan.h"
 #include "runtime/model/weights.h"
 

@@ -17,8 +17,8 @@
 #include <vector>
 
 #include "parallel/shard_plan.h"
-#include "runtime/families/architecture.h"
 #include "runtime/config/model_config.h"
+#include "runtime/families/architecture.h"
 #include "runtime/model/weight_plan.h"
 
 namespace tpserve::runtime {

@@ -8,8 +8,8 @@
 #include <vector>
 
 #include "parallel/shard_plan.h"
-#include "runtime/families/architecture.h"
 #include "runtime/config/model_config.h"
+#include "runtime/families/architecture.h"
 
 namespace tpserve::runtime {
 

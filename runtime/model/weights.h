@@ -9,9 +9,9 @@
 #include <string>
 #include <vector>
 
+#include "runtime/formats/safetensors.h"
 #include "runtime/model/device_buffer.h"
 #include "runtime/model/lora.h"
-#include "runtime/formats/safetensors.h"
 #include "runtime/model/weight_plan.h"
 
 namespace tpserve::runtime {

@@ -8,6 +8,7 @@
 
 #include "common/error.h"
 #include "runtime/families/architecture.h"
+#include "runtime/families/load_config.h"
 
 namespace tpserve::runtime {
 

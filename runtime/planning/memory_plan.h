@@ -10,8 +10,8 @@
 #include <string_view>
 #include <vector>
 
-#include "runtime/model/model.h"
 #include "runtime/config/model_config.h"
+#include "runtime/model/model.h"
 #include "runtime/model/weight_plan.h"
 
 namespace tpserve::runtime {

@@ -6,6 +6,7 @@
 
 #include "common/error.h"
 #include "runtime/config/model_config.h"
+#include "runtime/families/load_config.h"
 #include "tests/test_support.h"
 
 namespace tpserve::runtime {

@@ -6,8 +6,8 @@
 #include <set>
 
 #include "runtime/engine/block_allocator.h"
-#include "runtime/model/rope_tables.h"
 #include "runtime/engine/scheduler.h"
+#include "runtime/model/rope_tables.h"
 #include "runtime/model/step.h"
 
 namespace tpserve::runtime {

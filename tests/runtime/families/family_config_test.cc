@@ -7,8 +7,9 @@
 #include <nlohmann/json.hpp>
 
 #include "common/error.h"
-#include "runtime/families/architecture.h"
 #include "runtime/config/model_config.h"
+#include "runtime/families/architecture.h"
+#include "runtime/families/load_config.h"
 #include "runtime/model/weight_plan.h"
 #include "tests/test_support.h"
 

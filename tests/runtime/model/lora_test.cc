@@ -6,9 +6,10 @@
 #include <nlohmann/json.hpp>
 
 #include "common/error.h"
-#include "runtime/families/architecture.h"
-#include "runtime/model/lora.h"
 #include "runtime/config/model_config.h"
+#include "runtime/families/architecture.h"
+#include "runtime/families/load_config.h"
+#include "runtime/model/lora.h"
 #include "tests/runtime/formats/safetensors_writer.h"
 #include "tests/test_support.h"
 

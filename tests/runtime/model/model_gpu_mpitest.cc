@@ -15,8 +15,9 @@
 #include "parallel/gpu_communicator.h"
 #include "parallel/mpi_communicator.h"
 #include "parallel/topology.h"
-#include "runtime/model/model.h"
+#include "runtime/families/load_config.h"
 #include "runtime/formats/safetensors.h"
+#include "runtime/model/model.h"
 #include "tests/runtime/model/reference.h"
 #include "tests/test_support.h"
 

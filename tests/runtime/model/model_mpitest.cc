@@ -12,8 +12,9 @@
 #include "kernels/ops.h"
 #include "parallel/mpi_communicator.h"
 #include "runtime/engine/greedy.h"
-#include "runtime/model/model.h"
+#include "runtime/families/load_config.h"
 #include "runtime/formats/safetensors.h"
+#include "runtime/model/model.h"
 #include "tests/runtime/model/reference.h"
 #include "tests/test_support.h"
 

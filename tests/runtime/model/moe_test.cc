@@ -8,8 +8,9 @@
 #include <string>
 
 #include "common/error.h"
-#include "runtime/families/architecture.h"
 #include "runtime/config/model_config.h"
+#include "runtime/families/architecture.h"
+#include "runtime/families/load_config.h"
 #include "runtime/model/moe.h"
 #include "runtime/model/moe_plan.h"
 #include "runtime/model/weight_plan.h"

@@ -7,8 +7,8 @@
 #include "common/error.h"
 #include "kernels/ops.h"
 #include "runtime/model/local_shard_communicator.h"
-#include "runtime/planning/memory_plan.h"
 #include "runtime/model/weights.h"
+#include "runtime/planning/memory_plan.h"
 #include "tests/test_support.h"
 
 namespace tpserve::runtime {
