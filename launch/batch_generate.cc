@@ -47,6 +47,7 @@ int run_batch_generate(const BatchGenerateOptions& options) {
   runtime::BatchContext context;
   context.tokenizer = rank.tokenizer.get();
   context.chat_template = chat_template ? &*chat_template : nullptr;
+  context.defaults = engine.sampling_defaults();  // generation_config.json's, as in serve
   context.defaults.max_tokens = options.max_tokens;
   context.defaults.ignore_eos = options.ignore_eos;
   runtime::BatchOptions batch;

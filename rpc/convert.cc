@@ -76,8 +76,9 @@ std::vector<int32_t> tokenize(const v1::TokenizeRequest& request, const PromptCo
   raise(ErrorCode::kInvalidArgument, "input: set one of text or chat");
 }
 
-runtime::SamplingParams sampling_params(const v1::SamplingParams& wire) {
-  runtime::SamplingParams params;
+runtime::SamplingParams sampling_params(const v1::SamplingParams& wire,
+                                        const runtime::SamplingParams& defaults) {
+  runtime::SamplingParams params = defaults;
   if (wire.has_temperature()) params.temperature = wire.temperature();
   if (wire.has_top_k()) params.top_k = wire.top_k();
   if (wire.has_top_p()) params.top_p = wire.top_p();

@@ -21,6 +21,9 @@ std::vector<int32_t> prompt_ids(const v1::GenerateRequest& request, const Prompt
 
 std::vector<int32_t> tokenize(const v1::TokenizeRequest& request, const PromptContext& context);
 
-runtime::SamplingParams sampling_params(const v1::SamplingParams& wire);
+// The request's fields over `defaults` (the engine's sampling_defaults()): a field the request
+// sets always wins, an unset one takes the default.
+runtime::SamplingParams sampling_params(const v1::SamplingParams& wire,
+                                        const runtime::SamplingParams& defaults);
 
 }  // namespace tpserve::rpc

@@ -86,6 +86,15 @@ class Server::GenerationService final : public v1::Generation::Service {
     response->set_num_kv_blocks(model_.options().num_kv_blocks);
     response->set_block_size(model_.options().block_size);
     response->set_backend(options_.backend);
+    const runtime::SamplingParams& defaults = engine_.sampling_defaults();
+    v1::SamplingDefaults* shown = response->mutable_sampling_defaults();
+    shown->set_temperature(defaults.temperature);
+    shown->set_top_k(defaults.top_k);
+    shown->set_top_p(defaults.top_p);
+    shown->set_min_p(defaults.min_p);
+    shown->set_repetition_penalty(defaults.repetition_penalty);
+    shown->set_source(engine_.generation_config_defaults() ? "generation_config.json" : "vLLM");
+    for (int32_t id : engine_.eos_token_ids()) response->add_eos_token_ids(id);
     return grpc::Status::OK;
   }
 
@@ -117,7 +126,7 @@ class Server::GenerationService final : public v1::Generation::Service {
     try {
       runtime::GenerationRequest request;
       request.prompt_ids = prompt_ids(wire, prompts_);
-      request.params = sampling_params(wire.sampling());
+      request.params = sampling_params(wire.sampling(), engine_.sampling_defaults());
       const auto deadline = context->deadline();
       if (deadline != std::chrono::system_clock::time_point::max()) {
         request.deadline = std::chrono::steady_clock::now() +

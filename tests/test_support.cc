@@ -2,8 +2,11 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <fmt/format.h>
+
+#include "common/log.h"
 
 namespace tpserve::testing {
 
@@ -22,6 +25,20 @@ ScratchDir::ScratchDir(const std::string& tag) {
 ScratchDir::~ScratchDir() {
   std::error_code ignored;
   std::filesystem::remove_all(path_, ignored);
+}
+
+LogCapture::LogCapture()
+    : sink_(std::make_shared<spdlog::sinks::ostream_sink_mt>(stream_)),
+      previous_level_(static_cast<int>(log().level())) {
+  sink_->set_pattern("[%l] %v");
+  log().sinks().push_back(sink_);
+  log().set_level(spdlog::level::debug);
+}
+
+LogCapture::~LogCapture() {
+  auto& sinks = log().sinks();
+  sinks.erase(std::remove(sinks.begin(), sinks.end(), sink_), sinks.end());
+  log().set_level(static_cast<spdlog::level::level_enum>(previous_level_));
 }
 
 }  // namespace tpserve::testing

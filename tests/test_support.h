@@ -2,7 +2,11 @@
 #pragma once
 
 #include <filesystem>
+#include <memory>
+#include <sstream>
 #include <string>
+
+#include <spdlog/sinks/ostream_sink.h>
 
 namespace tpserve::testing {
 
@@ -23,6 +27,21 @@ class ScratchDir {
 
  private:
   std::filesystem::path path_;
+};
+
+// Copies every line tpserve's logger writes (at debug and above) while the object lives.
+class LogCapture {
+ public:
+  LogCapture();
+  ~LogCapture();
+  LogCapture(const LogCapture&) = delete;
+  LogCapture& operator=(const LogCapture&) = delete;
+  std::string text() const { return stream_.str(); }
+
+ private:
+  std::ostringstream stream_;
+  std::shared_ptr<spdlog::sinks::ostream_sink_mt> sink_;
+  int previous_level_;
 };
 
 }  // namespace tpserve::testing

@@ -1,10 +1,13 @@
 #include "runtime/config/model_config.h"
 
 #include <algorithm>
+#include <cfloat>
+#include <climits>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "common/error.h"
+#include "runtime/config/config_fields.h"
 
 namespace tpserve::runtime {
 
@@ -25,9 +28,24 @@ int64_t ConfigReader::positive_int(const char* field) const {
   if (!has(field)) fail(field, "missing");
   const json& value = json_[field];
   if (!value.is_number_integer()) fail(field, "expected an integer, got " + value.dump());
+  // A uint64 above INT64_MAX reads back negative, so judge it by its text.
+  if (value.is_number_unsigned() && value.get<uint64_t>() > static_cast<uint64_t>(INT32_MAX)) {
+    fail(field, fmt::format("{} is out of range (at most {})", value.dump(), INT32_MAX));
+  }
   const int64_t number = value.get<int64_t>();
   if (number <= 0) fail(field, "must be positive, got " + std::to_string(number));
+  if (number > INT32_MAX) fail(field, fmt::format("{} is out of range (at most {})", number, INT32_MAX));
   return number;
+}
+
+int64_t ConfigReader::non_negative_int_or(const char* field, int64_t fallback) const {
+  if (!has(field)) return fallback;
+  const json& value = json_[field];
+  if (value.is_number_integer() && !value.is_number_unsigned() && value.get<int64_t>() < 0) {
+    fail(field, "expected a non-negative integer, got " + value.dump());
+  }
+  if (value.is_number_unsigned() && value.get<uint64_t>() == 0) return 0;
+  return positive_int(field);
 }
 
 int64_t ConfigReader::positive_int_or(const char* field, int64_t fallback) const {
@@ -40,6 +58,7 @@ float ConfigReader::positive_float_or(const char* field, float fallback) const {
   if (!value.is_number()) fail(field, "expected a number, got " + value.dump());
   const double number = value.get<double>();
   if (!(number > 0.0)) fail(field, "must be positive, got " + value.dump());
+  if (!(number <= FLT_MAX)) fail(field, "must be a finite float32, got " + value.dump());
   return static_cast<float>(number);
 }
 
@@ -60,7 +79,7 @@ std::vector<int32_t> ConfigReader::token_ids_or_empty(const char* field) const {
   if (!has(field)) return ids;
   const json& value = json_[field];
   const auto add = [&](const json& item) {
-    if (!item.is_number_integer() || item.get<int64_t>() < 0) {
+    if (!item.is_number_integer() || item.get<int64_t>() < 0 || item.get<int64_t>() > INT32_MAX) {
       fail(field, "expected a token id or a list of them, got " + value.dump());
     }
     ids.push_back(static_cast<int32_t>(item.get<int64_t>()));
@@ -72,10 +91,6 @@ std::vector<int32_t> ConfigReader::token_ids_or_empty(const char* field) const {
   }
   return ids;
 }
-
-namespace {
-
-}  // namespace
 
 json read_config_json(const std::filesystem::path& file) {
   std::ifstream stream(file);
@@ -98,6 +113,10 @@ void parse_rope(const ConfigReader& reader, ModelConfig& config) {
                                  : (reader.has("rope_scaling") ? root["rope_scaling"] : json::object());
   const char* field = new_style ? "rope_parameters" : "rope_scaling";
   if (!scaling.is_object()) reader.fail(field, "expected an object, got " + scaling.dump());
+  for (std::string& unknown : check_fields(scaling, reader.file(), {kRopeScalingFields},
+                                           std::string(field) + ".")) {
+    config.unknown_fields.push_back(std::move(unknown));
+  }
   const ConfigReader scaling_reader(scaling, reader.file());
   config.rope.theta = new_style ? scaling_reader.positive_float_or("rope_theta", 10000.0f)
                                 : reader.positive_float_or("rope_theta", 10000.0f);
@@ -157,6 +176,78 @@ void set_rotary_dim(const ConfigReader& reader, ModelConfig& config, const char*
   }
 }
 
+int read_head_dim(const ConfigReader& reader, const ModelConfig& config, const char* field,
+                  const ShapeFieldNames& names) {
+  if (reader.has(field)) return static_cast<int>(reader.positive_int(field));
+  if (config.hidden_size % config.num_heads != 0) {
+    // transformers computes hidden_size // num_heads; a remainder leaves q/k/v narrower than the
+    // hidden state, which no released checkpoint of these families does without a head_dim.
+    reader.fail(names.num_heads, fmt::format("{} does not divide {} ({}) and no {} is given",
+                                             config.num_heads, names.hidden_size, config.hidden_size,
+                                             field));
+  }
+  return static_cast<int>(config.hidden_size / config.num_heads);
+}
+
+namespace {
+
+// Bounds far above any released checkpoint (the largest single tensors, 128k-vocab embeddings of
+// 16k-wide models, hold ~2^31 elements) that keep every byte count, a count times a dtype size
+// summed over the model, well inside int64.
+constexpr int64_t kMaxTensorElements = int64_t{1} << 40;
+constexpr long double kMaxParameters = static_cast<long double>(int64_t{1} << 48);
+
+void check_matrix(const ConfigReader& reader, const char* field, const char* what, int64_t rows,
+                  int64_t cols) {
+  // Each factor is at most INT32_MAX (ConfigReader), so the product fits int64.
+  if (rows * cols > kMaxTensorElements) {
+    reader.fail(field, fmt::format("{} [{} x {}] would hold {} elements, more than 2^40", what, rows,
+                                   cols, rows * cols));
+  }
+}
+
+}  // namespace
+
+void check_shape_sizes(const ConfigReader& reader, const ModelConfig& config,
+                       const ShapeFieldNames& names) {
+  const int64_t hidden = config.hidden_size;
+  const int64_t q_width = static_cast<int64_t>(config.num_heads) * config.head_dim;
+  if (q_width > INT32_MAX) {
+    reader.fail(names.head_dim, fmt::format("{} * {} ({}) = {} is out of range (at most {})",
+                                            config.head_dim, names.num_heads, config.num_heads,
+                                            q_width, INT32_MAX));
+  }
+  const int64_t kv_width = static_cast<int64_t>(config.num_kv_heads) * config.head_dim;
+  check_matrix(reader, names.vocab_size, "the embedding", config.vocab_size, hidden);
+  check_matrix(reader, names.num_heads, "the q projection", q_width, hidden);
+  check_matrix(reader, names.intermediate_size, "the MLP", config.intermediate_size, hidden);
+  const SparseMoeConfig& moe = config.moe;
+  check_matrix(reader, "moe_intermediate_size", "an expert", moe.expert_intermediate_size, hidden);
+  check_matrix(reader, "shared_expert_intermediate_size", "the shared expert",
+               moe.shared_expert_intermediate_size, hidden);
+  check_matrix(reader, "num_experts", "the router", moe.num_experts, hidden);
+  // Every weight of the canonical decoder, counted generously (dense and sparse MLP both).
+  const long double h = static_cast<long double>(hidden);
+  const long double per_layer =
+      h * static_cast<long double>(2 * q_width + 2 * kv_width) +
+      3.0L * h * static_cast<long double>(config.intermediate_size) +
+      3.0L * h * static_cast<long double>(moe.expert_intermediate_size) * moe.num_experts +
+      3.0L * h * static_cast<long double>(moe.shared_expert_intermediate_size) +
+      h * (moe.num_experts + 3);
+  const long double total =
+      per_layer * config.num_layers + 2.0L * h * static_cast<long double>(config.vocab_size);
+  if (total > kMaxParameters) {
+    reader.fail(names.num_layers, fmt::format("{} layers of this shape would hold {:.3g} parameters, "
+                                              "more than 2^48", config.num_layers,
+                                              static_cast<double>(total)));
+  }
+  if (config.max_position_embeddings > INT32_MAX) {
+    reader.fail(names.context, fmt::format("the context length {} (after rope scaling) is out of "
+                                           "range (at most {})",
+                                           config.max_position_embeddings, INT32_MAX));
+  }
+}
+
 void read_common_fields(const ConfigReader& reader, ModelConfig& config) {
   config.model_type = reader.string_or("model_type", "");
   config.tie_word_embeddings = reader.bool_or("tie_word_embeddings", false);
@@ -175,7 +266,7 @@ void read_llama_style_fields(const ConfigReader& reader, ModelConfig& config) {
   config.num_layers = static_cast<int>(reader.positive_int("num_hidden_layers"));
   config.num_heads = static_cast<int>(reader.positive_int("num_attention_heads"));
   config.num_kv_heads = static_cast<int>(reader.positive_int_or("num_key_value_heads", config.num_heads));
-  config.head_dim = static_cast<int>(reader.positive_int_or("head_dim", config.hidden_size / config.num_heads));
+  config.head_dim = read_head_dim(reader, config, "head_dim");
   if (config.num_heads % config.num_kv_heads != 0) {
     reader.fail("num_key_value_heads", fmt::format("{} does not divide num_attention_heads ({})",
                                                    config.num_kv_heads, config.num_heads));

@@ -69,6 +69,21 @@ struct ModelConfig {
   std::vector<int32_t> eos_token_ids;
   int32_t bos_token_id = -1;
   SparseMoeConfig moe;  // sparse MLPs (Qwen2-MoE); num_experts 0 for dense families
+  // config.json fields that no table of the family knows (rope_scaling keys as
+  // "rope_scaling.<key>"), logged once at load: see common/field_table.h.
+  std::vector<std::string> unknown_fields;
+};
+
+// The names a family gives the shape fields, so that the shared size checks name the field the
+// user wrote (LLaMA's names by default).
+struct ShapeFieldNames {
+  const char* hidden_size = "hidden_size";
+  const char* intermediate_size = "intermediate_size";
+  const char* vocab_size = "vocab_size";
+  const char* num_layers = "num_hidden_layers";
+  const char* num_heads = "num_attention_heads";
+  const char* head_dim = "head_dim";
+  const char* context = "max_position_embeddings";
 };
 
 // Reads and parses a JSON file; errors name the file (missing, unreadable, malformed).
@@ -79,7 +94,10 @@ class ConfigReader {
  public:
   ConfigReader(const nlohmann::json& document, std::filesystem::path file);
   bool has(const char* field) const;
+  // Integers are at most INT32_MAX (every shape field becomes an int, a size or a divisor, and
+  // token ids and positions are int32); floats must be finite.
   int64_t positive_int(const char* field) const;
+  int64_t non_negative_int_or(const char* field, int64_t fallback) const;
   int64_t positive_int_or(const char* field, int64_t fallback) const;
   float positive_float_or(const char* field, float fallback) const;
   bool bool_or(const char* field, bool fallback) const;
@@ -101,6 +119,15 @@ void read_common_fields(const ConfigReader& reader, ModelConfig& config);
 // num_attention_heads, num_key_value_heads, head_dim, rms_norm_eps, max_position_embeddings) and
 // rope (rope_theta + rope_scaling, or rope_parameters; partial_rotary_factor).
 void read_llama_style_fields(const ConfigReader& reader, ModelConfig& config);
+// head_dim from `field` when given, else hidden_size / num_heads, which must then divide evenly
+// (names num_attention_heads otherwise). config.hidden_size and num_heads must be read first.
+int read_head_dim(const ConfigReader& reader, const ModelConfig& config, const char* field,
+                  const ShapeFieldNames& names = {});
+// The range checks every family shares, after its adapter has read the config: per-head widths and
+// every weight matrix's element count within bounds, the total parameter count without overflow,
+// the context within int32. Each failure names config.json and the field.
+void check_shape_sizes(const ConfigReader& reader, const ModelConfig& config,
+                       const ShapeFieldNames& names);
 // rotary_dim = head_dim * fraction; `field` names where the fraction came from, for errors.
 void set_rotary_dim(const ConfigReader& reader, ModelConfig& config, const char* field,
                     float fraction);

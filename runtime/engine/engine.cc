@@ -55,11 +55,21 @@ Engine::Engine(Model& model, parallel::Communicator& comm, const Tokenizer* toke
     : model_(model), comm_(comm), tokenizer_(tokenizer), options_(std::move(options)),
       scheduler_(scheduler_options(model)) {
   options_.limits.vocab_size = static_cast<int32_t>(model.config().vocab_size);
+  // generation_config.json was already read (and any error in it reported, on rank 0 within the
+  // load phase) by Tokenizer::load through the same reader; without a tokenizer it is read here.
+  const GenerationConfig generation = read_generation_config(model.config().dir);
+  sampling_defaults_ = runtime::sampling_defaults(generation, options_.limits.vocab_size);
+  generation_config_defaults_ = generation.present;
   eos_ids_ = model.config().eos_token_ids;
-  if (tokenizer_ != nullptr) {
-    for (int32_t id : tokenizer_->eos_token_ids()) {
-      if (std::find(eos_ids_.begin(), eos_ids_.end(), id) == eos_ids_.end()) eos_ids_.push_back(id);
+  const auto add_eos = [&](int32_t id) {
+    if (id < options_.limits.vocab_size &&
+        std::find(eos_ids_.begin(), eos_ids_.end(), id) == eos_ids_.end()) {
+      eos_ids_.push_back(id);
     }
+  };
+  for (int32_t id : generation.eos_token_ids) add_eos(id);
+  if (tokenizer_ != nullptr) {
+    for (int32_t id : tokenizer_->eos_token_ids()) add_eos(id);
   }
   stats_.kv_blocks_total = scheduler_.blocks_total();
 }

@@ -72,6 +72,12 @@ class Engine {
   bool accepting() const { return !shutting_down_.load(); }
 
   EngineStats stats() const;
+  // What a request's unset sampling fields become (sampling_defaults: the model's
+  // generation_config.json over vLLM's defaults), whether that file exists, and every token id
+  // that ends a sequence unless ignore_eos (config.json, generation_config.json, the tokenizer's).
+  const SamplingParams& sampling_defaults() const { return sampling_defaults_; }
+  bool generation_config_defaults() const { return generation_config_defaults_; }
+  const std::vector<int32_t>& eos_token_ids() const { return eos_ids_; }
   // Time to first token and between tokens, per sequence, in seconds.
   const Histogram& time_to_first_token() const { return ttft_; }
   const Histogram& inter_token_latency() const { return itl_; }
@@ -97,6 +103,8 @@ class Engine {
   EngineOptions options_;
   Scheduler scheduler_;
   std::vector<int32_t> eos_ids_;
+  SamplingParams sampling_defaults_;
+  bool generation_config_defaults_ = false;
 
   // Shared with front-end threads.
   mutable std::mutex inbox_mutex_;

@@ -84,6 +84,17 @@ void validate_stops(const SamplingParams& p, const SamplingLimits& limits) {
 
 }  // namespace
 
+SamplingParams sampling_defaults(const GenerationConfig& generation, int32_t vocab_size) {
+  SamplingParams defaults;
+  if (generation.temperature) defaults.temperature = *generation.temperature;
+  if (generation.top_p) defaults.top_p = *generation.top_p;
+  if (generation.top_k) defaults.top_k = *generation.top_k >= vocab_size ? 0 : *generation.top_k;
+  if (generation.min_p) defaults.min_p = *generation.min_p;
+  if (generation.repetition_penalty) defaults.repetition_penalty = *generation.repetition_penalty;
+  if (generation.do_sample == false) defaults.temperature = 0.0f;
+  return defaults;
+}
+
 void validate(const SamplingParams& params, const SamplingLimits& limits) {
   TPS_CHECK(limits.vocab_size > 0, "SamplingLimits.vocab_size must be set from the model");
   validate_scalars(params, limits);

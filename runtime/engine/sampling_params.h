@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "runtime/tokenizer/model_files.h"
+
 namespace tpserve::runtime {
 
 struct SamplingParams {
@@ -35,6 +37,13 @@ struct SamplingLimits {
   int32_t max_stop = 16;
   int32_t max_stop_length = 256;  // bytes
 };
+
+// The values a request's unset sampling fields take: vLLM's / the OpenAI API's (the initialisers
+// above), overridden, as vLLM does, by the model's generation_config.json where it sets
+// temperature, top_p, top_k, min_p or repetition_penalty. do_sample: false makes the default greedy
+// (temperature 0) whatever its temperature says, as transformers' generate() does. A top_k at or
+// above the vocabulary keeps every token, so it becomes 0 (off), which validate() accepts.
+SamplingParams sampling_defaults(const GenerationConfig& generation, int32_t vocab_size);
 
 // Throws tpserve::Error naming the field and its value:
 //   kInvalidArgument for a value outside the field's meaning (negative temperature, NaN, top_p of

@@ -19,17 +19,59 @@ namespace tpserve::runtime {
 
 namespace {
 
-void require(const ConfigReader& reader, const char* field, bool fallback, bool expected) {
-  if (reader.bool_or(field, fallback) != expected) {
-    reader.fail(field, fmt::format("{} is not supported (ChatGLM2/3 use {})", !expected, expected));
-  }
+using enum FieldUse;
+
+// ChatGLMConfig's fields (configuration_chatglm.py); PretrainedConfig's are shared.
+// add_bias_linear, multi_query_attention and rope_ratio keep the reading below; the qkv-bias rule,
+// the per-head query_key_value layout without MQA and rope_ratio's check past the trained length
+// are the families branch's work (issue 12).
+constexpr FieldRule kChatGlmFields[] = {
+    {"num_layers", kSupported, "decoder layers"},
+    {"hidden_size", kSupported, "ModelConfig::hidden_size"},
+    {"ffn_hidden_size", kSupported, "the MLP width"},
+    {"kv_channels", kSupported, "head_dim"},
+    {"num_attention_heads", kSupported, "query heads"},
+    {"multi_query_attention", kSupported, "KV groups (layout without it: families branch)"},
+    {"multi_query_group_num", kSupported, "KV heads with multi_query_attention"},
+    {"padded_vocab_size", kSupported, "embedding / output_layer rows"},
+    {"vocab_size", kSupported, "rows when padded_vocab_size is absent"},
+    {"seq_length", kSupported, "context length"},
+    {"layernorm_epsilon", kSupported, "RMSNorm epsilon"},
+    {"rope_ratio", kSupported, "rotary base 10000 * rope_ratio (checked by the families branch)"},
+    {"add_qkv_bias", kSupported, "bias on query_key_value"},
+    {"add_bias_linear", kSupported, "biases on dense and the MLP (qkv rule: families branch)"},
+    {"rmsnorm", kRefused, "LayerNorm variants are not supported (ChatGLM2/3 use RMSNorm: true)", "true"},
+    {"apply_residual_connection_post_layernorm", kRefused,
+     "post-norm residuals are not supported (ChatGLM2/3 use false)"},
+    {"post_layer_norm", kRefused, "a model without a final norm is not supported (ChatGLM2/3 use true)",
+     "true"},
+    {"original_rope", kRefused, "GLM-style 2-D rope is not supported (ChatGLM2/3 use true)", "true"},
+    // quantization_bit: cpm_kernels int4/int8 weights in place of the float ones.
+    {"quantization_bit", kRefused, "quantized ChatGLM weights are not supported yet"},
+    // pre_seq_len: a P-Tuning v2 prefix encoder prepends trained keys/values to every layer.
+    {"pre_seq_len", kRefused, "P-Tuning v2 prefixes are not supported"},
+    {"prefix_projection", kHarmless, "used only with pre_seq_len"},
+    {"hidden_dropout", kHarmless, "training only"},
+    {"attention_dropout", kHarmless, "training only"},
+    {"classifier_dropout", kHarmless, "classification head only"},
+    {"bias_dropout_fusion", kHarmless, "training kernel choice"},
+    // CoreAttention divides q by layer_number and multiplies the scores back before the softmax.
+    {"apply_query_key_layer_scaling", kHarmless, "scaled and unscaled again: same math"},
+    {"attention_softmax_in_fp32", kHarmless, "precision; tpserve's softmax is float32"},
+    {"fp32_residual_connection", kHarmless, "precision of the residual stream"},
+};
+
+ShapeFieldNames chatglm_shape_fields() {
+  ShapeFieldNames names;
+  names.intermediate_size = "ffn_hidden_size";
+  names.vocab_size = "padded_vocab_size";
+  names.num_layers = "num_layers";
+  names.head_dim = "kv_channels";
+  names.context = "seq_length";
+  return names;
 }
 
 void read_chatglm(const ConfigReader& reader, ModelConfig& config) {
-  require(reader, "rmsnorm", true, true);
-  require(reader, "apply_residual_connection_post_layernorm", false, false);
-  require(reader, "post_layer_norm", true, true);
-  require(reader, "original_rope", true, true);
   config.hidden_size = reader.positive_int("hidden_size");
   config.num_layers = static_cast<int>(reader.positive_int("num_layers"));
   config.num_heads = static_cast<int>(reader.positive_int("num_attention_heads"));
@@ -40,8 +82,7 @@ void read_chatglm(const ConfigReader& reader, ModelConfig& config) {
     reader.fail("multi_query_group_num", fmt::format("{} does not divide num_attention_heads ({})",
                                                      config.num_kv_heads, config.num_heads));
   }
-  config.head_dim = static_cast<int>(
-      reader.positive_int_or("kv_channels", config.hidden_size / config.num_heads));
+  config.head_dim = read_head_dim(reader, config, "kv_channels", chatglm_shape_fields());
   config.intermediate_size = reader.positive_int("ffn_hidden_size");
   config.vocab_size = reader.has("padded_vocab_size") ? reader.positive_int("padded_vocab_size")
                                                       : reader.positive_int("vocab_size");
@@ -59,6 +100,8 @@ Architecture make() {
   Architecture a;
   a.name = "ChatGLMModel";
   a.read_config = &read_chatglm;
+  a.config_fields = {kPretrainedConfigFields, kChatGlmFields};
+  a.shape_fields = chatglm_shape_fields();
   a.embed = "transformer.embedding.word_embeddings";
   a.final_norm = "transformer.encoder.final_layernorm";
   a.lm_head = "transformer.output_layer";

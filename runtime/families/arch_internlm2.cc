@@ -17,6 +17,14 @@ namespace tpserve::runtime {
 
 namespace {
 
+using enum FieldUse;
+
+// InternLM2Config's own fields (configuration_internlm2.py) beyond the shared shape fields.
+constexpr FieldRule kInternLM2Fields[] = {
+    {"bias", kSupported, "biases on wqkv and wo"},
+    {"pretraining_tp", kHarmless, "sliced matmuls: same math"},
+};
+
 void read_internlm2(const ConfigReader& reader, ModelConfig& config) {
   read_llama_style_fields(reader, config);
   const bool bias = reader.bool_or("bias", true);  // InternLM2Config's default
@@ -29,6 +37,7 @@ Architecture make() {
   Architecture a;
   a.name = "InternLM2ForCausalLM";
   a.read_config = &read_internlm2;
+  a.config_fields = {kPretrainedConfigFields, kLlamaStyleFields, kInternLM2Fields};
   a.embed = "model.tok_embeddings";
   a.final_norm = "model.norm";
   a.lm_head = "output";

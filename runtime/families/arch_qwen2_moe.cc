@@ -18,14 +18,21 @@ namespace tpserve::runtime {
 
 namespace {
 
-int64_t non_negative_int_or(const ConfigReader& reader, const char* field, int64_t fallback) {
-  if (!reader.has(field)) return fallback;
-  const nlohmann::json& value = reader.document()[field];
-  if (!value.is_number_integer() || value.get<int64_t>() < 0) {
-    reader.fail(field, "expected a non-negative integer, got " + value.dump());
-  }
-  return value.get<int64_t>();
-}
+using enum FieldUse;
+
+// Qwen2MoeConfig's own fields (configuration_qwen2_moe.py) beyond Qwen2's.
+constexpr FieldRule kQwen2MoeFields[] = {
+    {"num_experts", kSupported, "experts per sparse layer"},
+    {"num_experts_per_tok", kSupported, "top-k"},
+    {"moe_intermediate_size", kSupported, "each expert's width"},
+    {"shared_expert_intermediate_size", kSupported, "the shared expert's width"},
+    {"norm_topk_prob", kSupported, "renormalise the top-k weights"},
+    {"decoder_sparse_step", kSupported, "which layers are sparse"},
+    {"mlp_only_layers", kSupported, "layers with a dense MLP"},
+    {"qkv_bias", kSupported, "transformers 5's q/k/v bias switch"},
+    {"output_router_logits", kHarmless, "training output (router loss)"},
+    {"router_aux_loss_coef", kHarmless, "training loss weight"},
+};
 
 std::vector<int> mlp_only_layers(const ConfigReader& reader, int num_layers) {
   std::vector<int> layers;
@@ -47,7 +54,7 @@ void read_qwen2_moe(const ConfigReader& reader, ModelConfig& config) {
   // transformers >= 5 names the q/k/v bias switch (default on); older configs do not carry it.
   config.qkv_bias = reader.bool_or("qkv_bias", true);
   SparseMoeConfig& moe = config.moe;
-  moe.num_experts = static_cast<int>(non_negative_int_or(reader, "num_experts", 60));
+  moe.num_experts = static_cast<int>(reader.non_negative_int_or("num_experts", 60));
   moe.experts_per_token = static_cast<int>(reader.positive_int_or("num_experts_per_tok", 4));
   moe.expert_intermediate_size = reader.positive_int_or("moe_intermediate_size", 1408);
   moe.shared_expert_intermediate_size = reader.positive_int_or("shared_expert_intermediate_size", 5632);
@@ -70,6 +77,7 @@ Architecture make() {
   Architecture a = qwen2_architecture();  // same attention, norms, embeddings and dense-MLP names
   a.name = "Qwen2MoeForCausalLM";
   a.read_config = &read_qwen2_moe;
+  a.config_fields.push_back(kQwen2MoeFields);  // after Qwen2's tables
   a.moe.router = "model.layers.{}.mlp.gate";
   a.moe.expert_gate = "model.layers.{}.mlp.experts.{}.gate_proj";
   a.moe.expert_up = "model.layers.{}.mlp.experts.{}.up_proj";

@@ -26,6 +26,40 @@ namespace tpserve::runtime {
 
 namespace {
 
+using enum FieldUse;
+
+// QWenConfig's fields (configuration_qwen.py); PretrainedConfig's are shared.
+constexpr FieldRule kQwenV1Fields[] = {
+    {"hidden_size", kSupported, "ModelConfig::hidden_size"},
+    {"num_hidden_layers", kSupported, "decoder layers"},
+    {"num_attention_heads", kSupported, "heads (multi-head: as many KV heads)"},
+    {"vocab_size", kSupported, "embedding / lm_head rows"},
+    {"intermediate_size", kSupported, "twice the MLP width"},
+    {"kv_channels", kSupported, "head_dim"},
+    {"layer_norm_epsilon", kSupported, "RMSNorm epsilon"},
+    {"rotary_emb_base", kSupported, "rotary base"},
+    {"rotary_pct", kSupported, "fraction of each head that rotates"},
+    {"seq_length", kSupported, "trained context (NTK and logn)"},
+    {"max_position_embeddings", kSupported, "context length"},
+    {"use_dynamic_ntk", kSupported, "RopeScaling::kQwenNtk"},
+    {"use_logn_attn", kSupported, "logn query scaling"},
+    {"no_bias", kSupported, "biases on c_proj and the MLP when false"},
+    // QWenAttention divides the scores by sqrt(head_dim) only when scale_attn_weights is set.
+    {"scale_attn_weights", kRefused, "unscaled attention scores (QWenConfig's default true is)",
+     "true"},
+    // use_cache_quantization stores the KV cache in int8 (modeling_qwen.py quantize_cache_v).
+    {"use_cache_quantization", kRefused, "an int8 KV cache is not supported"},
+    {"use_cache_kernel", kHarmless, "used only with use_cache_quantization"},
+    {"emb_dropout_prob", kHarmless, "training only"},
+    {"attn_dropout_prob", kHarmless, "training only"},
+    {"use_flash_attn", kHarmless, "kernel choice: same math"},
+    {"bf16", kHarmless, "compute dtype choice; tpserve's --dtype decides"},
+    {"fp16", kHarmless, "compute dtype choice; tpserve's --dtype decides"},
+    {"fp32", kHarmless, "compute dtype choice; tpserve's --dtype decides"},
+    {"softmax_in_fp32", kHarmless, "precision of the softmax, which tpserve computes in float32"},
+    {"onnx_safe", kHarmless, "export switch"},
+};
+
 void read_qwen_v1(const ConfigReader& reader, ModelConfig& config) {
   config.hidden_size = reader.positive_int("hidden_size");
   config.num_layers = static_cast<int>(reader.positive_int("num_hidden_layers"));
@@ -38,8 +72,7 @@ void read_qwen_v1(const ConfigReader& reader, ModelConfig& config) {
                                                  both_branches));
   }
   config.intermediate_size = both_branches / 2;
-  config.head_dim = static_cast<int>(
-      reader.positive_int_or("kv_channels", config.hidden_size / config.num_heads));
+  config.head_dim = read_head_dim(reader, config, "kv_channels");
   if (static_cast<int64_t>(config.head_dim) * config.num_heads != config.hidden_size) {
     // modeling_qwen.py splits c_attn's output at hidden_size: q/k/v widths must equal it.
     reader.fail("kv_channels", fmt::format("{} * num_attention_heads ({}) must equal hidden_size ({})",
@@ -77,6 +110,9 @@ Architecture make() {
   Architecture a;
   a.name = "QWenLMHeadModel";
   a.read_config = &read_qwen_v1;
+  a.config_fields = {kPretrainedConfigFields, kQwenV1Fields};
+  a.shape_fields.head_dim = "kv_channels";
+  a.shape_fields.context = "seq_length";
   a.embed = "transformer.wte";
   a.final_norm = "transformer.ln_f";
   a.lm_head = "lm_head";

@@ -8,7 +8,9 @@
 #include <string_view>
 #include <vector>
 
+#include "common/field_table.h"
 #include "parallel/shard_plan.h"
+#include "runtime/config/config_fields.h"
 #include "runtime/config/model_config.h"
 
 namespace tpserve::runtime {
@@ -41,6 +43,12 @@ struct Architecture {
   // family-independent ones, read_common_fields, are read before this runs). LLaMA-like families
   // call read_llama_style_fields; others read their own field names.
   void (*read_config)(const ConfigReader& reader, ModelConfig& config) = nullptr;
+  // Every config.json field the family knows (supported, harmless or refused): PretrainedConfig's,
+  // then the shared shape fields it uses, then its own table. load_model_config refuses a refused
+  // field that is set and reports the ones no table lists.
+  std::vector<FieldTable> config_fields;
+  // Its names for the shape fields, for the shared size checks' errors.
+  ShapeFieldNames shape_fields;
   std::string embed;
   std::string final_norm;
   std::string lm_head;  // unused when the config ties word embeddings

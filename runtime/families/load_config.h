@@ -10,10 +10,12 @@
 namespace tpserve::runtime {
 
 // Reads <dir>/config.json and fills ModelConfig through the adapter of its architecture: the
-// family-independent fields (read_common_fields) first, then the adapter's read_config, then the
-// shape checks every family shares. Errors (tpserve::Error) name the file and the field: missing
-// file, malformed JSON, unknown architecture (listing the supported ones), missing or out-of-range
-// fields.
+// adapter's field table first (a refused field that is set fails; fields no table lists go to
+// config.unknown_fields and one warning line), the family-independent fields
+// (read_common_fields), then the adapter's read_config, then the shape checks every family shares
+// (check_shape_sizes). Errors (tpserve::Error) name the file and the field: missing file, malformed
+// JSON, unknown architecture (listing the supported ones), missing, refused or out-of-range fields,
+// and a quantized checkpoint (quantize_config.json / quant_config.json beside config.json).
 ModelConfig load_model_config(const std::filesystem::path& dir);
 
 // As load_model_config, for a config JSON file given by path (the shape presets in

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/error.h"
+#include "common/field_table.h"
 #include "runtime/config/model_config.h"
 
 namespace tpserve::runtime {
@@ -22,25 +23,58 @@ bool ends_with(std::string_view text, std::string_view suffix) {
   return text.size() >= suffix.size() && text.substr(text.size() - suffix.size()) == suffix;
 }
 
-// PEFT features whose weights are not a plain W + s * B A of the base's own tensors.
-void refuse_unsupported(const ConfigReader& reader) {
-  const std::string type = reader.string_or("peft_type", "LORA");
-  if (type != "LORA") reader.fail("peft_type", "'" + type + "' is not supported (LORA is)");
-  if (reader.bool_or("use_dora", false)) reader.fail("use_dora", "DoRA is not supported");
-  if (reader.bool_or("fan_in_fan_out", false)) {
-    reader.fail("fan_in_fan_out", "transposed (Conv1D) LoRA weights are not supported");
-  }
-  if (reader.string_or("bias", "none") != "none") reader.fail("bias", "trained biases are not supported");
-  const nlohmann::json& root = reader.document();
-  for (const char* field : {"rank_pattern", "alpha_pattern"}) {
-    if (reader.has(field) && !root[field].empty()) {
-      reader.fail(field, "per-module ranks / alphas are not supported");
-    }
-  }
-  if (reader.has("modules_to_save") && !root["modules_to_save"].empty()) {
-    reader.fail("modules_to_save", "replaced (fully trained) modules are not supported");
-  }
-}
+using enum FieldUse;
+
+// PEFT's LoraConfig (peft/tuners/lora/config.py) and PeftConfig fields. Supported: a plain
+// W + scaling * B A of the base's own linear weights. The adapter's tensors, not target_modules,
+// say what is merged (index_tensors, validate), so the targeting fields are harmless.
+constexpr FieldRule kAdapterConfigFields[] = {
+    {"r", kSupported, "the rank"},
+    {"lora_alpha", kSupported, "scaling = lora_alpha / r"},
+    {"use_rslora", kSupported, "scaling = lora_alpha / sqrt(r)"},
+    {"peft_type", kRefused, "only LORA adapters are", "\"LORA\""},
+    {"bias", kRefused, "trained biases are not supported", "\"none\""},
+    {"use_dora", kRefused, "DoRA (a magnitude vector over the merged weight) is not supported"},
+    {"fan_in_fan_out", kRefused, "transposed (Conv1D) LoRA weights are not supported"},
+    {"rank_pattern", kRefused, "per-module ranks are not supported"},
+    {"alpha_pattern", kRefused, "per-module alphas are not supported"},
+    {"modules_to_save", kRefused, "replaced (fully trained) modules are not supported"},
+    // PEFT runs base layers in the replicated order, each copy with its own adapter; merging the
+    // copies' factors into the original layers computes something else.
+    {"layer_replication", kRefused, "layer replication is not supported"},
+    // Activated LoRA applies the adapter only after the invocation tokens: not a merge.
+    {"alora_invocation_tokens", kRefused, "activated LoRA (aLoRA) is not supported"},
+    {"lora_bias", kRefused, "a bias on lora_B is not supported"},
+    {"use_qalora", kRefused, "QA-LoRA (pooled inputs) is not supported"},
+    {"target_parameters", kRefused, "LoRA on nn.Parameter targets (e.g. MoE experts) is not supported"},
+    {"trainable_token_indices", kRefused, "trained token embeddings are not supported"},
+    {"arrow_config", kRefused, "Arrow routing between adapters is not supported"},
+    {"use_bdlora", kRefused, "block-diagonal LoRA is not supported"},
+    {"kasa_config", kRefused, "KaSA adapters are not supported"},
+    {"monteclora_config", kRefused, "MonteCLoRA adapters are not supported"},
+    {"velora_config", kRefused, "VeLoRA adapters are not supported"},
+    {"target_modules", kHarmless, "the adapter's tensors name the targets"},
+    {"exclude_modules", kHarmless, "the adapter's tensors name the targets"},
+    {"layers_to_transform", kHarmless, "the adapter's tensors name the layers"},
+    {"layers_pattern", kHarmless, "the adapter's tensors name the layers"},
+    {"lora_dropout", kHarmless, "training only"},
+    {"init_lora_weights", kHarmless, "initialisation only"},
+    {"loftq_config", kHarmless, "initialisation only"},
+    {"eva_config", kHarmless, "initialisation only"},
+    {"corda_config", kHarmless, "initialisation only"},
+    {"lora_ga_config", kHarmless, "initialisation only"},
+    {"qalora_group_size", kHarmless, "used only with use_qalora"},
+    {"megatron_config", kHarmless, "training-time parallel layers"},
+    {"megatron_core", kHarmless, "training-time parallel layers"},
+    {"ensure_weight_tying", kHarmless, "ties embedding adapters, which are refused by tensor name"},
+    {"runtime_config", kHarmless, "loading options"},
+    {"inference_mode", kHarmless, "bookkeeping"},
+    {"task_type", kHarmless, "bookkeeping"},
+    {"auto_mapping", kHarmless, "bookkeeping"},
+    {"base_model_name_or_path", kHarmless, "bookkeeping (--model names the base)"},
+    {"revision", kHarmless, "bookkeeping"},
+    {"peft_version", kHarmless, "bookkeeping"},
+};
 
 nlohmann::json read_json(const std::filesystem::path& file) {
   std::ifstream stream(file);
@@ -67,7 +101,8 @@ std::unique_ptr<LoraAdapter> LoraAdapter::open(const std::filesystem::path& dir)
 void LoraAdapter::read_config(const std::filesystem::path& file) {
   const nlohmann::json root = read_json(file);
   const ConfigReader reader(root, file);
-  refuse_unsupported(reader);
+  unknown_fields_ = check_fields(root, file, {kAdapterConfigFields});
+  warn_unknown_fields(file, unknown_fields_);
   rank_ = static_cast<int>(reader.positive_int("r"));
   const float alpha = reader.positive_float_or("lora_alpha", static_cast<float>(rank_));
   const bool rslora = reader.bool_or("use_rslora", false);

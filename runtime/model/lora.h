@@ -20,8 +20,10 @@ namespace tpserve::runtime {
 class LoraAdapter {
  public:
   // Reads <dir>/adapter_config.json and maps <dir>/adapter_model.safetensors. Errors name the file
-  // and the field (not a LORA adapter, DoRA, fan_in_fan_out, bias training, modules_to_save,
-  // per-module rank/alpha patterns, embedding LoRA) or the tensor (a lora_A without its lora_B).
+  // and the field (every field lora.cc's table refuses: not a LORA adapter, DoRA, fan_in_fan_out,
+  // bias training, modules_to_save, per-module rank/alpha patterns, layer_replication, activated
+  // LoRA, ...) or the tensor (embedding LoRA, a lora_A without its lora_B). Fields the table does
+  // not know are logged once and kept in unknown_fields().
   static std::unique_ptr<LoraAdapter> open(const std::filesystem::path& dir);
 
   // Checks the adapter against the base model's weight plan before anything is read: every pair
@@ -36,6 +38,7 @@ class LoraAdapter {
   size_t num_targets() const { return targets_.size(); }
   float scaling() const { return scaling_; }
   int rank() const { return rank_; }
+  const std::vector<std::string>& unknown_fields() const { return unknown_fields_; }
 
  private:
   struct Target {
@@ -51,6 +54,7 @@ class LoraAdapter {
   std::unique_ptr<SafetensorsFile> file_;
   int rank_ = 0;
   float scaling_ = 1.0f;
+  std::vector<std::string> unknown_fields_;  // adapter_config.json fields no table lists
   std::map<std::string, Target> targets_;  // base tensor name ("...q_proj.weight") -> factors
 };
 

@@ -72,6 +72,56 @@ d=$(copy llama_gqa)
 sed -i 's/"hidden_size": 64,/"hidden_size": "wide",/' "$d/config.json"
 expect_error "malformed config field" "config.json: field 'hidden_size': expected an integer" 2 --model "$d" "${prompt[@]}"
 
+# expect_every_rank NAME PATTERN NP ARGS...: as expect_error, and each of the NP ranks logged the
+# line itself (every rank reads config.json, so every rank must refuse it, none may crash).
+expect_every_rank() {
+  local name=$1 pattern=$2 np=$3
+  expect_error "$@"
+  local rank
+  for ((rank = 0; rank < np; rank++)); do
+    grep -qE -- "\[rank $rank/$np\] \[error\] .*$pattern" <<<"$err" ||
+      fail "$name: rank $rank did not report '$pattern'"
+  done
+  if grep -qiE "floating point exception|SIGFPE|signal [0-9]|cannot allocate" <<<"$err"; then
+    fail "$name: a rank crashed: $(grep -m1 -iE 'floating point|SIGFPE|signal [0-9]|allocate' <<<"$err")"
+  fi
+}
+
+# Issue 12: 2^40 heads was a SIGFPE on every rank; a 1e12 vocabulary "cpu: cannot allocate".
+d=$(copy llama_gqa)
+sed -i 's/"num_attention_heads": 8/"num_attention_heads": 1099511627776/' "$d/config.json"
+expect_every_rank "2^40 attention heads" \
+  "config.json: field 'num_attention_heads': 1099511627776 is out of range" 2 --model "$d" "${prompt[@]}"
+
+d=$(copy llama_gqa)
+sed -i 's/"vocab_size": 512/"vocab_size": 1000000000000/' "$d/config.json"
+expect_every_rank "1e12 vocabulary" "config.json: field 'vocab_size': 1000000000000 is out of range" 2 \
+  --model "$d" "${prompt[@]}"
+
+# Issue 20: quantized checkpoints and unsupported adapter fields are refused by name.
+d=$(copy llama_gqa)
+sed -i 's/"vocab_size": 512/"vocab_size": 512, "quantization_config": {"quant_method": "awq", "bits": 4}/' \
+  "$d/config.json"
+expect_every_rank "quantized checkpoint" \
+  "config.json: field 'quantization_config': .* \(GPTQ/AWQ weights\) are not supported yet" 2 \
+  --model "$d" "${prompt[@]}"
+
+d=$(copy qwen2_tied_lora)
+sed -i 's/"layer_replication": null/"layer_replication": [[0, 2], [1, 2]]/' "$d/adapter_config.json"
+expect_every_rank "lora layer replication" \
+  "adapter_config.json: field 'layer_replication': .* layer replication is not supported" 2 \
+  --model "$TPSERVE_FIXTURES/qwen2_tied" --lora "$d" "${prompt[@]}"
+
+d=$(copy qwen2_tied_lora)
+sed -i 's/"alora_invocation_tokens": null/"alora_invocation_tokens": [5, 6]/' "$d/adapter_config.json"
+expect_error "activated lora" "adapter_config.json: field 'alora_invocation_tokens'" 2 \
+  --model "$TPSERVE_FIXTURES/qwen2_tied" --lora "$d" "${prompt[@]}"
+
+d=$(copy qwen2_tied)
+printf '{"do_sample": true, "top_p": 0}' >"$d/generation_config.json"
+expect_error "bad generation_config.json" "$d/generation_config.json: field 'top_p'" 2 \
+  --model "$d" --prompt hi --max-tokens 2
+
 d=$(copy llama_gqa)
 printf '{"architectures": [' >"$d/config.json"
 expect_error "malformed config JSON" "$d/config.json: malformed JSON" 2 --model "$d" "${prompt[@]}"

@@ -127,6 +127,69 @@ TEST_F(BadConfig, NonPositiveAndMistypedFields) {
                {"'eos_token_id'"});
 }
 
+// Issue 12: a number that becomes a size, an index or a divisor is range-checked first. 2^40 heads
+// used to be a SIGFPE on every rank (cast to int 0, then hidden_size / 0); a 1e12 vocabulary an
+// allocation failure naming no field.
+TEST_F(BadConfig, ShapeFieldsOutOfRangeNameTheField) {
+  expect_error(llama(R"(, "num_attention_heads": 1099511627776)"), ErrorCode::kInvalidArgument,
+               {"field 'num_attention_heads': 1099511627776 is out of range (at most 2147483647)"});
+  expect_error(llama(R"(, "vocab_size": 1000000000000)"), ErrorCode::kInvalidArgument,
+               {"field 'vocab_size': 1000000000000 is out of range"});
+  expect_error(llama(R"(, "hidden_size": 18446744073709551615)"), ErrorCode::kInvalidArgument,
+               {"field 'hidden_size': 18446744073709551615 is out of range"});
+  expect_error(llama(R"(, "num_hidden_layers": 3e9)"), ErrorCode::kInvalidArgument,
+               {"field 'num_hidden_layers': expected an integer"});
+  expect_error(llama(R"(, "eos_token_id": 4294967296)"), ErrorCode::kInvalidArgument,
+               {"field 'eos_token_id'"});
+  expect_error(llama(R"(, "rms_norm_eps": 1e300)"), ErrorCode::kInvalidArgument,
+               {"field 'rms_norm_eps': must be a finite float32"});
+}
+
+TEST_F(BadConfig, ShapeProductsAreCheckedForOverflow) {
+  // Heads that fit an int but exceed hidden_size: hidden_size / heads would be 0.
+  expect_error(llama(R"(, "num_attention_heads": 1073741824, "num_key_value_heads": 1)"),
+               ErrorCode::kInvalidArgument,
+               {"field 'num_attention_heads': 1073741824 does not divide hidden_size (64)"});
+  expect_error(llama(R"(, "num_attention_heads": 6)"), ErrorCode::kInvalidArgument,
+               {"field 'num_attention_heads': 6 does not divide hidden_size (64) and no head_dim"});
+  expect_error(llama(R"(, "head_dim": 1073741824)"), ErrorCode::kInvalidArgument,
+               {"field 'head_dim': 1073741824 * num_attention_heads (8) = 8589934592 is out of range"});
+  expect_error(llama(R"(, "vocab_size": 2000000000, "hidden_size": 8192, "head_dim": 8)"),
+               ErrorCode::kInvalidArgument,
+               {"field 'vocab_size': the embedding [2000000000 x 8192]", "more than 2^40"});
+  expect_error(llama(R"(, "intermediate_size": 2000000000, "hidden_size": 2048, "head_dim": 8)"),
+               ErrorCode::kInvalidArgument, {"field 'intermediate_size': the MLP"});
+  expect_error(llama(R"(, "num_hidden_layers": 2000000000, "hidden_size": 65536, "head_dim": 8)"),
+               ErrorCode::kInvalidArgument,
+               {"field 'num_hidden_layers': 2000000000 layers of this shape", "more than 2^48"});
+}
+
+TEST_F(BadConfig, FamilyFieldNamesAppearInRangeErrors) {
+  expect_error(R"({"architectures": ["ChatGLMModel"], "hidden_size": 64, "num_layers": 2,
+                   "num_attention_heads": 1099511627776, "ffn_hidden_size": 128,
+                   "padded_vocab_size": 100})",
+               ErrorCode::kInvalidArgument, {"field 'num_attention_heads'", "out of range"});
+  expect_error(R"({"architectures": ["ChatGLMModel"], "hidden_size": 64, "num_layers": 2,
+                   "num_attention_heads": 4, "ffn_hidden_size": 128,
+                   "padded_vocab_size": 1000000000000})",
+               ErrorCode::kInvalidArgument, {"field 'padded_vocab_size'", "out of range"});
+  expect_error(R"({"architectures": ["ChatGLMModel"], "hidden_size": 64, "num_layers": 2,
+                   "num_attention_heads": 4, "ffn_hidden_size": 128, "kv_channels": 1073741824,
+                   "padded_vocab_size": 100})",
+               ErrorCode::kInvalidArgument, {"field 'kv_channels'", "is out of range"});
+  expect_error(R"({"architectures": ["QWenLMHeadModel"], "hidden_size": 64, "num_hidden_layers": 2,
+                   "num_attention_heads": 128, "intermediate_size": 128, "vocab_size": 100})",
+               ErrorCode::kInvalidArgument, {"field 'num_attention_heads': 128 does not divide"});
+  expect_error(R"({"architectures": ["Qwen2MoeForCausalLM"], "hidden_size": 64,
+                   "intermediate_size": 128, "vocab_size": 100, "num_hidden_layers": 2,
+                   "num_attention_heads": 8, "num_experts": 4294967296})",
+               ErrorCode::kInvalidArgument, {"field 'num_experts'", "out of range"});
+  expect_error(R"({"architectures": ["Qwen2MoeForCausalLM"], "hidden_size": 64,
+                   "intermediate_size": 128, "vocab_size": 100, "num_hidden_layers": 2,
+                   "num_attention_heads": 8, "num_experts": -1})",
+               ErrorCode::kInvalidArgument, {"field 'num_experts'", "non-negative"});
+}
+
 TEST_F(BadConfig, UnsupportedRopeScalingActivationAndDtype) {
   expect_error(llama(R"(, "rope_scaling": {"rope_type": "yarn", "factor": 4})"),
                ErrorCode::kUnimplemented, {"rope_scaling.rope_type", "yarn"});
@@ -140,7 +203,7 @@ TEST_F(BadConfig, Qwen2SlidingWindowIsRefusedNotIgnored) {
   expect_error(R"({"architectures": ["Qwen2ForCausalLM"], "hidden_size": 64, "intermediate_size": 128,
                    "vocab_size": 100, "num_hidden_layers": 2, "num_attention_heads": 8,
                    "use_sliding_window": true})",
-               ErrorCode::kInvalidArgument, {"'use_sliding_window'"});
+               ErrorCode::kUnimplemented, {"'use_sliding_window'"});
 }
 
 }  // namespace

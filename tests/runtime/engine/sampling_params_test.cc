@@ -108,5 +108,57 @@ TEST(SamplingParamsValidate, MessageCarriesTheValue) {
   }
 }
 
+// generation_config.json over vLLM's defaults (vLLM's get_diff_sampling_param does the same
+// with the fields a checkpoint sets); do_sample false is transformers' greedy search.
+TEST(SamplingDefaults, WithoutAGenerationConfigTheyAreVllms) {
+  const SamplingParams d = sampling_defaults(GenerationConfig{}, 512);
+  const SamplingParams vllm;
+  EXPECT_EQ(d.temperature, 1.0f);
+  EXPECT_EQ(d.top_k, 0);
+  EXPECT_EQ(d.top_p, 1.0f);
+  EXPECT_EQ(d.min_p, 0.0f);
+  EXPECT_EQ(d.repetition_penalty, 1.0f);
+  EXPECT_EQ(d.max_tokens, vllm.max_tokens);
+}
+
+TEST(SamplingDefaults, GenerationConfigFieldsOverrideOnlyWhatTheySet) {
+  GenerationConfig g;
+  g.present = true;
+  g.do_sample = true;
+  g.temperature = 0.7f;
+  g.top_p = 0.8f;
+  g.top_k = 20;
+  g.repetition_penalty = 1.05f;
+  const SamplingParams d = sampling_defaults(g, 512);
+  EXPECT_FLOAT_EQ(d.temperature, 0.7f);
+  EXPECT_FLOAT_EQ(d.top_p, 0.8f);
+  EXPECT_EQ(d.top_k, 20);
+  EXPECT_FLOAT_EQ(d.repetition_penalty, 1.05f);
+  EXPECT_EQ(d.min_p, 0.0f);          // unset in the file
+  EXPECT_EQ(d.max_tokens, 16);       // not a generation_config.json default tpserve applies
+  EXPECT_NO_THROW(validate(d, {.vocab_size = 512}));
+}
+
+TEST(SamplingDefaults, DoSampleFalseIsGreedyWhateverTheTemperature) {
+  GenerationConfig g;
+  g.do_sample = false;
+  g.temperature = 0.6f;
+  g.top_p = 0.9f;
+  const SamplingParams d = sampling_defaults(g, 512);
+  EXPECT_EQ(d.temperature, 0.0f);
+  // Without do_sample the file's temperature stands (vLLM reads it regardless of do_sample).
+  g.do_sample.reset();
+  EXPECT_FLOAT_EQ(sampling_defaults(g, 512).temperature, 0.6f);
+}
+
+TEST(SamplingDefaults, TopKAtOrAboveTheVocabularyIsOff) {
+  GenerationConfig g;
+  g.top_k = 50;  // transformers' GenerationConfig default, larger than a tiny fixture's vocab
+  EXPECT_EQ(sampling_defaults(g, 32).top_k, 0);
+  EXPECT_EQ(sampling_defaults(g, 50).top_k, 0);
+  EXPECT_EQ(sampling_defaults(g, 51).top_k, 50);
+  EXPECT_NO_THROW(validate(sampling_defaults(g, 32), {.vocab_size = 32}));
+}
+
 }  // namespace
 }  // namespace tpserve::runtime

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/error.h"
+#include "common/field_table.h"
 #include "runtime/config/model_config.h"
 #include "runtime/families/architecture.h"
 #include "runtime/families/load_config.h"
@@ -136,11 +137,53 @@ TEST_F(LoraTest, UnsupportedConfigsNameTheField) {
       {{{"rank_pattern", {{"q_proj", 8}}}}, "'rank_pattern'"},
       {{{"modules_to_save", {"lm_head"}}}, "'modules_to_save'"},
       {{{"r", 0}}, "'r'"},
+      {{{"r", 4294967296}}, "'r'"},
+      // Issue 20: both loaded silently and computed something else.
+      {{{"layer_replication", {{0, 2}, {1, 2}}}}, "'layer_replication'"},
+      {{{"alora_invocation_tokens", {151644, 77091}}}, "'alora_invocation_tokens'"},
+      {{{"lora_bias", true}}, "'lora_bias'"},
+      {{{"use_qalora", true}}, "'use_qalora'"},
+      {{{"target_parameters", {"mlp.experts.gate_up_proj"}}}, "'target_parameters'"},
+      {{{"trainable_token_indices", {1, 2}}}, "'trainable_token_indices'"},
+      {{{"alpha_pattern", {{"q_proj", 8}}}}, "'alpha_pattern'"},
   };
   for (const auto& [edit, field] : cases) {
     write(edit, q_pair(2, 2));
     expect_error({"adapter_config.json", field});
   }
+}
+
+TEST_F(LoraTest, RefusalsAreOneLineNamingTheFileAndField) {
+  write({{"layer_replication", {{0, 2}, {1, 2}}}}, q_pair(2, 2));
+  try {
+    LoraAdapter::open(dir_.path());
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()),
+              (dir_.path() / "adapter_config.json").string() +
+                  ": field 'layer_replication': [[0,2],[1,2]] is not supported: layer replication "
+                  "is not supported");
+  }
+}
+
+TEST_F(LoraTest, PeftsOwnAdapterConfigHasNoUnknownFieldsAndUnsetRefusalsPass) {
+  // The fixture is PEFT 0.21's own adapter_config.json: layer_replication and
+  // alora_invocation_tokens are written as null, rank_pattern as {}, and must load.
+  const auto adapter = LoraAdapter::open(testing::fixtures_dir() / "qwen2_tied_lora");
+  EXPECT_TRUE(adapter->unknown_fields().empty())
+      << ::testing::PrintToString(adapter->unknown_fields());
+  EXPECT_FLOAT_EQ(adapter->scaling(), 4.0f);  // lora_alpha 16 / r 4
+}
+
+TEST_F(LoraTest, UnknownFieldsAreListedAndLogged) {
+  testing::LogCapture capture;
+  write({{"lora_new_feature", true}, {"target_modules", {"q_proj"}}}, q_pair(2, 2));
+  const auto adapter = LoraAdapter::open(dir_.path());
+  EXPECT_EQ(adapter->unknown_fields(), std::vector<std::string>{"lora_new_feature"});
+  EXPECT_NE(capture.text().find("[warning] " + unknown_fields_line(dir_.path() / "adapter_config.json",
+                                                                    {"lora_new_feature"})),
+            std::string::npos)
+      << capture.text();
 }
 
 TEST_F(LoraTest, MissingFilesNameThePath) {
