@@ -11,14 +11,7 @@ check_fixture() {
     for np in "$@"; do
       run "$np" 120 generate --model "$dir" --prompt-ids "$prompt" --max-tokens 16 --ignore-eos \
         --block-size 4 --max-tokens-per-step 5
-      local got
-      got=$(grep '^tokens: ' <<<"$out" | cut -d' ' -f2)
-      if [[ $status -ne 0 || "$got" != "$expected" ]]; then
-        fail "$name np=$np prompt=$prompt: status $status, got '$got', expected '$expected'"
-        echo "$err" | tail -5
-      else
-        echo "ok: $name np=$np prompt=$prompt"
-      fi
+      expect_tokens "$name np=$np prompt=$prompt" "$expected"
     done
   done <"$dir/reference_greedy.txt"
 }
@@ -31,11 +24,17 @@ check_fixture llama_bias_f16 2 3
 check_fixture qwen_v1 1 2 4
 check_fixture internlm2 1 2 4
 check_fixture chatglm 1 2 4
+# ChatGLM without multi-query attention (per-head query_key_value, rope_ratio 50, prompts to 40
+# tokens) and with add_bias_linear (biases on query_key_value, dense and the MLP).
+check_fixture chatglm_mha 1 2 4
+check_fixture chatglm_bias 1 2 4
 # Past the trained length (16): dynamic NTK (LLaMA "dynamic", factor 3: up to 48 positions) and
 # Qwen v1's use_dynamic_ntk + use_logn_attn, prefilled in chunks of 5 (a prompt token must still
 # see the whole prompt's length).
 check_fixture llama_dynamic 1 2 4
 check_fixture qwen_v1_ntk 1 2 4
+# YaRN (rope_scaling "yarn", factor 4 over an original 16 positions) past the original length.
+check_fixture qwen2_yarn 1 2 4
 
 # A PEFT LoRA adapter merged at load (--lora): peft's own greedy continuation on qwen2_tied.
 lora=$TPSERVE_FIXTURES/qwen2_tied_lora
@@ -43,13 +42,7 @@ while read -r prompt expected; do
   for np in 1 3 4; do
     run "$np" 120 generate --model "$TPSERVE_FIXTURES/qwen2_tied" --lora "$lora" --prompt-ids "$prompt" \
       --max-tokens 16 --ignore-eos --block-size 4 --max-tokens-per-step 5
-    got=$(grep '^tokens: ' <<<"$out" | cut -d' ' -f2)
-    if [[ $status -ne 0 || "$got" != "$expected" ]]; then
-      fail "lora np=$np prompt=$prompt: status $status, got '$got', expected '$expected'"
-      echo "$err" | tail -5
-    else
-      echo "ok: qwen2_tied+lora np=$np prompt=$prompt"
-    fi
+    expect_tokens "qwen2_tied+lora np=$np prompt=$prompt" "$expected"
   done
 done <"$lora/reference_greedy.txt"
 

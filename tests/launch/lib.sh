@@ -25,6 +25,18 @@ run() {
   err=$(cat "$scratch/err")
 }
 
+# expect_tokens LABEL EXPECTED: the last run succeeded and printed "tokens: EXPECTED".
+expect_tokens() {
+  local got
+  got=$(grep '^tokens: ' <<<"$out" | cut -d' ' -f2)
+  if [[ $status -ne 0 || "$got" != "$2" ]]; then
+    fail "$1: status $status, got '$got', expected '$2'"
+    echo "$err" | tail -5
+  else
+    echo "ok: $1"
+  fi
+}
+
 finish() {
   if ((failures)); then
     echo "$failures check(s) failed"
