@@ -37,6 +37,21 @@ expect_tokens() {
   fi
 }
 
+# check_fixture NAME NP...: `generate` at each NP on every prompt of the fixture's
+# reference_greedy.txt must print transformers' greedy continuation.
+check_fixture() {
+  local name=$1
+  shift
+  local dir=$TPSERVE_FIXTURES/$name
+  while read -r prompt expected; do
+    for np in "$@"; do
+      run "$np" 120 generate --model "$dir" --prompt-ids "$prompt" --max-tokens 16 --ignore-eos \
+        --block-size 4 --max-tokens-per-step 5
+      expect_tokens "$name np=$np prompt=$prompt" "$expected"
+    done
+  done <"$dir/reference_greedy.txt"
+}
+
 finish() {
   if ((failures)); then
     echo "$failures check(s) failed"
