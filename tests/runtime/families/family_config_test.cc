@@ -127,6 +127,11 @@ TEST_F(EditedConfig, QwenV1Errors) {
 TEST_F(EditedConfig, InternLM2Errors) {
   expect_error("internlm2", {{"num_key_value_heads", 3}}, {"'num_key_value_heads'", "does not divide"});
   expect_error("internlm2", {{"rope_scaling", {{"type", "yarn"}}}}, {"'yarn' is not supported"});
+  // modeling_internlm2.py's _init_rope knows linear and dynamic only.
+  expect_error("internlm2", {{"rope_scaling", {{"type", "yarn"}, {"factor", 4.0}}}},
+               {"'rope_scaling'", "'yarn' is not supported"});
+  expect_error("internlm2", {{"rope_scaling", {{"type", "llama3"}, {"factor", 8.0}}}},
+               {"'rope_scaling'", "'llama3' is not supported"});
 }
 
 TEST_F(EditedConfig, ChatGLMErrors) {
