@@ -1,6 +1,7 @@
 #include "launch/rank_setup.h"
 
 #include <cblas.h>
+#include <fmt/ranges.h>
 
 #include <cstdlib>
 #include <thread>
@@ -21,6 +22,7 @@ runtime::ModelOptions RankOptions::model_options() const {
   runtime::ModelOptions options;
   options.max_tokens_per_step = max_tokens_per_step;
   options.block_size = block_size;
+  options.allow_unused_tensors = allow_unused_tensors;
   return options;
 }
 
@@ -36,6 +38,9 @@ void add_rank_options(CLI::App& app, RankOptions& options) {
   app.add_option("--step-timeout", options.step_timeout_s,
                  "Seconds a collective may wait for a peer once running before the job is ended")
       ->check(CLI::Range(0.1, 86400.0));
+  app.add_flag("--allow-unused-tensors", options.allow_unused_tensors,
+               "Load a checkpoint holding tensors the model does not read (known-harmless extras), "
+               "with one warning listing them, instead of refusing it");
   add_device_options(app, options.device);
 }
 
@@ -192,6 +197,10 @@ std::unique_ptr<runtime::Model> load_model(runtime::ModelConfig config,
                decile * 10, p.bytes_done / 1048576.0, p.bytes_total / 1048576.0, p.weights_done,
                p.weights_total);
   }, lora.get());
+  if (!model->unused_tensors().empty() && comm.rank() == 0) {
+    log().warn("--allow-unused-tensors: ignoring {} checkpoint tensor(s) the model does not read: {}",
+               model->unused_tensors().size(), fmt::join(model->unused_tensors(), ", "));
+  }
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   log().info("loaded {} (tp {}): {:.1f} MiB of weights and {:.1f} MiB of KV cache per rank in "
              "{:.2f} s ({:.2f} GB/s read from the checkpoint)",

@@ -30,6 +30,7 @@ struct RankOptions {
   int block_size = 16;
   double collective_timeout_s = 300;  // while loading (ranks may load at different speeds)
   double step_timeout_s = 30;         // once serving: no step takes this long
+  bool allow_unused_tensors = false;  // checkpoint tensors no adapter rule reads: warn, not refuse
   DeviceOptions device;
 
   std::chrono::milliseconds collective_timeout() const {

@@ -19,6 +19,27 @@ void append(std::vector<Range>& ranges, int64_t begin, int64_t end) {
   }
 }
 
+// ChatGLM's query_key_value without multi_query_attention: modeling_chatglm.py views the output as
+// [..., num_heads, 3 * head_dim] and splits the last dim in three, so head h owns rows
+// [3h d, 3(h+1) d) as its q, then k, then v. Only this rank's heads' rows are read.
+std::vector<Range> per_head_qkv_rows(int num_q_heads, int num_kv_heads, int head_dim,
+                                     const HeadShard& heads) {
+  if (num_q_heads != num_kv_heads) {
+    raise(ErrorCode::kInvalidArgument,
+          "a per-head [q, k, v] QKV layout needs one KV head per query head, got {} query and {} "
+          "KV heads", num_q_heads, num_kv_heads);
+  }
+  std::vector<Range> rows;
+  const int64_t d = head_dim;
+  for (int part = 0; part < 3; ++part) {  // this rank's q rows, then its k rows, then its v rows
+    for (int h = heads.q_head_begin; h < heads.q_head_end; ++h) {
+      const int64_t begin = (3 * static_cast<int64_t>(h) + part) * d;
+      append(rows, begin, begin + d);
+    }
+  }
+  return rows;
+}
+
 }  // namespace
 
 std::string_view shard_kind_name(ShardKind kind) {
@@ -74,6 +95,9 @@ VocabShard shard_vocab(int64_t vocab_size, int tp_size, int rank) {
 
 std::vector<Range> fused_qkv_rows(QkvLayout layout, int num_q_heads, int num_kv_heads,
                                   int head_dim, const HeadShard& heads) {
+  if (layout == QkvLayout::kPerHead) {
+    return per_head_qkv_rows(num_q_heads, num_kv_heads, head_dim, heads);
+  }
   std::vector<Range> rows;
   const int64_t d = head_dim;
   if (layout == QkvLayout::kConcatenated) {

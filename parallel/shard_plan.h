@@ -61,6 +61,8 @@ VocabShard shard_vocab(int64_t vocab_size, int tp_size, int rank);
 enum class QkvLayout {
   kConcatenated,      // [q heads; k heads; v heads] (Qwen v1 c_attn, ChatGLM query_key_value)
   kGroupInterleaved,  // per KV group: [its q heads, k, v] (InternLM2 wqkv)
+  kPerHead,           // per head: [q, k, v]; one KV head per q head (ChatGLM query_key_value
+                      // without multi_query_attention)
 };
 
 // Rows of a fused QKV weight (or bias) this rank holds, listed in the canonical order

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cfloat>
 #include <climits>
+#include <cmath>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
@@ -104,6 +105,46 @@ json read_config_json(const std::filesystem::path& file) {
 
 namespace {
 
+// YaRN's cos/sin multiplier for scale s (transformers' get_mscale): 0.1 * mscale * ln(s) + 1.
+double yarn_mscale(double scale, double mscale) {
+  return scale <= 1.0 ? 1.0 : 0.1 * mscale * std::log(scale) + 1.0;
+}
+
+// "rope_type": "yarn", as transformers' _compute_yarn_parameters reads it: factor (required);
+// original_max_position_embeddings, the context the frequencies were trained for (default
+// max_position_embeddings); beta_fast / beta_slow (32 / 1), truncate (true); attention_factor, else
+// get_mscale(factor, mscale) / get_mscale(factor, mscale_all_dim) when both are given (DeepSeek),
+// else get_mscale(factor) = 0.1 ln(factor) + 1. tpserve serves up to original * factor positions
+// (Qwen2.5 documents factor 4 over 32768 for 128k).
+void parse_yarn(const ConfigReader& scaling, const char* field, ModelConfig& config) {
+  RopeConfig& rope = config.rope;
+  rope.scaling = RopeScaling::kYarn;
+  const std::string factor_field = std::string(field) + ".factor";
+  if (!scaling.has("factor")) scaling.fail(factor_field.c_str(), "missing (yarn needs it)");
+  rope.factor = scaling.positive_float_or("factor", 1.0f);
+  if (rope.factor < 1.0f) {
+    scaling.fail(factor_field.c_str(), fmt::format("yarn needs at least 1, got {}", rope.factor));
+  }
+  rope.original_max_position_embeddings =
+      scaling.positive_int_or("original_max_position_embeddings", config.max_position_embeddings);
+  rope.beta_fast = scaling.positive_float_or("beta_fast", 32.0f);
+  rope.beta_slow = scaling.positive_float_or("beta_slow", 1.0f);
+  rope.truncate = scaling.bool_or("truncate", true);
+  const double factor = rope.factor;
+  if (scaling.has("attention_factor")) {
+    rope.attention_factor = scaling.positive_float_or("attention_factor", 1.0f);
+  } else if (scaling.has("mscale") && scaling.has("mscale_all_dim")) {
+    rope.attention_factor = static_cast<float>(
+        yarn_mscale(factor, scaling.positive_float_or("mscale", 1.0f)) /
+        yarn_mscale(factor, scaling.positive_float_or("mscale_all_dim", 1.0f)));
+  } else {
+    rope.attention_factor = static_cast<float>(yarn_mscale(factor, 1.0));
+  }
+  config.max_position_embeddings = std::max<int64_t>(
+      config.max_position_embeddings,
+      static_cast<int64_t>(static_cast<double>(rope.original_max_position_embeddings) * factor));
+}
+
 // Rope settings live either in "rope_theta" + "rope_scaling" (checkpoints on the hub) or in
 // "rope_parameters" (configs written by transformers >= 5).
 void parse_rope(const ConfigReader& reader, ModelConfig& config) {
@@ -149,9 +190,11 @@ void parse_rope(const ConfigReader& reader, ModelConfig& config) {
     config.rope.high_freq_factor = scaling_reader.positive_float_or("high_freq_factor", 4.0f);
     config.rope.original_max_position_embeddings =
         scaling_reader.positive_int_or("original_max_position_embeddings", 8192);
+  } else if (type == "yarn") {
+    parse_yarn(scaling_reader, field, config);
   } else {
     raise(ErrorCode::kUnimplemented, "{}: field '{}.rope_type': '{}' is not supported (default, "
-          "linear, dynamic, llama3 are)", reader.file().string(), field, type);
+          "linear, dynamic, llama3, yarn are)", reader.file().string(), field, type);
   }
 }
 

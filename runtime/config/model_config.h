@@ -23,7 +23,7 @@ namespace tpserve::runtime {
 //     max(2^ceil(log2(L / seq_length) + 1) - 1, 1) with L the PROMPT length, fixed at prefill and
 //     reused by every decode step of the sequence.
 // Keys in the KV cache keep the rotation they were written with. runtime/model/rope_tables.h computes g.
-enum class RopeScaling { kNone, kLinear, kLlama3, kDynamic, kQwenNtk };
+enum class RopeScaling { kNone, kLinear, kLlama3, kDynamic, kQwenNtk, kYarn };
 
 struct RopeConfig {
   float theta = 10000.0f;
@@ -38,6 +38,15 @@ struct RopeConfig {
   // Dynamic NTK's trained length: max_position_embeddings as in config.json (kDynamic) or Qwen v1's
   // seq_length (kQwenNtk). 0 for the other scalings.
   int64_t trained_context = 0;
+  // YaRN ("rope_type": "yarn"; transformers' _compute_yarn_parameters, rope_tables.cc): frequencies
+  // that turn fewer than beta_slow times in original_max_position_embeddings are divided by
+  // `factor`, those turning more than beta_fast times are kept, with a linear ramp between (its
+  // ends rounded outward when `truncate`).
+  float beta_fast = 32.0f;
+  float beta_slow = 1.0f;
+  bool truncate = true;
+  // Multiplies cos and sin, so every rotated q.k product by its square (YaRN's mscale); 1 otherwise.
+  float attention_factor = 1.0f;
 };
 
 struct ModelConfig {
@@ -65,6 +74,9 @@ struct ModelConfig {
   bool qkv_bias = false;  // bias on q/k/v (Qwen2 always; LLaMA with attention_bias)
   bool o_bias = false;    // bias on the output projection (LLaMA attention_bias)
   bool mlp_bias = false;  // bias on gate/up/down (LLaMA mlp_bias)
+  // The fused QKV tensor holds [q, k, v] per head instead of the adapter's layout (ChatGLM without
+  // multi_query_attention); the weight plan then reads it as parallel::QkvLayout::kPerHead.
+  bool qkv_per_head = false;
   DType torch_dtype = DType::kF32;
   std::vector<int32_t> eos_token_ids;
   int32_t bos_token_id = -1;

@@ -1,7 +1,10 @@
 // ChatGLM2 / ChatGLM3 (ChatGLMModel, remote code modeling_chatglm.py). Facts from that file:
-//   - self_attention.query_key_value is [q (heads * kv_channels); k (groups * kv_channels); v] with
-//     a bias when add_qkv_bias; multi_query_attention with multi_query_group_num KV heads (2 on
-//     ChatGLM2/3-6B), so N > 2 replicates them;
+//   - SelfAttention.__init__: query_key_value = nn.Linear(..., bias=config.add_bias_linear or
+//     config.add_qkv_bias); dense (o) has bias=config.add_bias_linear;
+//   - SelfAttention.forward with multi_query_attention: mixed_x_layer.split([heads * kv_channels,
+//     groups * kv_channels, groups * kv_channels]), i.e. [q; k; v] with multi_query_group_num KV
+//     heads (2 on ChatGLM2/3-6B, so N > 2 replicates them); without it: mixed_x_layer.view(...,
+//     num_heads, 3 * kv_channels) then split_tensor_along_last_dim(3), i.e. per head [q, k, v];
 //   - RotaryEmbedding(kv_channels // 2): only the first half of each head rotates, in interleaved
 //     pairs (2i, 2i+1) (apply_rotary_pos_emb reshapes to [..., rot_dim / 2, 2]), with
 //     inv_freq_i = 1 / (10000 * rope_ratio)^(2i / (kv_channels / 2));
@@ -75,9 +78,10 @@ void read_chatglm(const ConfigReader& reader, ModelConfig& config) {
   config.hidden_size = reader.positive_int("hidden_size");
   config.num_layers = static_cast<int>(reader.positive_int("num_layers"));
   config.num_heads = static_cast<int>(reader.positive_int("num_attention_heads"));
-  config.num_kv_heads = reader.bool_or("multi_query_attention", false)
-                            ? static_cast<int>(reader.positive_int("multi_query_group_num"))
-                            : config.num_heads;
+  const bool multi_query = reader.bool_or("multi_query_attention", false);
+  config.num_kv_heads = multi_query ? static_cast<int>(reader.positive_int("multi_query_group_num"))
+                                    : config.num_heads;
+  config.qkv_per_head = !multi_query;
   if (config.num_heads % config.num_kv_heads != 0) {
     reader.fail("multi_query_group_num", fmt::format("{} does not divide num_attention_heads ({})",
                                                      config.num_kv_heads, config.num_heads));
@@ -91,9 +95,11 @@ void read_chatglm(const ConfigReader& reader, ModelConfig& config) {
   config.rope.theta = 10000.0f * reader.positive_float_or("rope_ratio", 1.0f);
   config.rope.interleaved = true;
   set_rotary_dim(reader, config, "kv_channels", 0.5f);
-  config.qkv_bias = reader.bool_or("add_qkv_bias", false);
+  // add_bias_linear puts biases on every Linear (dense, dense_h_to_4h, dense_4h_to_h and
+  // query_key_value); add_qkv_bias on query_key_value alone.
   config.o_bias = reader.bool_or("add_bias_linear", false);
   config.mlp_bias = config.o_bias;
+  config.qkv_bias = config.o_bias || reader.bool_or("add_qkv_bias", false);
 }
 
 Architecture make() {
@@ -112,6 +118,10 @@ Architecture make() {
   a.o = "transformer.encoder.layers.{}.self_attention.dense";
   a.gate_up.fused = "transformer.encoder.layers.{}.mlp.dense_h_to_4h";
   a.down = "transformer.encoder.layers.{}.mlp.dense_4h_to_h";
+  // ChatGLM2/3 checkpoints ship RotaryEmbedding's inv_freq buffer (register_buffer, persistent),
+  // but its forward reads only the buffer's dtype and device: forward_impl recomputes
+  // theta = 1 / (10000 * rope_ratio)^(arange(0, n_elem, 2) / n_elem) from the config.
+  a.unread = {"transformer.rotary_pos_emb.inv_freq"};
   return a;
 }
 

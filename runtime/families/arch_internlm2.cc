@@ -31,6 +31,13 @@ void read_internlm2(const ConfigReader& reader, ModelConfig& config) {
   config.qkv_bias = bias;
   config.o_bias = bias;
   config.mlp_bias = false;
+  // modeling_internlm2.py's _init_rope builds "linear" and "dynamic" rotaries only (any other type
+  // raises), so the LLaMA-style reader's other scalings are not InternLM2's.
+  if (config.rope.scaling == RopeScaling::kLlama3 || config.rope.scaling == RopeScaling::kYarn) {
+    reader.fail("rope_scaling",
+                std::string(config.rope.scaling == RopeScaling::kYarn ? "'yarn'" : "'llama3'") +
+                    " is not supported (InternLM2's modeling code knows linear and dynamic)");
+  }
 }
 
 Architecture make() {

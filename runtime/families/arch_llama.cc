@@ -47,6 +47,11 @@ Architecture llama_like(std::string_view name,
   a.gate_up.gate = "model.layers.{}.mlp.gate_proj";
   a.gate_up.up = "model.layers.{}.mlp.up_proj";
   a.down = "model.layers.{}.mlp.down_proj";
+  // Checkpoints saved before transformers 4.31 (e.g. the Llama-2 *-hf conversions) carry each
+  // layer's rotary inv_freq buffer. transformers' own rotary (LlamaRotaryEmbedding,
+  // Qwen2RotaryEmbedding; Qwen2-MoE copies this adapter) computes inv_freq from config.json in
+  // __init__ into a persistent=False buffer, so the loaded copy never reaches its forward.
+  a.unread = {"model.layers.{}.self_attn.rotary_emb.inv_freq"};
   return a;
 }
 

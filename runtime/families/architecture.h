@@ -59,6 +59,10 @@ struct Architecture {
   GateUpSource gate_up;
   std::string down;
   MoeSource moe;  // layers where config.moe.sparse(layer); gate_up/down name the dense layers' MLP
+  // Full names (with their suffix; "{}" is the layer) of tensors some checkpoints of the family
+  // ship but the family's own code never reads, so the strict tensor accounting
+  // (runtime/model/weights.h) passes them. Each adapter says why, citing that code.
+  std::vector<std::string> unread;
 };
 
 // The adapter registered for an architecture name, or nullptr.

@@ -35,6 +35,7 @@ Model::Model(ModelConfig config, RankShape shape, kernels::Backend& backend,
   rope_.rotary_dim = config_.rope.rotary_dim;
   rope_.interleaved = config_.rope.interleaved;
   rope_.inv_freq = inv_freq_.as<float>();
+  rope_.attention_scaling = config_.rope.attention_factor;
   allocate_workspace();
   rope_.frequency_scale = frequency_scale_.bytes() != 0 ? frequency_scale_.as<float>() : nullptr;
   rope_.query_scale = query_scale_.bytes() != 0 ? query_scale_.as<float>() : nullptr;
@@ -138,8 +139,11 @@ void Model::load(const Checkpoint& checkpoint,
                  const std::function<void(const LoadProgress&)>& progress, const LoraAdapter* lora) {
   const Architecture* architecture = find_architecture(config_.architecture);
   TPS_CHECK(architecture != nullptr, "no adapter for {}", config_.architecture);
-  weights_.load(checkpoint, plan_weights(config_, *architecture, shape_), backend_, progress,
-                lora);
+  const std::vector<WeightShard> plan = plan_weights(config_, *architecture, shape_);
+  validate_weights(checkpoint, plan);  // a missing or misshapen tensor says more than an extra one
+  unused_tensors_ = check_unused_tensors(checkpoint, accounted_tensors(config_, *architecture),
+                                         options_.allow_unused_tensors);
+  weights_.load(checkpoint, plan, backend_, progress, lora);
   bind_weights();
 }
 

@@ -35,6 +35,9 @@ struct ModelOptions {
   int32_t block_size = 16;        // KV positions per block
   int32_t num_kv_blocks = 64;     // KV blocks per layer on this rank
   int32_t max_blocks_per_seq = 0; // 0: enough for max_position_embeddings
+  // Checkpoint tensors no adapter rule reads are ignored (listed by unused_tensors()) instead of
+  // refused (runtime/model/weights.h, check_unused_tensors).
+  bool allow_unused_tensors = false;
 };
 
 // Bytes of every activation buffer a Model allocates for its options (the KV cache aside). The
@@ -60,7 +63,8 @@ class Model {
   Model(ModelConfig config, RankShape shape, kernels::Backend& backend,
         parallel::Communicator& comm, const ModelOptions& options);
 
-  // Loads this rank's shards (validating every tensor first), merging a LoRA adapter when given.
+  // Loads this rank's shards (validating every tensor first, and that the plan reads every tensor
+  // of the checkpoint), merging a LoRA adapter when given.
   void load(const Checkpoint& checkpoint,
             const std::function<void(const LoadProgress&)>& progress = {},
             const LoraAdapter* lora = nullptr);
@@ -81,6 +85,8 @@ class Model {
   const RankShape& shape() const { return shape_; }
   const ModelOptions& options() const { return options_; }
   size_t weight_bytes() const { return weights_.bytes(); }
+  // The checkpoint tensors load() ignored under options().allow_unused_tensors, sorted.
+  const std::vector<std::string>& unused_tensors() const { return unused_tensors_; }
   size_t kv_cache_bytes() const;
 
  private:
@@ -119,6 +125,7 @@ class Model {
   int64_t inter_ = 0;      // this rank's intermediate units
 
   WeightStore weights_;
+  std::vector<std::string> unused_tensors_;
   std::vector<LayerWeights> layers_;
   const void* embed_ = nullptr;
   const void* final_norm_ = nullptr;

@@ -27,6 +27,37 @@ void apply_llama3(const RopeConfig& rope, std::vector<float>& inv_freq) {
   }
 }
 
+// YaRN (transformers' _compute_yarn_parameters): pair i's frequency is the original one
+// (extrapolation) where it turns more than beta_fast times within the original context, the
+// original divided by `factor` (interpolation) where it turns fewer than beta_slow times, and
+// linearly blended between: find_correction_dim gives the (fractional) pair index at which a
+// frequency turns r times in L positions, d * ln(L / (2 pi r)) / (2 ln theta); the ramp runs from
+// that of beta_fast (0: all extrapolation) to that of beta_slow (1: all interpolation).
+void apply_yarn(const RopeConfig& rope, std::vector<float>& inv_freq) {
+  const double dim = rope.rotary_dim;
+  const double context = static_cast<double>(rope.original_max_position_embeddings);
+  const auto correction_dim = [&](double rotations) {
+    return dim * std::log(context / (rotations * 2.0 * std::numbers::pi)) /
+           (2.0 * std::log(static_cast<double>(rope.theta)));
+  };
+  double low = correction_dim(rope.beta_fast);
+  double high = correction_dim(rope.beta_slow);
+  if (rope.truncate) {
+    low = std::floor(low);
+    high = std::ceil(high);
+  }
+  low = std::max(low, 0.0);
+  high = std::min(high, dim - 1.0);
+  if (low == high) high += 0.001;  // transformers' guard against a zero-width ramp
+  for (size_t i = 0; i < inv_freq.size(); ++i) {
+    const float ramp = std::clamp(static_cast<float>((static_cast<double>(i) - low) / (high - low)),
+                                  0.0f, 1.0f);
+    const float extrapolation = 1.0f - ramp;  // transformers' inv_freq_extrapolation_factor
+    const float frequency = inv_freq[i];
+    inv_freq[i] = frequency / rope.factor * (1.0f - extrapolation) + frequency * extrapolation;
+  }
+}
+
 }  // namespace
 
 std::vector<float> rope_inv_freq(const RopeConfig& rope) {
@@ -46,6 +77,8 @@ std::vector<float> rope_inv_freq(const RopeConfig& rope) {
       for (float& frequency : inv_freq) frequency /= rope.factor;
       break;
     case RopeScaling::kLlama3: apply_llama3(rope, inv_freq); break;
+    // YaRN's attention_factor multiplies cos and sin in the RoPE op (RopeParams::attention_scaling).
+    case RopeScaling::kYarn: apply_yarn(rope, inv_freq); break;
   }
   return inv_freq;
 }

@@ -1,5 +1,6 @@
 // Rotary inverse frequencies for a config, computed in float32 exactly as transformers does
-// (inv_freq = 1 / theta^(2i / rotary_dim)), then adjusted by the config's rope scaling; and the
+// (inv_freq = 1 / theta^(2i / rotary_dim)), then adjusted by the config's rope scaling (linear,
+// llama3, yarn; dynamic NTK per token, below); and the
 // per-token factors of the long-context schemes (dynamic NTK, Qwen v1's logn attention).
 #pragma once
 

@@ -78,8 +78,10 @@ void plan_qkv(Planner& p, const ModelConfig& c, const Architecture& a, const Ran
   if (!a.qkv.fused.empty()) {
     const int64_t full = static_cast<int64_t>(c.num_heads + 2 * c.num_kv_heads) * d;
     const std::string tensor = layer_name(a.qkv.fused, layer, suffix);
+    const parallel::QkvLayout layout =
+        c.qkv_per_head ? parallel::QkvLayout::kPerHead : a.qkv.layout;
     for (const Range& rows :
-         parallel::fused_qkv_rows(a.qkv.layout, c.num_heads, c.num_kv_heads, d, s.heads)) {
+         parallel::fused_qkv_rows(layout, c.num_heads, c.num_kv_heads, d, s.heads)) {
       p.take_rows(w, tensor, full, "[(num_attention_heads + 2 * num_key_value_heads) * head_dim, ...]",
                   rows);
     }
@@ -129,6 +131,24 @@ RankShape rank_shape(const ModelConfig& config, int tp_size, int rank) {
   shape.expert_intermediate = moe.expert;
   shape.shared_intermediate = moe.shared;
   return shape;
+}
+
+std::set<std::string> accounted_tensors(const ModelConfig& config,
+                                        const Architecture& architecture) {
+  std::set<std::string> names;
+  for (const WeightShard& weight : plan_weights(config, architecture, rank_shape(config, 1, 0))) {
+    for (const SourceBlock& block : weight.blocks) names.insert(block.tensor);
+  }
+  for (const std::string& pattern : architecture.unread) {
+    if (pattern.find("{}") == std::string::npos) {
+      names.insert(pattern);
+      continue;
+    }
+    for (int layer = 0; layer < config.num_layers; ++layer) {
+      names.insert(fmt::format(fmt::runtime(pattern), layer));
+    }
+  }
+  return names;
 }
 
 std::vector<WeightShard> plan_weights(const ModelConfig& c, const Architecture& a,

@@ -4,6 +4,7 @@
 // any byte is read, so every shape can be validated and memory planned up front.
 #pragma once
 
+#include <set>
 #include <string>
 #include <vector>
 
@@ -50,6 +51,11 @@ RankShape rank_shape(const ModelConfig& config, int tp_size, int rank);
 
 std::vector<WeightShard> plan_weights(const ModelConfig& config, const Architecture& architecture,
                                       const RankShape& shape);
+
+// Every checkpoint tensor the whole model reads on some rank (the plan of one rank holding all of
+// it), plus the adapter's unread tensors for each layer: what strict tensor accounting expects.
+std::set<std::string> accounted_tensors(const ModelConfig& config,
+                                        const Architecture& architecture);
 
 // Canonical names, shared by the plan and the model.
 std::string layer_weight(int layer, const char* part);  // "layers.<layer>.<part>"

@@ -35,6 +35,28 @@ void validate_weights(const Checkpoint& checkpoint, const std::vector<WeightShar
   }
 }
 
+std::vector<std::string> check_unused_tensors(const Checkpoint& checkpoint,
+                                              const std::set<std::string>& accounted,
+                                              bool allow_unused) {
+  std::vector<std::string> unused;
+  for (std::string& name : checkpoint.tensor_names()) {
+    if (!accounted.contains(name)) unused.push_back(std::move(name));
+  }
+  if (unused.empty() || allow_unused) return unused;
+  constexpr size_t kListed = 8;
+  std::string more;
+  for (size_t i = 1; i < unused.size() && i <= kListed; ++i) {
+    more += fmt::format(", '{}'", unused[i]);
+  }
+  if (unused.size() > kListed + 1) more += fmt::format(" and {} more", unused.size() - kListed - 1);
+  raise(ErrorCode::kInvalidArgument,
+        "{}: tensor '{}'{} {} not read by the model config.json describes (a config that does not "
+        "match the checkpoint, or a variant this adapter does not know); "
+        "--allow-unused-tensors loads anyway, ignoring them",
+        checkpoint.file_of(unused[0]).path().string(), unused[0], more,
+        unused.size() == 1 ? "is" : "are");
+}
+
 void WeightStore::store(const WeightShard& weight, DeviceBuffer buffer, LoadProgress& state,
                         const std::function<void(const LoadProgress&)>& progress) {
   bytes_ += buffer.bytes();

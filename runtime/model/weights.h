@@ -6,6 +6,7 @@
 
 #include <functional>
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -20,6 +21,14 @@ namespace tpserve::runtime {
 // is F32/F16/BF16 and has the shape the config implies. Throws a tpserve::Error naming the
 // checkpoint, the tensor and both shapes.
 void validate_weights(const Checkpoint& checkpoint, const std::vector<WeightShard>& plan);
+
+// Strict tensor accounting: the checkpoint's tensors that `accounted` (accounted_tensors of the
+// weight plan) does not name, sorted. A tensor no adapter rule reads is a config.json that does not
+// match its checkpoint or a family variant the adapter does not know, so unless allow_unused it is
+// an error: kInvalidArgument naming the file and the tensors.
+std::vector<std::string> check_unused_tensors(const Checkpoint& checkpoint,
+                                              const std::set<std::string>& accounted,
+                                              bool allow_unused);
 
 struct LoadProgress {
   int64_t bytes_done = 0;   // of this rank's shards, in the compute dtype

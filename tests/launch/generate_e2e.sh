@@ -3,26 +3,6 @@
 # the printed ids must equal transformers' greedy continuation.
 source "$(dirname "$0")/lib.sh"
 
-check_fixture() {
-  local name=$1
-  shift
-  local dir=$TPSERVE_FIXTURES/$name
-  while read -r prompt expected; do
-    for np in "$@"; do
-      run "$np" 120 generate --model "$dir" --prompt-ids "$prompt" --max-tokens 16 --ignore-eos \
-        --block-size 4 --max-tokens-per-step 5
-      local got
-      got=$(grep '^tokens: ' <<<"$out" | cut -d' ' -f2)
-      if [[ $status -ne 0 || "$got" != "$expected" ]]; then
-        fail "$name np=$np prompt=$prompt: status $status, got '$got', expected '$expected'"
-        echo "$err" | tail -5
-      else
-        echo "ok: $name np=$np prompt=$prompt"
-      fi
-    done
-  done <"$dir/reference_greedy.txt"
-}
-
 check_fixture llama_gqa 1 2 4
 check_fixture qwen2_tied 1 3 4
 check_fixture llama_bias_f16 2 3
@@ -43,13 +23,7 @@ while read -r prompt expected; do
   for np in 1 3 4; do
     run "$np" 120 generate --model "$TPSERVE_FIXTURES/qwen2_tied" --lora "$lora" --prompt-ids "$prompt" \
       --max-tokens 16 --ignore-eos --block-size 4 --max-tokens-per-step 5
-    got=$(grep '^tokens: ' <<<"$out" | cut -d' ' -f2)
-    if [[ $status -ne 0 || "$got" != "$expected" ]]; then
-      fail "lora np=$np prompt=$prompt: status $status, got '$got', expected '$expected'"
-      echo "$err" | tail -5
-    else
-      echo "ok: qwen2_tied+lora np=$np prompt=$prompt"
-    fi
+    expect_tokens "qwen2_tied+lora np=$np prompt=$prompt" "$expected"
   done
 done <"$lora/reference_greedy.txt"
 

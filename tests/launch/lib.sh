@@ -25,6 +25,33 @@ run() {
   err=$(cat "$scratch/err")
 }
 
+# expect_tokens LABEL EXPECTED: the last run succeeded and printed "tokens: EXPECTED".
+expect_tokens() {
+  local got
+  got=$(grep '^tokens: ' <<<"$out" | cut -d' ' -f2)
+  if [[ $status -ne 0 || "$got" != "$2" ]]; then
+    fail "$1: status $status, got '$got', expected '$2'"
+    echo "$err" | tail -5
+  else
+    echo "ok: $1"
+  fi
+}
+
+# check_fixture NAME NP...: `generate` at each NP on every prompt of the fixture's
+# reference_greedy.txt must print transformers' greedy continuation.
+check_fixture() {
+  local name=$1
+  shift
+  local dir=$TPSERVE_FIXTURES/$name
+  while read -r prompt expected; do
+    for np in "$@"; do
+      run "$np" 120 generate --model "$dir" --prompt-ids "$prompt" --max-tokens 16 --ignore-eos \
+        --block-size 4 --max-tokens-per-step 5
+      expect_tokens "$name np=$np prompt=$prompt" "$expected"
+    done
+  done <"$dir/reference_greedy.txt"
+}
+
 finish() {
   if ((failures)); then
     echo "$failures check(s) failed"

@@ -32,6 +32,13 @@ std::vector<Label> pack(QkvLayout layout, int q_heads, int kv_heads, int head_di
     for (int h = 0; h < q_heads; ++h) push_head(Part::kQ, h);
     for (int h = 0; h < kv_heads; ++h) push_head(Part::kK, h);
     for (int h = 0; h < kv_heads; ++h) push_head(Part::kV, h);
+  } else if (layout == QkvLayout::kPerHead) {
+    // ChatGLM query_key_value without multi-query attention: [heads, 3 * head_dim], split in 3.
+    for (int h = 0; h < q_heads; ++h) {
+      push_head(Part::kQ, h);
+      push_head(Part::kK, h);
+      push_head(Part::kV, h);
+    }
   } else {
     // InternLM2 wqkv: for each KV group, its q heads, then its k head, then its v head.
     const int group = q_heads / kv_heads;
@@ -81,7 +88,13 @@ TEST_P(ShardPlanTest, FusedQkvLayoutsHoldTheRightHeadsAndReassemble) {
     EXPECT_THROW(shard_heads(heads.q, heads.kv, tp, 0), Error);
     return;
   }
-  for (QkvLayout layout : {QkvLayout::kConcatenated, QkvLayout::kGroupInterleaved}) {
+  for (QkvLayout layout :
+       {QkvLayout::kConcatenated, QkvLayout::kGroupInterleaved, QkvLayout::kPerHead}) {
+    if (layout == QkvLayout::kPerHead && heads.q != heads.kv) {  // one KV head per query head
+      const HeadShard s = shard_heads(heads.q, heads.kv, tp, 0);
+      EXPECT_THROW(fused_qkv_rows(layout, heads.q, heads.kv, head_dim, s), Error);
+      continue;
+    }
     const std::vector<Label> full = pack(layout, heads.q, heads.kv, head_dim);
     std::vector<Label> all_q;
     std::set<std::pair<int, int>> kv_seen;  // (part, head)

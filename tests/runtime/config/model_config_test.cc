@@ -2,6 +2,7 @@
 // file and the field.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <fstream>
 
 #include "common/error.h"
@@ -52,6 +53,20 @@ TEST(ModelConfig, ReadsExplicitHeadDimBiasesAndLlama3Scaling) {
   EXPECT_EQ(c.rope.original_max_position_embeddings, 64);
   EXPECT_EQ(c.eos_token_ids, (std::vector<int32_t>{2, 3}));
   EXPECT_EQ(c.torch_dtype, DType::kF16);
+}
+
+TEST(ModelConfig, ReadsYarnAsQwen2DocumentsIt) {
+  // {"type": "yarn", "factor": 4.0, "original_max_position_embeddings": 16} with
+  // max_position_embeddings left at 16, as Qwen2.5's README has users edit config.json for 128k.
+  const ModelConfig c = load_model_config(testing::fixtures_dir() / "qwen2_yarn");
+  EXPECT_EQ(c.rope.scaling, RopeScaling::kYarn);
+  EXPECT_FLOAT_EQ(c.rope.factor, 4.0f);
+  EXPECT_EQ(c.rope.original_max_position_embeddings, 16);
+  EXPECT_EQ(c.max_position_embeddings, 64);  // served: original * factor
+  EXPECT_FLOAT_EQ(c.rope.beta_fast, 32.0f);
+  EXPECT_FLOAT_EQ(c.rope.beta_slow, 1.0f);
+  EXPECT_TRUE(c.rope.truncate);
+  EXPECT_FLOAT_EQ(c.rope.attention_factor, 0.1f * std::log(4.0f) + 1.0f);  // get_mscale(4)
 }
 
 class BadConfig : public ::testing::Test {
@@ -191,12 +206,36 @@ TEST_F(BadConfig, FamilyFieldNamesAppearInRangeErrors) {
 }
 
 TEST_F(BadConfig, UnsupportedRopeScalingActivationAndDtype) {
-  expect_error(llama(R"(, "rope_scaling": {"rope_type": "yarn", "factor": 4})"),
-               ErrorCode::kUnimplemented, {"rope_scaling.rope_type", "yarn"});
+  expect_error(llama(R"(, "rope_scaling": {"rope_type": "longrope", "factor": 4})"),
+               ErrorCode::kUnimplemented, {"rope_scaling.rope_type", "longrope"});
   expect_error(llama(R"(, "hidden_act": "gelu")"), ErrorCode::kInvalidArgument, {"'hidden_act'"});
   expect_error(llama(R"(, "torch_dtype": "int8")"), ErrorCode::kInvalidArgument, {"'torch_dtype'"});
   expect_error(llama(R"(, "partial_rotary_factor": 0.1)"), ErrorCode::kInvalidArgument,
                {"'partial_rotary_factor'"});
+}
+
+TEST_F(BadConfig, YarnFieldsAreCheckedAndTheAttentionFactorFollowsMscale) {
+  expect_error(llama(R"(, "rope_scaling": {"type": "yarn"})"), ErrorCode::kInvalidArgument,
+               {"'rope_scaling.factor'", "missing"});
+  expect_error(llama(R"(, "rope_scaling": {"type": "yarn", "factor": 0.5})"),
+               ErrorCode::kInvalidArgument, {"'rope_scaling.factor'", "at least 1"});
+  expect_error(llama(R"(, "rope_scaling": {"type": "yarn", "factor": 4, "beta_fast": -1})"),
+               ErrorCode::kInvalidArgument, {"'beta_fast'", "positive"});
+  expect_error(llama(R"(, "rope_scaling": {"type": "yarn", "factor": 4, "truncate": "no"})"),
+               ErrorCode::kInvalidArgument, {"'truncate'"});
+  // DeepSeek-style mscale / mscale_all_dim: get_mscale(f, mscale) / get_mscale(f, mscale_all_dim).
+  std::ofstream(dir_.path() / "config.json") << llama(
+      R"(, "max_position_embeddings": 4096, "rope_scaling": {"type": "yarn", "factor": 40,
+         "mscale": 1.0, "mscale_all_dim": 0.5})");
+  const ModelConfig c = load_model_config(dir_.path());
+  const float expected = (0.1f * std::log(40.0f) + 1.0f) / (0.05f * std::log(40.0f) + 1.0f);
+  EXPECT_NEAR(c.rope.attention_factor, expected, 1e-6f);
+  EXPECT_EQ(c.rope.original_max_position_embeddings, 4096);  // default: max_position_embeddings
+  EXPECT_EQ(c.max_position_embeddings, 4096 * 40);
+  // An explicit attention_factor wins.
+  std::ofstream(dir_.path() / "config.json") << llama(
+      R"(, "rope_scaling": {"type": "yarn", "factor": 4, "attention_factor": 1.5})");
+  EXPECT_FLOAT_EQ(load_model_config(dir_.path()).rope.attention_factor, 1.5f);
 }
 
 TEST_F(BadConfig, Qwen2SlidingWindowIsRefusedNotIgnored) {

@@ -82,6 +82,18 @@ TEST(FamilyConfig, ChatGLMReadsMultiQueryGroupsAndHalfInterleavedRotary) {
   EXPECT_EQ(c.torch_dtype, DType::kF16);
 }
 
+TEST(FamilyConfig, ChatGLMBiasFollowsAddBiasLinearOrAddQkvBias) {
+  // modeling_chatglm.py: query_key_value has bias=config.add_bias_linear or config.add_qkv_bias.
+  const ModelConfig bias = fixture("chatglm_bias");  // add_bias_linear true, add_qkv_bias false
+  EXPECT_TRUE(bias.qkv_bias && bias.o_bias && bias.mlp_bias);
+  EXPECT_FALSE(bias.qkv_per_head);
+  const ModelConfig mha = fixture("chatglm_mha");  // multi_query_attention false
+  EXPECT_EQ(mha.num_kv_heads, mha.num_heads);
+  EXPECT_TRUE(mha.qkv_per_head);
+  EXPECT_FLOAT_EQ(mha.rope.theta, 500000.0f);  // 10000 * rope_ratio 50 (chatglm3-6b-32k's)
+  EXPECT_EQ(mha.max_position_embeddings, 64);  // seq_length
+}
+
 // A fixture's config.json with some fields replaced, in a scratch directory.
 class EditedConfig : public ::testing::Test {
  protected:
@@ -115,6 +127,11 @@ TEST_F(EditedConfig, QwenV1Errors) {
 TEST_F(EditedConfig, InternLM2Errors) {
   expect_error("internlm2", {{"num_key_value_heads", 3}}, {"'num_key_value_heads'", "does not divide"});
   expect_error("internlm2", {{"rope_scaling", {{"type", "yarn"}}}}, {"'yarn' is not supported"});
+  // modeling_internlm2.py's _init_rope knows linear and dynamic only.
+  expect_error("internlm2", {{"rope_scaling", {{"type", "yarn"}, {"factor", 4.0}}}},
+               {"'rope_scaling'", "'yarn' is not supported"});
+  expect_error("internlm2", {{"rope_scaling", {{"type", "llama3"}, {"factor", 8.0}}}},
+               {"'rope_scaling'", "'llama3' is not supported"});
 }
 
 TEST_F(EditedConfig, ChatGLMErrors) {
@@ -166,6 +183,18 @@ TEST(FamilyShards, InternLM2ReadsItsGroupRowsStraightFromWqkv) {
   // Rank 1 of 4: q heads 2, 3 of group 0 (rows 16..32), then that group's k and v (32..48).
   const auto plan1 = plan_weights(c, internlm2_architecture(), rank_shape(c, 4, 1));
   EXPECT_EQ(rows_of(plan1, "layers.0.qkv"), (std::vector<Range>{{16, 48}}));
+}
+
+TEST(FamilyShards, ChatGLMWithoutMultiQueryReadsItsHeadsPerHead) {
+  const ModelConfig c = fixture("chatglm_mha");
+  // 4 heads of 16: head h is rows [48h, 48h + 48) = q, k, v. Rank 1 of 2 holds heads 2, 3:
+  // q at 96 and 144, then k at 112 and 160, then v at 128 and 176.
+  const auto plan = plan_weights(c, chatglm_architecture(), rank_shape(c, 2, 1));
+  using parallel::Range;
+  const std::vector<Range> rows = {{96, 112}, {144, 160}, {112, 128}, {160, 176}, {128, 144},
+                                   {176, 192}};
+  EXPECT_EQ(rows_of(plan, "layers.0.qkv"), rows);
+  EXPECT_EQ(rows_of(plan, "layers.1.qkv_bias"), rows);
 }
 
 TEST(FamilyShards, ChatGLMReplicatesItsTwoGroupsAtFourRanksAndSplitsGateUp) {

@@ -1,8 +1,9 @@
 // The tensor-parallel model against transformers, at whatever N this binary runs under
 // (ctest runs it with mpirun -np 1, 2, 3 and 4): logits at every prompt position within 1e-4 of
-// transformers' float32 logits, and identical greedy continuations. llama_dynamic and qwen_v1_ntk
-// run past the trained length (dynamic NTK; Qwen v1's use_dynamic_ntk and use_logn_attn), their
-// greedy references decoded through transformers' KV cache.
+// transformers' float32 logits, and identical greedy continuations. llama_dynamic, qwen_v1_ntk and
+// qwen2_yarn run past the trained length (dynamic NTK; Qwen v1's use_dynamic_ntk and
+// use_logn_attn; YaRN), chatglm_mha to 56 of its 64 positions with rope_ratio 50, their greedy
+// references decoded through transformers' KV cache.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -61,7 +62,7 @@ class FixtureModelTest : public ::testing::TestWithParam<std::string> {
 
 TEST_P(FixtureModelTest, LogitsAtEveryPromptPositionMatchTransformers) {
   ModelOptions options;
-  options.num_kv_blocks = 16;  // the long-context fixtures' prompts reach 40 tokens
+  options.num_kv_blocks = 16;  // the long-context fixtures' prompts reach 40 tokens (64 slots)
   options.block_size = 4;  // several blocks per prompt: exercises the block tables
   auto model = build(options);
   if (!model) GTEST_SKIP() << "tp " << comm_->size() << " does not divide " << config_.num_heads << " heads";
@@ -102,8 +103,9 @@ TEST_P(FixtureModelTest, GreedyContinuationsMatchTransformers) {
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, FixtureModelTest,
                          ::testing::Values("llama_gqa", "qwen2_tied", "llama_bias_f16", "qwen_v1",
-                                           "internlm2", "chatglm", "qwen2_moe", "llama_dynamic",
-                                           "qwen_v1_ntk"),
+                                           "internlm2", "chatglm", "chatglm_mha", "chatglm_bias",
+                                           "qwen2_moe", "llama_dynamic", "qwen_v1_ntk",
+                                           "qwen2_yarn"),
                          // Named by fixture, so --gtest_filter='*qwen2_moe*' picks one family.
                          [](const ::testing::TestParamInfo<std::string>& info) { return info.param; });
 
