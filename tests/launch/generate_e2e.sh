@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# `tpserve generate` under mpirun at every N the fixture's heads allow (and some they don't):
-# the printed ids must equal transformers' greedy continuation.
+# `tpserve generate` under mpirun at N that divide the fixture's heads and N that do not (uneven
+# shards: 3 on 8 heads, 4 on 6, 5 and 7 on 12), prefill chunked to 5 tokens: the printed ids must
+# equal transformers' greedy continuation.
 source "$(dirname "$0")/lib.sh"
 
 check_fixture() {
@@ -23,14 +24,15 @@ check_fixture() {
   done <"$dir/reference_greedy.txt"
 }
 
-check_fixture llama_gqa 1 2 4
-check_fixture qwen2_tied 1 3 4
-check_fixture llama_bias_f16 2 3
+check_fixture llama_gqa 1 2 3 4
+check_fixture qwen2_tied 1 3 4 5 7
+check_fixture llama_bias_f16 2 3 4
 # Family adapters (re-packed transformers references, make_family_fixtures.py); N=4 replicates the
-# KV heads of internlm2 (2 KV heads) and chatglm (2 multi-query groups).
-check_fixture qwen_v1 1 2 4
-check_fixture internlm2 1 2 4
-check_fixture chatglm 1 2 4
+# KV heads of internlm2 (2 KV heads) and chatglm (2 multi-query groups); N=3 cuts Qwen v1's c_attn,
+# InternLM2's interleaved wqkv and ChatGLM's query_key_value unevenly (chatglm: 2, 1, 1 heads).
+check_fixture qwen_v1 1 2 3 4
+check_fixture internlm2 1 2 3 4
+check_fixture chatglm 1 2 3 4
 # Past the trained length (16): dynamic NTK (LLaMA "dynamic", factor 3: up to 48 positions) and
 # Qwen v1's use_dynamic_ntk + use_logn_attn, prefilled in chunks of 5 (a prompt token must still
 # see the whole prompt's length).
