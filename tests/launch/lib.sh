@@ -25,6 +25,28 @@ run() {
   err=$(cat "$scratch/err")
 }
 
+# check_fixture NAME NP...: `tpserve generate` of each of the fixture's reference prompts at each
+# NP, prefill chunked to 5 tokens: the printed ids must equal transformers' greedy continuation.
+check_fixture() {
+  local name=$1
+  shift
+  local dir=$TPSERVE_FIXTURES/$name
+  while read -r prompt expected; do
+    for np in "$@"; do
+      run "$np" 120 generate --model "$dir" --prompt-ids "$prompt" --max-tokens 16 --ignore-eos \
+        --block-size 4 --max-tokens-per-step 5
+      local got
+      got=$(grep '^tokens: ' <<<"$out" | cut -d' ' -f2)
+      if [[ $status -ne 0 || "$got" != "$expected" ]]; then
+        fail "$name np=$np prompt=$prompt: status $status, got '$got', expected '$expected'"
+        echo "$err" | tail -5
+      else
+        echo "ok: $name np=$np prompt=$prompt"
+      fi
+    done
+  done <"$dir/reference_greedy.txt"
+}
+
 finish() {
   if ((failures)); then
     echo "$failures check(s) failed"
