@@ -36,7 +36,9 @@ std::string part_sizes(const std::vector<runtime::RankSplit>& ranks,
   }
   if (ranks.size() <= 8) return text;
   text.clear();
-  for (const auto& [n, count] : runs) text += fmt::format("{}{} x{}", text.empty() ? "" : ", ", n, count);
+  for (const auto& [n, count] : runs) {
+    text += fmt::format("{}{} x{}", text.empty() ? "" : ", ", n, count);
+  }
   return text;
 }
 
@@ -54,8 +56,9 @@ void print_split(const runtime::ModelConfig& c, const runtime::MemoryPlan& plan)
         part_sizes(r, [](const runtime::RankShape& s) { return s.expert_intermediate.size(); }),
         part_sizes(r, [](const runtime::RankShape& s) { return s.shared_intermediate.size(); }));
   }
-  parts += fmt::format(
-      " | vocab {}", part_sizes(r, [](const runtime::RankShape& s) { return s.vocab.end - s.vocab.begin; }));
+  parts += fmt::format(" | vocab {}", part_sizes(r, [](const runtime::RankShape& s) {
+                         return s.vocab.end - s.vocab.begin;
+                       }));
   std::printf("  tp %d split: %s\n", plan.tp_size, parts.c_str());
   std::printf("  tp %d imbalance %.3f (largest shard / mean, decode bytes): a memory-bound decode "
               "step takes ~%.1f%% longer than an even split of the same bytes\n",

@@ -38,7 +38,7 @@ struct RankSplit {
   RankShape shape;
   int64_t weight_bytes = 0;
   int64_t kv_bytes_per_token = 0;
-  int64_t decode_bytes = 0;  // what one decode step of batch 1 reads (scaling_model.h's decode_bytes)
+  int64_t decode_bytes = 0;  // one decode step of batch 1 (scaling_model.h's decode_bytes)
 };
 
 // Per rank; where ranks differ (uneven splits of heads, units or vocabulary) every number is the

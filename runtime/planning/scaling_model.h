@@ -96,9 +96,9 @@ struct ScalingPrediction {
   double tokens_per_s = 0;        // batch / step
 };
 
-// The slowest rank's shard: the one with the most decode bytes. Under an uneven split that is rank 0
-// (split_range gives it a largest part; `tpserve bench` runs it by default) unless another rank
-// holds more KV heads, where its query heads straddle two KV groups.
+// The slowest rank's shard: the one with the most decode bytes. Under an uneven split that is
+// rank 0 (split_range gives it a largest part; `tpserve bench` runs it by default) unless another
+// rank holds more KV heads, where its query heads straddle two KV groups.
 ScalingPrediction predict_decode_step(const ModelConfig& config, const ScalingOptions& options);
 
 }  // namespace tpserve::runtime

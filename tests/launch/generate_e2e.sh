@@ -19,19 +19,7 @@ check_fixture qwen_v1_ntk 1 2 4
 
 # A PEFT LoRA adapter merged at load (--lora): peft's own greedy continuation on qwen2_tied.
 lora=$TPSERVE_FIXTURES/qwen2_tied_lora
-while read -r prompt expected; do
-  for np in 1 3 4; do
-    run "$np" 120 generate --model "$TPSERVE_FIXTURES/qwen2_tied" --lora "$lora" --prompt-ids "$prompt" \
-      --max-tokens 16 --ignore-eos --block-size 4 --max-tokens-per-step 5
-    got=$(grep '^tokens: ' <<<"$out" | cut -d' ' -f2)
-    if [[ $status -ne 0 || "$got" != "$expected" ]]; then
-      fail "lora np=$np prompt=$prompt: status $status, got '$got', expected '$expected'"
-      echo "$err" | tail -5
-    else
-      echo "ok: qwen2_tied+lora np=$np prompt=$prompt"
-    fi
-  done
-done <"$lora/reference_greedy.txt"
+check_greedy "qwen2_tied+lora" "$lora/reference_greedy.txt" "1 3 4" --model "$TPSERVE_FIXTURES/qwen2_tied" --lora "$lora"
 
 # The report carries the timings a user looks at.
 run 2 120 generate --model "$TPSERVE_FIXTURES/qwen2_tied" --prompt-ids 1,2,3 --max-tokens 4

@@ -25,26 +25,33 @@ run() {
   err=$(cat "$scratch/err")
 }
 
-# check_fixture NAME NP...: `tpserve generate` of each of the fixture's reference prompts at each
-# NP, prefill chunked to 5 tokens: the printed ids must equal transformers' greedy continuation.
-check_fixture() {
-  local name=$1
-  shift
-  local dir=$TPSERVE_FIXTURES/$name
+# check_greedy LABEL REFERENCE "NP..." ARGS...: for each "prompt expected" line of REFERENCE and
+# each NP, `tpserve generate ARGS` of the prompt (16 tokens, prefill chunked to 5) under mpirun -np
+# NP must print transformers' (or peft's) EXPECTED ids.
+check_greedy() {
+  local label=$1 reference=$2 nps=$3
+  shift 3
   while read -r prompt expected; do
-    for np in "$@"; do
-      run "$np" 120 generate --model "$dir" --prompt-ids "$prompt" --max-tokens 16 --ignore-eos \
+    for np in $nps; do
+      run "$np" 120 generate "$@" --prompt-ids "$prompt" --max-tokens 16 --ignore-eos \
         --block-size 4 --max-tokens-per-step 5
       local got
       got=$(grep '^tokens: ' <<<"$out" | cut -d' ' -f2)
       if [[ $status -ne 0 || "$got" != "$expected" ]]; then
-        fail "$name np=$np prompt=$prompt: status $status, got '$got', expected '$expected'"
+        fail "$label np=$np prompt=$prompt: status $status, got '$got', expected '$expected'"
         echo "$err" | tail -5
       else
-        echo "ok: $name np=$np prompt=$prompt"
+        echo "ok: $label np=$np prompt=$prompt"
       fi
     done
-  done <"$dir/reference_greedy.txt"
+  done <"$reference"
+}
+
+# check_fixture NAME NP...: check_greedy of a fixture against its reference_greedy.txt.
+check_fixture() {
+  local name=$1
+  shift
+  check_greedy "$name" "$TPSERVE_FIXTURES/$name/reference_greedy.txt" "$*" --model "$TPSERVE_FIXTURES/$name"
 }
 
 finish() {
