@@ -292,8 +292,8 @@ nlohmann::json run_shard(const BenchOptions& options, const BenchRun& run, int t
   }
   model_options.num_kv_blocks = static_cast<int32_t>(std::min<int64_t>(needed_blocks, plan.kv_blocks));
 
-  std::fprintf(stderr, "bench: %s, %d of %d layers, rank %d of TP=%d, %s %s; weights %s, "
-               "workspace %s, KV pool %d blocks (%s); copy bandwidth %.1f GB/s\n",
+  std::fprintf(stderr, "bench: %s, %d of %d layers, rank %d of TP=%d, %s %s; weights %s (the "
+               "largest rank's), workspace %s, KV pool %d blocks (%s); copy bandwidth %.1f GB/s\n",
                run.model.name.c_str(), config.num_layers, run.model.config.num_layers, options.rank,
                tp, options.device.c_str(), std::string(dtype_name(run.dtype)).c_str(),
                runtime::format_bytes(plan.weight_bytes).c_str(),
@@ -377,6 +377,18 @@ nlohmann::json run_shard(const BenchOptions& options, const BenchRun& run, int t
               run.model.name.c_str(), options.rank, tp, config.num_layers,
               options.device.c_str(), std::string(dtype_name(run.dtype)).c_str(),
               runtime::format_bytes(weight_bytes).c_str(), run.copy_gbps);
+  // An uneven split: where this rank stands against the largest shard (what every step waits for).
+  const runtime::RankSplit& split = plan.ranks[static_cast<size_t>(options.rank)];
+  if (plan.imbalance > 1.0) {
+    std::printf("uneven split: this rank's decode bytes are %.3f of the largest rank's; plan's "
+                "imbalance (largest / mean) %.3f\n",
+                static_cast<double>(split.decode_bytes) /
+                    static_cast<double>(std::max_element(plan.ranks.begin(), plan.ranks.end(),
+                                                         [](const auto& a, const auto& b) {
+                                                           return a.decode_bytes < b.decode_bytes;
+                                                         })->decode_bytes),
+                plan.imbalance);
+  }
   for (size_t i = first_prefill; i < prefills.size(); ++i) {
     std::printf("prefill: %d tokens in %.3f ms (%.1f tokens/s)\n", prefills[i].tokens,
                 prefills[i].ms, prefills[i].tokens_per_s);
@@ -398,7 +410,8 @@ nlohmann::json run_shard(const BenchOptions& options, const BenchRun& run, int t
   std::fflush(stdout);
   return {{"tp", tp}, {"rank", options.rank}, {"shard_weight_bytes", weight_bytes},
           {"kv_bytes_per_token", kv_per_token}, {"workspace_bytes", plan.workspace_bytes},
-          {"kv_pool_blocks", model_options.num_kv_blocks}};
+          {"kv_pool_blocks", model_options.num_kv_blocks}, {"imbalance", plan.imbalance},
+          {"rank_decode_bytes", split.decode_bytes}};
 }
 
 std::vector<int> positive_list(const std::string& text, const char* flag) {

@@ -3,7 +3,10 @@
 //
 //   tpserve plan --preset qwen2-72b --tp 1,2,4,8 --dtype bf16 --gpu-mem 80GiB
 //
-// One row per N. Exit status 1 when any N does not fit, with one line per such N saying why.
+// One row per N, then, for each N that splits unevenly, the per-rank split (query and KV heads,
+// MLP and expert units, vocabulary rows) and what the imbalance costs: a memory-bound decode step
+// waits for the rank with the most bytes. Exit status 1 when any N does not fit, with one line per
+// such N saying why.
 #include <fmt/format.h>
 
 #include <cstdio>
@@ -16,6 +19,67 @@
 namespace tpserve::launch {
 
 namespace {
+
+// "3,3,2,2,2"; past 8 ranks, runs: "3 x2, 2 x3".
+std::string part_sizes(const std::vector<runtime::RankSplit>& ranks,
+                       int64_t (*size)(const runtime::RankShape&)) {
+  std::vector<std::pair<int64_t, int>> runs;
+  std::string text;
+  for (const runtime::RankSplit& rank : ranks) {
+    const int64_t n = size(rank.shape);
+    text += fmt::format("{}{}", text.empty() ? "" : ",", n);
+    if (!runs.empty() && runs.back().first == n) {
+      ++runs.back().second;
+    } else {
+      runs.emplace_back(n, 1);
+    }
+  }
+  if (ranks.size() <= 8) return text;
+  text.clear();
+  for (const auto& [n, count] : runs) {
+    text += fmt::format("{}{} x{}", text.empty() ? "" : ", ", n, count);
+  }
+  return text;
+}
+
+// The per-rank split of an uneven N, and its predicted cost.
+void print_split(const runtime::ModelConfig& c, const runtime::MemoryPlan& plan) {
+  const auto& r = plan.ranks;
+  std::string parts = fmt::format(
+      "q heads {} | kv heads {} | intermediate {}",
+      part_sizes(r, [](const runtime::RankShape& s) -> int64_t { return s.heads.num_q_heads(); }),
+      part_sizes(r, [](const runtime::RankShape& s) -> int64_t { return s.heads.num_kv_heads(); }),
+      part_sizes(r, [](const runtime::RankShape& s) { return s.intermediate.size(); }));
+  if (c.moe.any_sparse()) {
+    parts += fmt::format(
+        " | expert {} | shared expert {}",
+        part_sizes(r, [](const runtime::RankShape& s) { return s.expert_intermediate.size(); }),
+        part_sizes(r, [](const runtime::RankShape& s) { return s.shared_intermediate.size(); }));
+  }
+  parts += fmt::format(" | vocab {}", part_sizes(r, [](const runtime::RankShape& s) {
+                         return s.vocab.end - s.vocab.begin;
+                       }));
+  std::printf("  tp %d split: %s\n", plan.tp_size, parts.c_str());
+  std::printf("  tp %d imbalance %.3f (largest shard / mean, decode bytes): a memory-bound decode "
+              "step takes ~%.1f%% longer than an even split of the same bytes\n",
+              plan.tp_size, plan.imbalance, (plan.imbalance - 1) * 100);
+}
+
+bool uneven(const runtime::MemoryPlan& plan) {
+  for (const runtime::RankSplit& rank : plan.ranks) {
+    const runtime::RankShape& a = rank.shape;
+    const runtime::RankShape& b = plan.ranks.front().shape;
+    if (a.heads.num_q_heads() != b.heads.num_q_heads() ||
+        a.heads.num_kv_heads() != b.heads.num_kv_heads() ||
+        a.intermediate.size() != b.intermediate.size() ||
+        a.expert_intermediate.size() != b.expert_intermediate.size() ||
+        a.shared_intermediate.size() != b.shared_intermediate.size() ||
+        a.vocab.end - a.vocab.begin != b.vocab.end - b.vocab.begin) {
+      return true;
+    }
+  }
+  return false;
+}
 
 struct PlanOptions {
   ModelSource source;
@@ -56,22 +120,30 @@ int run_plan(const PlanOptions& options) {
               options.dtype.c_str(), runtime::format_bytes(plan_options.gpu_memory_bytes).c_str(),
               options.gpu_util * 100, options.block_size, options.max_tokens_per_step,
               options.max_seqs, static_cast<long long>(c.max_position_embeddings));
-  std::printf("%4s %14s %14s %12s %12s %10s %11s %11s %5s\n", "tp", "weights/rank", "(replicated)",
-              "workspace", "KV/token", "KV blocks", "KV tokens", "full ctxs", "fits");
+  std::printf("%4s %14s %14s %12s %12s %10s %11s %11s %5s %9s\n", "tp", "weights/rank",
+              "(replicated)", "workspace", "KV/token", "KV blocks", "KV tokens", "full ctxs", "fits",
+              "imbalance");
   std::vector<std::string> failures;
+  std::vector<runtime::MemoryPlan> uneven_plans;
   for (int n : tp_sizes) {
     plan_options.tp_size = n;
     const runtime::MemoryPlan plan = runtime::plan_memory(model, plan_options);
-    std::printf("%4d %14s %14s %12s %12s %10lld %11lld %11lld %5s\n", n,
+    std::printf("%4d %14s %14s %12s %12s %10lld %11lld %11lld %5s %9.3f\n", n,
                 runtime::format_bytes(plan.weight_bytes).c_str(),
                 runtime::format_bytes(plan.replicated_weight_bytes).c_str(),
                 runtime::format_bytes(plan.workspace_bytes).c_str(),
                 runtime::format_bytes(plan.kv_bytes_per_token).c_str(),
                 static_cast<long long>(plan.kv_blocks), static_cast<long long>(plan.kv_tokens),
                 static_cast<long long>(plan.kv_tokens / c.max_position_embeddings),
-                plan.fits ? "yes" : "NO");
+                plan.fits ? "yes" : "NO", plan.imbalance);
     if (!plan.fits) failures.push_back(plan.message);
+    if (uneven(plan)) uneven_plans.push_back(plan);
   }
+  if (!uneven_plans.empty()) {
+    std::printf("uneven splits (every rank is sized for the largest shard; the KV pool for the rank "
+                "with the most KV heads):\n");
+  }
+  for (const runtime::MemoryPlan& plan : uneven_plans) print_split(c, plan);
   std::fflush(stdout);
   for (const std::string& failure : failures) std::fprintf(stderr, "error: %s\n", failure.c_str());
   return failures.empty() ? 0 : 1;

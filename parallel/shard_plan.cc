@@ -52,9 +52,19 @@ std::string_view shard_kind_name(ShardKind kind) {
   return "?";
 }
 
-Range even_split(int64_t n, int parts, int index) {
-  TPS_CHECK(parts > 0 && index >= 0 && index < parts, "even_split({}, {}, {})", n, parts, index);
-  return {index * n / parts, (index + 1) * n / parts};
+Range split_range(int64_t total, int parts, int part, int64_t align) {
+  TPS_CHECK(total >= 0 && align > 0 && parts > 0 && part >= 0 && part < parts,
+            "split_range({}, {}, {}, {})", total, parts, part, align);
+  const int64_t blocks = (total + align - 1) / align;
+  const int64_t base = blocks / parts;
+  const int64_t extra = blocks % parts;  // the first `extra` parts take one block more
+  const int64_t first = part * base + std::min<int64_t>(part, extra);
+  const int64_t count = base + (part < extra ? 1 : 0);
+  return {std::min(total, first * align), std::min(total, (first + count) * align)};
+}
+
+int64_t largest_part(int64_t total, int parts, int64_t align) {
+  return split_range(total, parts, 0, align).size();
 }
 
 HeadShard shard_heads(int num_q_heads, int num_kv_heads, int tp_size, int rank) {
@@ -64,33 +74,25 @@ HeadShard shard_heads(int num_q_heads, int num_kv_heads, int tp_size, int rank) 
           "num_attention_heads ({}) must be a positive multiple of num_key_value_heads ({})",
           num_q_heads, num_kv_heads);
   }
-  if (num_q_heads % tp_size != 0) {
-    std::string valid;
-    for (int n = 1; n <= num_q_heads; ++n) {
-      if (num_q_heads % n == 0) valid += (valid.empty() ? "" : ", ") + std::to_string(n);
-    }
+  if (tp_size > num_q_heads) {
     raise(ErrorCode::kInvalidArgument,
-          "tensor-parallel size {} does not divide the {} query heads (num_attention_heads); "
-          "valid sizes: {}",
-          tp_size, num_q_heads, valid);
+          "tensor-parallel size {} exceeds the {} query heads (num_attention_heads): every rank "
+          "needs at least one head; valid sizes: 1 to {}",
+          tp_size, num_q_heads, num_q_heads);
   }
   HeadShard shard;
-  const int per_rank = num_q_heads / tp_size;
+  const Range q = split_range(num_q_heads, tp_size, rank);
   shard.group_size = num_q_heads / num_kv_heads;
-  shard.q_head_begin = rank * per_rank;
-  shard.q_head_end = shard.q_head_begin + per_rank;
+  shard.q_head_begin = static_cast<int>(q.begin);
+  shard.q_head_end = static_cast<int>(q.end);
   shard.kv_head_begin = shard.q_head_begin / shard.group_size;
   shard.kv_head_end = (shard.q_head_end - 1) / shard.group_size + 1;
   return shard;
 }
 
 VocabShard shard_vocab(int64_t vocab_size, int tp_size, int rank) {
-  TPS_CHECK(tp_size > 0 && rank >= 0 && rank < tp_size, "rank {} of {}", rank, tp_size);
-  VocabShard shard;
-  shard.padded_rows = (vocab_size + tp_size - 1) / tp_size;
-  shard.begin = std::min<int64_t>(vocab_size, rank * shard.padded_rows);
-  shard.end = std::min<int64_t>(vocab_size, shard.begin + shard.padded_rows);
-  return shard;
+  const Range rows = split_range(vocab_size, tp_size, rank);
+  return {rows.begin, rows.end, largest_part(vocab_size, tp_size)};
 }
 
 std::vector<Range> fused_qkv_rows(QkvLayout layout, int num_q_heads, int num_kv_heads,
@@ -138,8 +140,7 @@ Range kv_rows(const HeadShard& heads, int head_dim) {
           static_cast<int64_t>(heads.kv_head_end) * head_dim};
 }
 
-std::vector<Range> fused_gate_up_rows(int64_t intermediate_size, int tp_size, int rank) {
-  const Range units = even_split(intermediate_size, tp_size, rank);
+std::vector<Range> fused_gate_up_rows(int64_t intermediate_size, Range units) {
   return {units, {intermediate_size + units.begin, intermediate_size + units.end}};
 }
 

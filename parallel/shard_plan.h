@@ -7,6 +7,12 @@
 //   row         input columns             o, down (their partial sums are all-reduced)
 //   vocab       vocabulary rows, padded   embedding, lm_head
 //   replicated  nothing                   norms, row-parallel biases
+//
+// Any N up to the query heads works: every split is contiguous and as balanced as its alignment
+// allows (split_range), so shards may differ by a head, a unit or a vocabulary row. Nothing needs
+// equal parts: attention is per head, a column split only decides which outputs a rank computes,
+// a row split's partial sums are all-reduced whatever their widths, and the logits all-gather pads
+// every rank's vocabulary part to the largest one.
 #pragma once
 
 #include <cstdint>
@@ -26,14 +32,22 @@ struct Range {
   bool operator==(const Range&) const = default;
 };
 
-// Balanced split of n units into `parts`: part i is [i*n/parts, (i+1)*n/parts). Sizes differ by
-// at most one, so any N works for the MLP even when it does not divide intermediate_size.
-Range even_split(int64_t n, int parts, int index);
+// Part `part` of `parts` contiguous ranges that tile [0, total). Every boundary but the last (total
+// itself) is a multiple of `align`, the indivisible block (1 for heads and float weights; a
+// quantized weight's group or pack when those load), and the parts' counts of blocks differ by at
+// most one, the larger parts first (so rank 0 holds a largest shard). A part is empty when total
+// has fewer blocks than there are parts; callers that cannot run an empty part refuse first.
+Range split_range(int64_t total, int parts, int part, int64_t align = 1);
 
-// The attention heads of one rank. Query heads split evenly (N must divide them); the rank holds
-// every KV head its query heads read: num_kv_heads / N of them when N divides the KV heads, one
-// (replicated across N / num_kv_heads ranks) when the KV heads divide N, and the covering range
-// otherwise.
+// The largest part of split_range(total, parts, *, align): the size every part is planned for
+// where all ranks must agree (the vocabulary gather's padding).
+int64_t largest_part(int64_t total, int parts, int64_t align = 1);
+
+// The attention heads of one rank. Query heads split as evenly as they go (split_range: counts
+// differ by at most one); the rank holds every KV head its query heads read, the covering range:
+// num_kv_heads / N of them when N divides the KV heads, one (replicated across N / num_kv_heads
+// ranks) when the KV heads divide N, and otherwise the KV heads whose groups its query heads touch
+// (a group cut between two ranks is held by both).
 struct HeadShard {
   int q_head_begin = 0;
   int q_head_end = 0;
@@ -44,12 +58,14 @@ struct HeadShard {
   int num_kv_heads() const { return kv_head_end - kv_head_begin; }
 };
 
-// Throws tpserve::Error (kInvalidArgument) naming the numbers when tp_size does not divide
-// num_q_heads or num_q_heads is not a multiple of num_kv_heads.
+// Throws tpserve::Error (kInvalidArgument) naming the numbers when tp_size exceeds num_q_heads
+// (a rank would have no head: the only N with no split) or num_q_heads is not a multiple of
+// num_kv_heads.
 HeadShard shard_heads(int num_q_heads, int num_kv_heads, int tp_size, int rank);
 
-// Vocabulary-parallel rows: every rank holds padded_rows = ceil(vocab / N) rows so the logits
-// all-gather is uniform; rows [begin, end) are real, the rest are zero padding.
+// Vocabulary-parallel rows, split_range of the vocabulary: every rank holds padded_rows =
+// ceil(vocab / N) rows (the largest part) so the logits all-gather is uniform; rows [begin, end)
+// are real, the rest are zero padding.
 struct VocabShard {
   int64_t begin = 0;
   int64_t end = 0;
@@ -74,8 +90,8 @@ std::vector<Range> fused_qkv_rows(QkvLayout layout, int num_q_heads, int num_kv_
 Range q_rows(const HeadShard& heads, int head_dim);
 Range kv_rows(const HeadShard& heads, int head_dim);
 
-// Rows of a fused [gate; up] weight (ChatGLM dense_h_to_4h) for this rank's intermediate units:
-// its gate rows then its up rows.
-std::vector<Range> fused_gate_up_rows(int64_t intermediate_size, int tp_size, int rank);
+// Rows of a fused [gate; up] weight (ChatGLM dense_h_to_4h) for this rank's intermediate units
+// (its split_range of intermediate_size): its gate rows then its up rows.
+std::vector<Range> fused_gate_up_rows(int64_t intermediate_size, Range units);
 
 }  // namespace tpserve::parallel

@@ -11,12 +11,14 @@ using parallel::ShardKind;
 
 namespace {
 
-void check_units(int64_t units, const char* field, int tp_size) {
-  if (units < tp_size) {
+// An empty expert slice would leave a rank with zero-width expert GEMMs; refuse that N instead.
+void check_units(int64_t units, int64_t align, const char* field, int tp_size) {
+  const int64_t blocks = (units + align - 1) / align;
+  if (blocks < tp_size) {
     raise(ErrorCode::kInvalidArgument,
           "tensor-parallel size {} exceeds the {} units of {}: every rank needs at least one "
-          "(valid sizes divide the query heads and are at most {})",
-          tp_size, units, field, units);
+          "(valid sizes are at most {})",
+          tp_size, units, field, blocks);
   }
 }
 
@@ -62,10 +64,13 @@ WeightShard down(std::string name, const std::string& tensor, int64_t width, int
 MoeShard moe_shard(const ModelConfig& config, int tp_size, int rank) {
   MoeShard shard;
   if (!config.moe.any_sparse()) return shard;
-  check_units(config.moe.expert_intermediate_size, "moe_intermediate_size", tp_size);
-  check_units(config.moe.shared_expert_intermediate_size, "shared_expert_intermediate_size", tp_size);
-  shard.expert = parallel::even_split(config.moe.expert_intermediate_size, tp_size, rank);
-  shard.shared = parallel::even_split(config.moe.shared_expert_intermediate_size, tp_size, rank);
+  const int64_t align = intermediate_align(config);
+  check_units(config.moe.expert_intermediate_size, align, "moe_intermediate_size", tp_size);
+  check_units(config.moe.shared_expert_intermediate_size, align, "shared_expert_intermediate_size",
+              tp_size);
+  shard.expert = parallel::split_range(config.moe.expert_intermediate_size, tp_size, rank, align);
+  shard.shared =
+      parallel::split_range(config.moe.shared_expert_intermediate_size, tp_size, rank, align);
   return shard;
 }
 

@@ -23,7 +23,7 @@
 
 namespace tpserve::runtime {
 
-// This rank's units of each expert and of the shared expert: even_split, as the dense MLP. Throws
+// This rank's units of each expert and of the shared expert: split_range, as the dense MLP. Throws
 // (kInvalidArgument, naming the numbers) when tp_size exceeds moe_intermediate_size or
 // shared_expert_intermediate_size, which would leave a rank with no units.
 struct MoeShard {

@@ -103,7 +103,7 @@ void plan_gate_up(Planner& p, const ModelConfig& c, const Architecture& a, const
   const int64_t inter = c.intermediate_size;
   if (!a.gate_up.fused.empty()) {
     const std::string tensor = layer_name(a.gate_up.fused, layer, suffix);
-    for (const Range& rows : parallel::fused_gate_up_rows(inter, s.tp_size, s.rank)) {
+    for (const Range& rows : parallel::fused_gate_up_rows(inter, s.intermediate)) {
       p.take_rows(w, tensor, 2 * inter, "[2 * intermediate_size, ...]", rows);
     }
     return;
@@ -116,6 +116,12 @@ void plan_gate_up(Planner& p, const ModelConfig& c, const Architecture& a, const
 
 }  // namespace
 
+int64_t intermediate_align(const ModelConfig&) {
+  // Float weights cut between any two units. Quantized ones (packed codes with per-group scales,
+  // DESIGN.md) will return their group size here, so no rank's slice splits a group.
+  return 1;
+}
+
 std::string layer_weight(int layer, const char* part) {
   return fmt::format("layers.{}.{}", layer, part);
 }
@@ -125,7 +131,8 @@ RankShape rank_shape(const ModelConfig& config, int tp_size, int rank) {
   shape.tp_size = tp_size;
   shape.rank = rank;
   shape.heads = parallel::shard_heads(config.num_heads, config.num_kv_heads, tp_size, rank);
-  shape.intermediate = parallel::even_split(config.intermediate_size, tp_size, rank);
+  shape.intermediate =
+      parallel::split_range(config.intermediate_size, tp_size, rank, intermediate_align(config));
   shape.vocab = parallel::shard_vocab(config.vocab_size, tp_size, rank);
   const MoeShard moe = moe_shard(config, tp_size, rank);
   shape.expert_intermediate = moe.expert;

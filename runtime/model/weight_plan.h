@@ -35,7 +35,8 @@ struct WeightShard {
   int64_t numel() const { return rows * cols; }
 };
 
-// What this rank holds of the attention heads, the MLP and the vocabulary.
+// What this rank holds of the attention heads, the MLP and the vocabulary: contiguous ranges,
+// as balanced as parallel::split_range makes them, possibly uneven (any N up to the query heads).
 struct RankShape {
   int tp_size = 1;
   int rank = 0;
@@ -46,8 +47,13 @@ struct RankShape {
   parallel::VocabShard vocab;
 };
 
-// Throws (kInvalidArgument, naming the numbers) when tp_size does not fit the heads.
+// Throws (kInvalidArgument, naming the numbers) when tp_size exceeds the query heads (or, for a
+// sparse model, an expert's units).
 RankShape rank_shape(const ModelConfig& config, int tp_size, int rank);
+
+// The indivisible block of the MLP's units (and experts'), split_range's `align`: 1 for float
+// weights.
+int64_t intermediate_align(const ModelConfig& config);
 
 std::vector<WeightShard> plan_weights(const ModelConfig& config, const Architecture& architecture,
                                       const RankShape& shape);

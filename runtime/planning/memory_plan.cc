@@ -9,6 +9,7 @@
 #include "common/error.h"
 #include "runtime/families/architecture.h"
 #include "runtime/families/load_config.h"
+#include "runtime/planning/scaling_model.h"
 
 namespace tpserve::runtime {
 
@@ -40,18 +41,26 @@ MemoryPlan plan_memory(const PlanModel& model, const MemoryPlanOptions& options)
   MemoryPlan plan;
   plan.tp_size = n;
   ModelOptions model_options = options.model;
+  double decode_total = 0;
+  int64_t decode_largest = 0;
   for (int rank = 0; rank < n; ++rank) {
-    const RankShape shape = rank_shape(c, n, rank);  // throws when n does not fit the heads
+    RankSplit& split = plan.ranks.emplace_back();
+    split.shape = rank_shape(c, n, rank);  // throws when n does not fit the heads
     int64_t replicated = 0;
-    const int64_t numel = rank_weight_numel(model, shape, &replicated);
-    plan.weight_bytes = std::max(plan.weight_bytes, numel * options.dtype_bytes);
+    split.weight_bytes = rank_weight_numel(model, split.shape, &replicated) * options.dtype_bytes;
+    split.kv_bytes_per_token = kv_bytes_per_token(c, split.shape, options.dtype_bytes);
+    split.decode_bytes = decode_bytes(c, split.shape, 1, 0, options.dtype_bytes).total();
+    plan.weight_bytes = std::max(plan.weight_bytes, split.weight_bytes);
     plan.replicated_weight_bytes = replicated * options.dtype_bytes;
     plan.workspace_bytes = std::max(
         plan.workspace_bytes,
-        static_cast<int64_t>(workspace_sizes(c, shape, model_options, options.dtype_bytes).total()));
-    plan.kv_bytes_per_token =
-        std::max(plan.kv_bytes_per_token, kv_bytes_per_token(c, shape, options.dtype_bytes));
+        static_cast<int64_t>(
+            workspace_sizes(c, split.shape, model_options, options.dtype_bytes).total()));
+    plan.kv_bytes_per_token = std::max(plan.kv_bytes_per_token, split.kv_bytes_per_token);
+    decode_total += static_cast<double>(split.decode_bytes);
+    decode_largest = std::max(decode_largest, split.decode_bytes);
   }
+  plan.imbalance = decode_total > 0 ? static_cast<double>(decode_largest) * n / decode_total : 1.0;
   const int64_t block_size = model_options.block_size;
   plan.kv_block_bytes = plan.kv_bytes_per_token * block_size;
   plan.budget_bytes = static_cast<int64_t>(std::floor(

@@ -33,7 +33,16 @@ struct MemoryPlanOptions {
   ModelOptions model;              // max_tokens_per_step, max_seqs, max_logit_rows, block_size
 };
 
-// Per rank; where ranks differ (uneven intermediate splits) the largest rank's numbers.
+// One rank's part of an uneven split (parts differ by at most one head, unit or vocabulary row).
+struct RankSplit {
+  RankShape shape;
+  int64_t weight_bytes = 0;
+  int64_t kv_bytes_per_token = 0;
+  int64_t decode_bytes = 0;  // one decode step of batch 1 (scaling_model.h's decode_bytes)
+};
+
+// Per rank; where ranks differ (uneven splits of heads, units or vocabulary) every number is the
+// largest rank's, so every rank is sized for the largest shard and all hold the same KV blocks.
 struct MemoryPlan {
   int tp_size = 1;
   int64_t budget_bytes = 0;             // gpu_memory_bytes * gpu_utilization
@@ -47,9 +56,14 @@ struct MemoryPlan {
   int64_t min_kv_blocks = 0;            // one full step of max_tokens_per_step tokens
   bool fits = false;
   std::string message;                  // why not, with the numbers (empty when it fits)
+  std::vector<RankSplit> ranks;         // rank 0 .. N-1
+  // Largest shard / mean, in decode bytes: a memory-bound decode step waits at every all-reduce
+  // for the rank with the most bytes, so it takes `imbalance` times what an even split of the
+  // same bytes would (1 for an even split).
+  double imbalance = 1.0;
 };
 
-// Throws (kInvalidArgument, the shard plan's message) when tp_size does not divide the heads.
+// Throws (kInvalidArgument, the shard plan's message) when tp_size exceeds the query heads.
 MemoryPlan plan_memory(const PlanModel& model, const MemoryPlanOptions& options);
 
 // Elements of one rank's shards (the weight plan's, MoE experts included); `replicated` receives

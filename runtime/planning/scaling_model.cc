@@ -61,7 +61,7 @@ CommCost decode_comm(const ModelConfig& c, int tp_size, int batch, int element,
   cost.all_reduces = 2 * c.num_layers + 1;
   cost.all_reduce_bytes = static_cast<double>(batch) * c.hidden_size * element;
   cost.all_reduce_s = cost.all_reduces * ring_all_reduce_seconds(cost.all_reduce_bytes, tp_size, link);
-  const int64_t padded_rows = (c.vocab_size + tp_size - 1) / tp_size;
+  const int64_t padded_rows = parallel::largest_part(c.vocab_size, tp_size);
   cost.all_gather_bytes = static_cast<double>(batch) * padded_rows * tp_size * element;
   cost.all_gather_s = ring_all_gather_seconds(cost.all_gather_bytes, tp_size, link);
   // Two broadcasts per step (the plan's size, then the plan): an int64 and, for decode, about
@@ -79,9 +79,14 @@ ScalingPrediction predict_decode_step(const ModelConfig& config, const ScalingOp
       !(options.link.latency_us >= 0)) {
     raise(ErrorCode::kInvalidArgument, "scaling model: bandwidths must be > 0 and latency >= 0");
   }
-  const RankShape shape = rank_shape(config, options.tp_size, 0);
+  // The step is the slowest rank's: every all-reduce waits for it. An uneven split's ranks differ
+  // (rank 0 holds the most query heads and units, a rank whose heads straddle a KV group more KV).
   ScalingPrediction p;
-  p.bytes = decode_bytes(config, shape, options.batch, options.context, options.element);
+  for (int rank = 0; rank < options.tp_size; ++rank) {
+    const DecodeBytes bytes = decode_bytes(config, rank_shape(config, options.tp_size, rank),
+                                           options.batch, options.context, options.element);
+    if (rank == 0 || bytes.total() > p.bytes.total()) p.bytes = bytes;
+  }
   p.roofline_compute_s = static_cast<double>(p.bytes.total()) /
                          (options.hbm_gbps * options.hbm_efficiency * 1e9);
   p.compute_measured = options.measured_compute_s.has_value();

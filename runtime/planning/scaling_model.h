@@ -87,7 +87,7 @@ struct ScalingOptions {
 };
 
 struct ScalingPrediction {
-  DecodeBytes bytes;              // rank 0's shard
+  DecodeBytes bytes;              // the slowest rank's shard (the most bytes)
   double roofline_compute_s = 0;  // bytes / (hbm_gbps x hbm_efficiency)
   double compute_s = 0;           // measured when given, else the roofline
   bool compute_measured = false;
@@ -96,7 +96,9 @@ struct ScalingPrediction {
   double tokens_per_s = 0;        // batch / step
 };
 
-// Rank 0's shard, the one `tpserve bench` runs by default.
+// The slowest rank's shard: the one with the most decode bytes. Under an uneven split that is
+// rank 0 (split_range gives it a largest part; `tpserve bench` runs it by default) unless another
+// rank holds more KV heads, where its query heads straddle two KV groups.
 ScalingPrediction predict_decode_step(const ModelConfig& config, const ScalingOptions& options);
 
 }  // namespace tpserve::runtime

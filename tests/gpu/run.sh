@@ -33,7 +33,8 @@ ldd "$bin/tpserve" | grep -E "not found|cublas|nccl|cudart"
 step "CUDA ops against the CPU twins"
 timeout 180 "$bin/tpserve_unit_tests" --gtest_filter='Cuda*:*ScatterAdd*:*Moe*' --gtest_brief=1
 
-for np in 1 2; do
+# np=3 on one GPU (host-staged): uneven shards of every 8-head fixture (3,3,2) and ChatGLM (2,1,1).
+for np in 1 2 3; do
   step "GPU model and communicator tests, np=$np"
   timeout 180 "${mpi[@]}" -np $np "$bin/tpserve_mpi_tests" --gtest_filter='*Gpu*' --gtest_brief=1 2>&1 |
     grep -vE "^\[ +OK|^\[ RUN" | grep -E "fidelity|gpu comm|FAILED|PASSED|Failure|error|skipped|Expected|Which|actual|SKIPPED" | head -80
@@ -46,6 +47,11 @@ timeout 60 "${mpi[@]}" -np 1 "$bin/tpserve" generate --model "$repo/tests/fixtur
 timeout 60 "${mpi[@]}" -np 2 "$bin/tpserve" generate --model "$repo/tests/fixtures/qwen2_tied" \
   --prompt-ids 1,17,300,42,7 --max-tokens 16 --ignore-eos --device cuda --dtype fp16 --allow-shared-gpu 2>&1 |
   grep -E "tokens:|decode:|error|host-staged"
+
+step "generate on the GPU: TP=5 on one GPU (host-staged), uneven shards of qwen2_tied's 12 heads"
+timeout 90 "${mpi[@]}" -np 5 "$bin/tpserve" generate --model "$repo/tests/fixtures/qwen2_tied" \
+  --prompt-ids 1,17,300,42,7 --max-tokens 16 --ignore-eos --device cuda --dtype fp16 --allow-shared-gpu 2>&1 |
+  grep -E "tokens:|decode:|error"
 
 step "doctor on the GPU"
 timeout 60 "${mpi[@]}" -np 1 "$bin/tpserve" doctor --device cuda 2>&1 | grep -v "^\["

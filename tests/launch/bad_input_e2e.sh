@@ -126,10 +126,9 @@ d=$(copy llama_gqa)
 printf '{"architectures": [' >"$d/config.json"
 expect_error "malformed config JSON" "$d/config.json: malformed JSON" 2 --model "$d" "${prompt[@]}"
 
-expect_error "tp not dividing heads" "tensor-parallel size 3 does not divide the 8 query heads" 3 \
-  --model "$TPSERVE_FIXTURES/llama_gqa" "${prompt[@]}"
-
-expect_error "tp not dividing chatglm heads" "tensor-parallel size 3 does not divide the 4 query heads" 3 \
+# Any N up to the query heads runs (uneven shards, generate_e2e.sh); only more ranks than query
+# heads is refused, naming the limit.
+expect_error "tp above the heads" "tensor-parallel size 5 exceeds the 4 query heads \(num_attention_heads\).*valid sizes: 1 to 4" 5 \
   --model "$TPSERVE_FIXTURES/chatglm" "${prompt[@]}"
 
 d=$(copy qwen2_moe)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `tpserve generate --input/--output` (batch jobs) under mpirun -np 2: greedy results equal
 # transformers' continuations, malformed lines become error records with their line number, and a
-# job killed mid-way resumes on re-run with no id missing and none twice.
+# job killed mid-way resumes on re-run with no id missing and none twice. Then the same job at
+# -np 5 (uneven shards of qwen2_tied's 12 heads: 3,3,2,2,2), batched 4 at a time, prefill chunked.
 source "$(dirname "$0")/lib.sh"
 model=$TPSERVE_FIXTURES/qwen2_tied
 input=$scratch/prompts.jsonl
@@ -92,6 +93,19 @@ fi
 # 3. Nothing left to do: a third run only skips.
 run 2 120 generate --model "$model" --input "$input" --output "$output" --no-progress
 grep -q "0 completed" <<<"$out" || fail "third run did work: $out"
+
+# 4. Batched serving on uneven shards: TP=5, 4 sequences per step, prompts chunked to 5 tokens.
+rm -f "$output"
+run 5 180 generate --model "$model" --input "$input" --output "$output" --max-seqs 4 \
+  --max-tokens-per-step 5 --block-size 4 --no-progress
+if [[ $status -ne 0 ]]; then
+  fail "TP=5 job: exit $status"
+  echo "$err" | tail -5
+elif ! summary=$(check_output 1); then
+  fail "TP=5 job: bad output"
+else
+  echo "ok: TP=5 (uneven) job: $summary"
+fi
 
 # Bad input: a missing input file is one line naming it, on every rank, no hang.
 run 2 60 generate --model "$model" --input "$scratch/none.jsonl" --output "$output"

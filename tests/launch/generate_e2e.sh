@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# `tpserve generate` under mpirun at every N the fixture's heads allow (and some they don't):
-# the printed ids must equal transformers' greedy continuation.
+# `tpserve generate` under mpirun at N that divide the fixture's heads (uneven_e2e.sh: N that do
+# not): the printed ids must equal transformers' greedy continuation.
 source "$(dirname "$0")/lib.sh"
 
 check_fixture llama_gqa 1 2 4
@@ -19,13 +19,7 @@ check_fixture qwen_v1_ntk 1 2 4
 
 # A PEFT LoRA adapter merged at load (--lora): peft's own greedy continuation on qwen2_tied.
 lora=$TPSERVE_FIXTURES/qwen2_tied_lora
-while read -r prompt expected; do
-  for np in 1 3 4; do
-    run "$np" 120 generate --model "$TPSERVE_FIXTURES/qwen2_tied" --lora "$lora" --prompt-ids "$prompt" \
-      --max-tokens 16 --ignore-eos --block-size 4 --max-tokens-per-step 5
-    expect_tokens "qwen2_tied+lora np=$np prompt=$prompt" "$expected"
-  done
-done <"$lora/reference_greedy.txt"
+check_greedy "qwen2_tied+lora" "$lora/reference_greedy.txt" "1 3 4" --model "$TPSERVE_FIXTURES/qwen2_tied" --lora "$lora"
 
 # The report carries the timings a user looks at.
 run 2 120 generate --model "$TPSERVE_FIXTURES/qwen2_tied" --prompt-ids 1,2,3 --max-tokens 4

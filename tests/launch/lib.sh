@@ -37,19 +37,26 @@ expect_tokens() {
   fi
 }
 
-# check_fixture NAME NP...: `generate` at each NP on every prompt of the fixture's
-# reference_greedy.txt must print transformers' greedy continuation.
+# check_greedy LABEL REFERENCE "NP..." ARGS...: for each "prompt expected" line of REFERENCE and
+# each NP, `tpserve generate ARGS` of the prompt (16 tokens, prefill chunked to 5) under mpirun -np
+# NP must print transformers' (or peft's) EXPECTED ids.
+check_greedy() {
+  local label=$1 reference=$2 nps=$3
+  shift 3
+  while read -r prompt expected; do
+    for np in $nps; do
+      run "$np" 120 generate "$@" --prompt-ids "$prompt" --max-tokens 16 --ignore-eos \
+        --block-size 4 --max-tokens-per-step 5
+      expect_tokens "$label np=$np prompt=$prompt" "$expected"
+    done
+  done <"$reference"
+}
+
+# check_fixture NAME NP...: check_greedy of a fixture against its reference_greedy.txt.
 check_fixture() {
   local name=$1
   shift
-  local dir=$TPSERVE_FIXTURES/$name
-  while read -r prompt expected; do
-    for np in "$@"; do
-      run "$np" 120 generate --model "$dir" --prompt-ids "$prompt" --max-tokens 16 --ignore-eos \
-        --block-size 4 --max-tokens-per-step 5
-      expect_tokens "$name np=$np prompt=$prompt" "$expected"
-    done
-  done <"$dir/reference_greedy.txt"
+  check_greedy "$name" "$TPSERVE_FIXTURES/$name/reference_greedy.txt" "$*" --model "$TPSERVE_FIXTURES/$name"
 }
 
 finish() {

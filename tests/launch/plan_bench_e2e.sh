@@ -18,8 +18,8 @@ run1() {
 # weights halving (tests/runtime/planning/memory_plan_test.cc checks TP=8's numbers exactly).
 run1 30 plan --preset qwen2-72b --tp 1,2,4,8 --dtype bf16 --gpu-mem 80GiB
 [[ $status -ne 0 ]] || fail "plan with a TP=1 that does not fit exited 0"
-for row in '^ +1 +135.43 GiB .* NO$' '^ +2 +67.71 GiB .* yes$' '^ +4 +33.86 GiB .* yes$' \
-           '^ +8 +16.93 GiB .* 90160 +1442560 .* yes$'; do
+for row in '^ +1 +135.43 GiB .* NO +1.000$' '^ +2 +67.71 GiB .* yes +1.000$' '^ +4 +33.86 GiB .* yes +1.000$' \
+           '^ +8 +16.93 GiB .* 90160 +1442560 .* yes +1.000$'; do
   grep -Eq "$row" <<<"$out" || fail "plan lacks a row matching '$row': $out"
 done
 grep -q 'qwen2-72b does not fit at TP=1: weights 135.43 GiB' <<<"$err" ||
@@ -29,9 +29,19 @@ grep -q 'qwen2-72b does not fit at TP=1: weights 135.43 GiB' <<<"$err" ||
 run1 30 plan --preset qwen2-72b --tp 8 --gpu-mem 81920MiB
 [[ $status -eq 0 ]] || fail "plan at TP=8 exited $status: $err"
 
+# An uneven N: its row, the per-rank split (64 q heads = 22,21,21 over 8 KV groups of 8: KV heads
+# 2 and 5 straddle two ranks, so ranks hold KV heads 0-2, 2-5, 5-7; 29568 units = 9856 x 3; 152064
+# rows = 50688 x 3) and the predicted cost of the imbalance.
 run1 30 plan --preset qwen2-72b --tp 3 --gpu-mem 80GiB
-[[ $status -ne 0 ]] && grep -q 'does not divide the 64 query heads' <<<"$err" ||
-  fail "TP=3 for 64 heads: status $status, $err"
+[[ $status -eq 0 ]] || fail "TP=3 for 64 heads: status $status, $err"
+grep -Eq '^ +3 +[0-9.]+ GiB .* yes +1\.0[0-9]{2}$' <<<"$out" || fail "plan lacks the TP=3 row: $out"
+grep -q 'tp 3 split: q heads 22,21,21 | kv heads 3,4,3 | intermediate 9856,9856,9856 | vocab 50688,50688,50688' <<<"$out" ||
+  fail "plan lacks the TP=3 split: $out"
+grep -Eq 'tp 3 imbalance 1\.0[0-9]{2} \(largest shard / mean, decode bytes\): a memory-bound decode step takes ~[0-9.]+% longer' <<<"$out" ||
+  fail "plan lacks the TP=3 imbalance: $out"
+run1 30 plan --preset qwen2-72b --tp 65 --gpu-mem 80GiB
+[[ $status -ne 0 ]] && grep -q 'size 65 exceeds the 64 query heads' <<<"$err" ||
+  fail "TP=65 for 64 heads: status $status, $err"
 
 run1 30 plan --preset no-such-model --tp 1
 [[ $status -ne 0 ]] && grep -q "unknown preset 'no-such-model'.*available: .*qwen2-72b" <<<"$err" ||

@@ -1,5 +1,5 @@
 // The model on the CUDA backend against transformers, at whatever N this binary runs under: N = 1
-// takes NCCL, N = 2 on one GPU the host-staged MPI path. Logits at every prompt position within a
+// takes NCCL, N = 2 on one GPU the host-staged MPI path, N = 3 the same with uneven shards. Logits at every prompt position within a
 // per-dtype tolerance of transformers' float32 logits, and the same argmax wherever transformers'
 // top-2 margin exceeds twice that tolerance. Skipped, visibly, where no CUDA device exists.
 // (qwen2_moe routes on the host from the device's router logits; its fixture keeps every token's
@@ -50,8 +50,8 @@ class GpuFixtureModelTest : public ::testing::TestWithParam<std::tuple<std::stri
 };
 
 TEST_P(GpuFixtureModelTest, LogitsMatchTransformers) {
-  const int tp = mpi_->size();
-  if (config_.num_heads % tp != 0) GTEST_SKIP() << "tp " << tp << " does not divide the heads";
+  const int tp = mpi_->size();  // uneven shards where tp does not divide the heads (np 3: 3,3,2)
+  if (tp > config_.num_heads) GTEST_SKIP() << "tp " << tp << " exceeds the heads";
   const DType dtype = std::get<1>(GetParam());
   const parallel::NodeTopology node = parallel::node_topology(MPI_COMM_WORLD);
   const parallel::GpuCommChoice choice =

@@ -2,6 +2,7 @@
 // Qwen2-MoE preset), its refusals, the size parser, every shape preset, and synthetic weights.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 
 #include "common/error.h"
@@ -58,7 +59,7 @@ MemoryPlanOptions small_options(int64_t memory) {
 
 TEST(MemoryPlan, SmallConfigAtTp4MatchesTheHandCount) {
   // TP=4: 1 q head per rank, 1 KV head (2 KV heads < 4 ranks: replicated); intermediate 102 splits
-  // 25/26/25/26 (the plan takes the largest rank, 26); vocab rows padded to ceil(10/4) = 3.
+  // 26/26/25/25 (the plan takes the largest rank, 26); vocab 3/3/2/2 rows padded to ceil(10/4) = 3.
   // Per layer: attn_norm 64 + qkv 3*16 rows x 64 = 3072 + qkv_bias 48 + o 64x16 = 1024
   //   + mlp_norm 64 + gate_up 2*26 x 64 = 3328 + down 64 x 26 = 1664 = 9264; x2 layers = 18528.
   // embed 3x64 = 192, lm_head 192, final_norm 64: 18976 elements x 4 bytes = 75904.
@@ -97,16 +98,67 @@ TEST(MemoryPlan, SaysWhyItDoesNotFit) {
   EXPECT_NE(plan.message.find("exceed the budget"), std::string::npos) << plan.message;
 }
 
-TEST(MemoryPlan, TpMustDivideTheQueryHeads) {
+TEST(MemoryPlan, TpAboveTheQueryHeadsIsRefusedNamingTheLimit) {
   MemoryPlanOptions options = small_options(100000);
-  options.tp_size = 3;
+  options.tp_size = 5;
   try {
     plan_memory(small_model(), options);
-    FAIL() << "TP=3 with 4 heads accepted";
+    FAIL() << "TP=5 with 4 heads accepted";
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("does not divide the 4 query heads"), std::string::npos)
+    EXPECT_NE(std::string(e.what()).find("size 5 exceeds the 4 query heads"), std::string::npos)
         << e.what();
+    EXPECT_NE(std::string(e.what()).find("valid sizes: 1 to 4"), std::string::npos) << e.what();
   }
+}
+
+TEST(MemoryPlan, UnevenTp3SizesEveryRankForTheLargestShard) {
+  // TP=3 on 4 q / 2 kv heads: q 2,1,1 -> rank 0 [0,2) reads KV head 0, ranks 1 and 2 KV head 1;
+  // intermediate 102 = 34 x 3; vocab 10 = 4,3,3 padded to 4.
+  // Rank 0 per layer: norms 128 + qkv (2+1+1) x 16 = 64 rows x 64 = 4096 + bias 64 + o 64 x 32 =
+  //   2048 + gate_up 68 x 64 = 4352 + down 64 x 34 = 2176 = 12864; x2 = 25728; embed + lm_head
+  //   2 x 4 x 64 = 512, final norm 64: 26304 elements = 105216 bytes.
+  // Ranks 1, 2: qkv 48 rows x 64 = 3072, bias 48, o 64 x 16 = 1024: 10800 per layer; 21600 + 576
+  //   = 22176 elements = 88704 bytes.
+  MemoryPlanOptions options = small_options(1 << 20);
+  options.tp_size = 3;
+  const MemoryPlan plan = plan_memory(small_model(), options);
+  ASSERT_EQ(plan.ranks.size(), 3u);
+  EXPECT_EQ(plan.ranks[0].weight_bytes, 105216);
+  EXPECT_EQ(plan.ranks[1].weight_bytes, 88704);
+  EXPECT_EQ(plan.ranks[2].weight_bytes, 88704);
+  EXPECT_EQ(plan.weight_bytes, 105216);
+  EXPECT_EQ(plan.kv_bytes_per_token, 256);  // every rank holds one KV head
+  EXPECT_EQ(plan.ranks[0].shape.heads.num_q_heads(), 2);
+  EXPECT_EQ(plan.ranks[2].shape.vocab.end - plan.ranks[2].shape.vocab.begin, 3);
+  EXPECT_EQ(plan.ranks[2].shape.vocab.padded_rows, 4);
+  // Imbalance: the largest rank's decode bytes over the mean.
+  double total = 0;
+  int64_t largest = 0;
+  for (const RankSplit& rank : plan.ranks) {
+    total += static_cast<double>(rank.decode_bytes);
+    largest = std::max(largest, rank.decode_bytes);
+  }
+  EXPECT_EQ(largest, plan.ranks[0].decode_bytes);
+  EXPECT_GT(plan.imbalance, 1.05);
+  EXPECT_DOUBLE_EQ(plan.imbalance, static_cast<double>(largest) * 3 / total);
+  // An even split: no imbalance.
+  options.tp_size = 2;
+  EXPECT_DOUBLE_EQ(plan_memory(small_model(), options).imbalance, 1.0);
+}
+
+TEST(MemoryPlan, KvPoolIsSizedForTheRankWithTheMostKvHeads) {
+  // 12 q / 4 kv heads over 5 ranks: q 3,3,2,2,2, KV [0] [1] [2] [2,3] [3] — rank 3's heads straddle
+  // two KV groups, so it holds 2 KV heads: 2 layers x 2 x 2 x 16 x 4 = 512 bytes per token.
+  PlanModel model = small_model();
+  model.config.num_heads = 12;
+  model.config.num_kv_heads = 4;
+  MemoryPlanOptions options = small_options(1 << 20);
+  options.tp_size = 5;
+  const MemoryPlan plan = plan_memory(model, options);
+  EXPECT_EQ(plan.ranks[0].kv_bytes_per_token, 256);
+  EXPECT_EQ(plan.ranks[3].kv_bytes_per_token, 512);
+  EXPECT_EQ(plan.kv_bytes_per_token, 512);
+  EXPECT_EQ(plan.kv_block_bytes, 512 * 4);
 }
 
 TEST(MemoryPlan, Qwen2_72bAtTp8Bf16) {
@@ -192,15 +244,16 @@ TEST(ByteSize, ParsesBinaryAndDecimalUnits) {
 TEST(SyntheticWeights, DeterministicSmallAndShaped) {
   auto backend = kernels::make_cpu_backend();
   const PlanModel model = small_model();
-  const RankShape shape = rank_shape(model.config, 4, 3);  // vocab rows 9: 1 real row of 3
+  const RankShape shape = rank_shape(model.config, 4, 3);  // vocab rows [8, 10): 2 real rows of 3
   const std::vector<WeightShard> plan = plan_weights(model.config, qwen2_architecture(), shape);
   WeightStore a, b;
   a.load_synthetic(plan, *backend, 7);
   b.load_synthetic(plan, *backend, 7);
-  EXPECT_EQ(a.bytes(), 75904u);  // rank 3 holds 26 units too: the hand count above
+  // Rank 3 holds 25 units: the hand count above less 2 layers x (gate, up, down) x 64 x 4 bytes.
+  EXPECT_EQ(a.bytes(), 75904u - 2 * 3 * 64 * 4);
   const auto* embed = static_cast<const float*>(a.get("embed"));
-  for (int i = 0; i < 64; ++i) EXPECT_LE(std::abs(embed[i]), 0.02f);
-  for (int i = 64; i < 3 * 64; ++i) EXPECT_EQ(embed[i], 0.0f) << "padding row element " << i;
+  for (int i = 0; i < 2 * 64; ++i) EXPECT_LE(std::abs(embed[i]), 0.02f);
+  for (int i = 2 * 64; i < 3 * 64; ++i) EXPECT_EQ(embed[i], 0.0f) << "padding row element " << i;
   const auto* norm = static_cast<const float*>(a.get("layers.1.attn_norm"));
   for (int i = 0; i < 64; ++i) EXPECT_EQ(norm[i], 1.0f);
   const auto* qkv_a = static_cast<const float*>(a.get("layers.0.qkv"));
