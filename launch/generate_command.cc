@@ -80,8 +80,8 @@ std::vector<int32_t> checked_prompt(const GenerateOptions& options, const runtim
   for (size_t i = 0; i < prompt_ids.size(); ++i) {
     const int64_t id = prompt_ids[i];
     if (id < 0 || id >= config.vocab_size) {
-      raise(ErrorCode::kOutOfRange, "{}: token {} at index {}{} is outside the model's vocabulary "
-            "[0, {}) (vocab_size in config.json)", flag, id, i,
+      raise(ErrorCode::kOutOfRange, "{}: token {} at index {}{} is outside the vocabulary [0, {}) "
+            "(vocab_size in config.json)", flag, id, i,
             options.text_prompt ? " of the tokenized prompt" : "", config.vocab_size);
     }
     prompt.push_back(static_cast<int32_t>(id));

@@ -7,21 +7,6 @@ source "$(dirname "$0")/lib.sh"
 
 model=$TPSERVE_FIXTURES/qwen2_tied
 
-# check NAME PATTERN: the last run failed (not by timeout) and stderr matches PATTERN.
-check_refused() {
-  local name=$1 pattern=$2
-  if [[ $status -eq 0 ]]; then
-    fail "$name: succeeded"
-  elif [[ $status -eq 124 || $status -eq 137 ]]; then
-    fail "$name: hung (killed by timeout)"
-  elif ! grep -qE -- "$pattern" <<<"$err"; then
-    fail "$name: stderr does not match '$pattern':"
-    echo "$err" | head -8
-  else
-    echo "ok: $name -> $(grep -E -m1 -- "$pattern" <<<"$err")"
-  fi
-}
-
 # A listener that sets SO_REUSEPORT, as another tpserve (gRPC, httplib) does: without our fix both
 # would bind. It prints its port and lives until killed.
 python3 -c '
@@ -36,10 +21,10 @@ for _ in $(seq 100); do [[ -s $scratch/port ]] && break; sleep 0.05; done
 busy=$(cat "$scratch/port")
 
 run 2 90 serve --model "$model" --port "$busy"
-check_refused "serve --port in use" "--port $busy: cannot listen on 127.0.0.1:$busy for gRPC: Address already in use"
+expect_refusal "serve --port in use" "--port $busy: cannot listen on 127.0.0.1:$busy for gRPC: Address already in use"
 [[ $out == *serving* ]] && fail "serve --port in use: printed '$out'"
 run 2 90 serve --model "$model" --port 0 --metrics-port "$busy"
-check_refused "serve --metrics-port in use" "--metrics-port $busy: cannot listen on 127.0.0.1:$busy for metrics: Address already in use"
+expect_refusal "serve --metrics-port in use" "--metrics-port $busy: cannot listen on 127.0.0.1:$busy for metrics: Address already in use"
 kill "$listener"
 wait "$listener" 2>/dev/null
 
@@ -59,7 +44,7 @@ timeout 30 "$TPSERVE_BIN" chat --addr "127.0.0.1:$busy" --connect-timeout 1 </de
   >"$scratch/out" 2>"$scratch/err"
 status=$?
 err=$(cat "$scratch/err")
-check_refused "chat without a server" "--addr 127.0.0.1:$busy: cannot connect"
+expect_refusal "chat without a server" "--addr 127.0.0.1:$busy: cannot connect"
 
 # A text prompt whose tokens fall outside the model's (here shrunk) vocabulary blames --prompt.
 small=$scratch/small_vocab
@@ -70,7 +55,7 @@ path = sys.argv[1] + "/config.json"
 config = json.load(open(path)); config["vocab_size"] = 5
 json.dump(config, open(path, "w"))' "$small"
 run 2 60 generate --model "$small" --prompt "Hello world" --max-tokens 2
-check_refused "generate --prompt out of vocabulary" "^.*--prompt: token [0-9]+ at index [0-9]+ of the tokenized prompt is outside"
+expect_refusal "generate --prompt out of vocabulary" "^.*--prompt: token [0-9]+ at index [0-9]+ of the tokenized prompt is outside"
 grep -q -- "--prompt-ids" <<<"$err" && fail "generate --prompt blames --prompt-ids"
 
 finish
