@@ -8,7 +8,7 @@
 // in-flight ones get --drain-timeout seconds to finish, then every rank exits 0. (SIGTERM to a bare
 // mpirun kills the ranks a second after forwarding it: no time to drain.)
 // A peer rank that dies or hangs: rank 0 logs one line naming it, every in-flight request fails
-// with UNAVAILABLE and that reason, and the job ends with exit status 75.
+// with UNAVAILABLE and that reason, and rank 0 ends the job with MPI_Abort (status 75).
 #include <unistd.h>
 
 #include <atomic>

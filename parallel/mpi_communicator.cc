@@ -111,21 +111,26 @@ void MpiCommunicator::wait(MPI_Request& request, const char* what) {
   // case on an idle rank is a short wait), then yield the core: CPU ranks are often oversubscribed.
   // Every 200 ms (a syscall per local peer) this rank looks for a peer whose process is gone: that
   // ends the wait at once rather than after the timeout, and before mpirun kills the survivors.
+  // The check also runs on entry (when due): a broadcast from this rank completes at once even
+  // when its receivers are gone, and an idle server's only collective is such a heartbeat.
   constexpr auto kPeerCheckInterval = std::chrono::milliseconds(200);
+  const auto check_peers = [&](std::chrono::steady_clock::time_point now) {
+    if (now < next_peer_check_) return;
+    next_peer_check_ = now + kPeerCheckInterval;
+    peers_->answer_pings();
+    if (auto exited = peers_->exited_peer()) {
+      peer_failed(fmt::format("{}; rank {} was waiting for it in {}", *exited, rank_, what));
+    }
+  };
   const auto deadline = std::chrono::steady_clock::now() + timeout_;
+  check_peers(deadline - timeout_);
   for (int spins = 0;; ++spins) {
     int done = 0;
     TPS_MPI(MPI_Test(&request, &done, MPI_STATUS_IGNORE));
     if (done) return;
     if (spins <= 1000) continue;
     const auto now = std::chrono::steady_clock::now();
-    if (now >= next_peer_check_) {
-      next_peer_check_ = now + kPeerCheckInterval;
-      peers_->answer_pings();
-      if (auto exited = peers_->exited_peer()) {
-        peer_failed(fmt::format("{}; rank {} was waiting for it in {}", *exited, rank_, what));
-      }
-    }
+    check_peers(now);
     if (now > deadline) {
       const auto seconds = std::chrono::duration_cast<std::chrono::seconds>(timeout_).count();
       std::vector<std::string> silent;
