@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Soak: `tpserve serve` at np 2 on a fixture model, loopback only, under mixed streaming, unary
 # and client-cancelled requests at a fraction of its measured capacity, for a bounded time.
-# Reports requests, failures, RSS drift per rank (from a quarter of the way in to the end: the
-# steady state) and KV blocks still used at the end (leaks). Exit 0 iff no failure, no leaked
-# block and every rank's RSS drift under 1%.
+# Reports requests, failures, RSS drift per rank (idle after the second half against idle after
+# the first) and KV blocks still used at the end (leaks). Exit 0 iff no failure, no leaked block
+# and every rank's RSS drift under 1%.
 #
 #   bash tests/soak/soak.sh [SECONDS=600] [LOAD=0.8]    # from the repository root, after a build
 #
@@ -51,43 +51,57 @@ rss() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 capacity=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["request_throughput"])' "$out/capacity.json")
 rate=$(python3 -c "print(round($capacity * $load, 3))")
 
-# RSS of every rank every 5 s while the client runs (rss.csv: seconds, then KiB per rank).
-"$client" --addr "$addr" --seconds "$seconds" --rate "$rate" --prompt-len 16 --output-len 16 \
-  >"$out/soak.json" &
-client_pid=$!
+# Two halves of --seconds / 2, each followed by 3 s idle and an RSS sample of every rank. Drift is
+# idle RSS after the second half against idle RSS after the first: both follow the same load, so
+# thread pools and malloc arenas (grown during the first half) cancel out and a leak does not.
+# While the client runs, RSS is also sampled every 5 s (rss.csv: seconds, then KiB per rank).
+half=$(python3 -c "print($seconds / 2)")
 start=$SECONDS
-while kill -0 "$client_pid" 2>/dev/null; do
+client_status=0
+for part in 1 2; do
+  "$client" --addr "$addr" --seconds "$half" --rate "$rate" --prompt-len 16 --output-len 16 \
+    --seed "$part" >"$out/soak$part.json" &
+  client_pid=$!
+  while kill -0 "$client_pid" 2>/dev/null; do
+    row=$((SECONDS - start))
+    for pid in "${ranks[@]}"; do row+=",$(rss "$pid")"; done
+    echo "$row" >>"$out/rss.csv"
+    sleep 5
+  done
+  wait "$client_pid" || client_status=1
+  sleep 3
   row=$((SECONDS - start))
   for pid in "${ranks[@]}"; do row+=",$(rss "$pid")"; done
-  echo "$row" >>"$out/rss.csv"
-  sleep 5
+  echo "$row" >"$out/idle$part.csv"
 done
-wait "$client_pid"
-client_status=$?
-row=$((SECONDS - start))
-for pid in "${ranks[@]}"; do row+=",$(rss "$pid")"; done
-echo "$row" >>"$out/rss.csv"
+python3 - "$out/soak1.json" "$out/soak2.json" >"$out/soak.json" <<'PY'
+import json, sys
+a, b = (json.load(open(p)) for p in sys.argv[1:])
+merged = dict(b)
+for key in ("seconds", "requests", "ok", "cancelled", "failed", "late_starts"):
+    merged[key] = a[key] + b[key]
+merged["first_failures"] = a["first_failures"] + b["first_failures"]
+print(json.dumps(merged))
+PY
 
-python3 - "$out/soak.json" "$out/rss.csv" "$capacity" "$load" "$client_status" <<'PY'
+python3 - "$out/soak.json" "$out/idle1.csv" "$out/idle2.csv" "$out/rss.csv" "$capacity" "$load" "$client_status" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))
-rows = [list(map(int, line.split(","))) for line in open(sys.argv[2])]
-capacity, load, client_status = float(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5])
+idle1, idle2 = ([int(v) for v in open(p).read().strip().split(",")] for p in sys.argv[2:4])
+rows = [list(map(int, line.split(","))) for line in open(sys.argv[4])]
+capacity, load, client_status = float(sys.argv[5]), float(sys.argv[6]), int(sys.argv[7])
 print(f"capacity {capacity:.2f} req/s; soak at {load * 100:.0f}% = {r['rate']} req/s for "
       f"{r['seconds']:.0f} s: {r['requests']} requests ({r['ok']} ok, {r['cancelled']} cancelled, "
       f"{r['failed']} failed, {r['late_starts']} started late); after: {r['in_flight_after']} in "
       f"flight, {r['kv_blocks_used_after']} of {r['kv_blocks_total']} KV blocks used")
 for f in r["first_failures"]:
     print("  failure:", f)
-# Drift is measured from the sample a quarter of the way in (steady state: the first minutes fill
-# gRPC's thread pool and malloc's arenas up to the soak's concurrency) to the last one.
-base = rows[len(rows) // 4]
 ok = client_status == 0
-for rank in range(1, len(rows[0])):
-    drift = (rows[-1][rank] - base[rank]) / base[rank] * 100
-    print(f"rank {rank - 1}: RSS {rows[0][rank]} KiB at start, {base[rank]} at {base[0]} s, "
-          f"{rows[-1][rank]} at {rows[-1][0]} s: drift {drift:+.2f}% "
-          f"(max {max(row[rank] for row in rows)} KiB)")
+for rank in range(1, len(idle1)):
+    drift = (idle2[rank] - idle1[rank]) / idle1[rank] * 100
+    print(f"rank {rank - 1}: idle RSS {idle1[rank]} KiB after the first half, {idle2[rank]} KiB after "
+          f"the second: drift {drift:+.2f}% (under load {min(row[rank] for row in rows)}.."
+          f"{max(row[rank] for row in rows)} KiB)")
     ok = ok and abs(drift) < 1.0
 sys.exit(0 if ok else 1)
 PY
