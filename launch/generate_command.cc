@@ -71,23 +71,26 @@ std::vector<int64_t> tokenize_prompt(const GenerateOptions& options,
 }
 
 // The prompt is checked before any weight is read.
+// Errors name the option the user gave: --prompt (its ids come from the tokenizer) or --prompt-ids.
 std::vector<int32_t> checked_prompt(const GenerateOptions& options, const runtime::ModelConfig& config,
                                     const std::vector<int64_t>& prompt_ids) {
-  if (prompt_ids.empty()) raise(ErrorCode::kInvalidArgument, "--prompt-ids: empty prompt");
+  const char* flag = options.text_prompt ? "--prompt" : "--prompt-ids";
+  if (prompt_ids.empty()) raise(ErrorCode::kInvalidArgument, "{}: empty prompt", flag);
   std::vector<int32_t> prompt;
   for (size_t i = 0; i < prompt_ids.size(); ++i) {
     const int64_t id = prompt_ids[i];
     if (id < 0 || id >= config.vocab_size) {
-      raise(ErrorCode::kOutOfRange, "--prompt-ids: token {} at index {} is outside the vocabulary "
-            "[0, {})", id, i, config.vocab_size);
+      raise(ErrorCode::kOutOfRange, "{}: token {} at index {}{} is outside the vocabulary [0, {}) "
+            "(vocab_size in config.json)", flag, id, i,
+            options.text_prompt ? " of the tokenized prompt" : "", config.vocab_size);
     }
     prompt.push_back(static_cast<int32_t>(id));
   }
   const int64_t total = static_cast<int64_t>(prompt.size()) + options.max_tokens;
   if (total > config.max_position_embeddings) {
-    raise(ErrorCode::kOutOfRange, "--prompt-ids + --max-tokens: {} prompt tokens + {} new tokens "
+    raise(ErrorCode::kOutOfRange, "{} + --max-tokens: {} prompt tokens + {} new tokens "
           "= {} exceeds the context length {} (max_position_embeddings, or the longer context a "
-          "rope scaling allows)", prompt.size(), options.max_tokens, total,
+          "rope scaling allows)", flag, prompt.size(), options.max_tokens, total,
           config.max_position_embeddings);
   }
   return prompt;

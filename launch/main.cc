@@ -9,6 +9,8 @@
 int main(int argc, char** argv) {
   CLI::App app{"tpserve: tensor-parallel LLM serving (launch with mpirun -np N)"};
   app.require_subcommand(1);
+  // --help shows every option's default; subcommands copy these option defaults when created.
+  app.option_defaults()->always_capture_default();
   tpserve::launch::CommandRunner runner;
   tpserve::launch::register_generate_command(app, runner);
   tpserve::launch::register_tokenize_command(app, runner);

@@ -3,11 +3,15 @@
 //   mpirun -np 2 tpserve serve --model DIR --port 50051
 //
 // SIGTERM or SIGINT to rank 0 (or to every rank, as Slurm's scancel does; the others wait for
-// rank 0): health turns NOT_SERVING, new requests are refused with UNAVAILABLE, in-flight ones get
-// --drain-timeout seconds to finish, then every rank exits 0. (mpirun forwards a SIGTERM it
-// receives, and the ranks drain the same way, but mpirun itself then reports the job as signalled.)
+// rank 0), or SIGUSR1 to mpirun (it forwards that one to every rank; launch/mpirun.sh sends it when
+// it gets SIGTERM or Ctrl-C): health turns NOT_SERVING, new requests are refused with UNAVAILABLE,
+// in-flight ones get --drain-timeout seconds to finish, then every rank exits 0. (SIGTERM to a bare
+// mpirun kills the ranks a second after forwarding it: no time to drain.)
+// A peer rank that dies or hangs: rank 0 logs one line naming it, every in-flight request fails
+// with UNAVAILABLE and that reason, and rank 0 ends the job with MPI_Abort (status 75).
 #include <unistd.h>
 
+#include <atomic>
 #include <csignal>
 #include <cstdio>
 #include <thread>
@@ -43,12 +47,46 @@ std::atomic<bool> g_stop_requested{false};
 
 extern "C" void on_stop_signal(int) { g_stop_requested.store(true); }
 
+// SIGTERM and SIGINT to a rank drain; so does SIGUSR1, which mpirun forwards to every rank without
+// ending the job (launch/mpirun.sh turns a SIGTERM or Ctrl-C of the job into one).
 void install_signal_handlers() {
   struct sigaction action {};
   action.sa_handler = &on_stop_signal;
   sigemptyset(&action.sa_mask);
-  sigaction(SIGTERM, &action, nullptr);
-  sigaction(SIGINT, &action, nullptr);
+  for (int sig : {SIGTERM, SIGINT, SIGUSR1}) sigaction(sig, &action, nullptr);
+}
+
+// Exit statuses (README, "Exit codes"). A peer failure ends the job through MPI_Abort with
+// kExitPeerFailure, which mpirun passes on.
+constexpr int kExitStartFailed = 1;
+constexpr int kExitPeerFailure = 75;
+
+// Rank 0's front ends: the engine, the gRPC server and the optional metrics endpoint.
+struct FrontEnd {
+  std::unique_ptr<runtime::Engine> engine;
+  std::unique_ptr<rpc::Server> server;
+  std::unique_ptr<rpc::MetricsServer> metrics;
+};
+
+void start_front_end(FrontEnd& front, const ServeOptions& options, ServingRank& rank,
+                     parallel::Communicator& comm) {
+  runtime::EngineOptions engine_options;
+  engine_options.max_queued_requests = options.max_queued;
+  front.engine = std::make_unique<runtime::Engine>(*rank.model, comm, rank.tokenizer.get(),
+                                                   engine_options);
+  rpc::ServerOptions server_options;
+  server_options.host = options.host;
+  server_options.port = options.port;
+  server_options.max_message_bytes = options.max_message_mib << 20;
+  server_options.backend = std::string(rank.device.backend->name());
+  server_options.dtype = std::string(dtype_name(rank.device.backend->compute_dtype()));
+  front.server = std::make_unique<rpc::Server>(*front.engine, *rank.model, rank.tokenizer.get(),
+                                               server_options);
+  if (options.metrics_port >= 0) {
+    front.metrics = std::make_unique<rpc::MetricsServer>(*front.engine, options.host,
+                                                         options.metrics_port);
+    log().info("metrics on http://{}:{}/metrics", options.host, front.metrics->port());
+  }
 }
 
 int run_serve(const ServeOptions& options) {
@@ -61,52 +99,51 @@ int run_serve(const ServeOptions& options) {
     load_serving_rank(rank, comm, {options.model_dir, options.lora_dir, options.max_seqs,
                                    options.kv_cache_mib, options.rank});
   });
-  if (!loaded) return 1;
+  if (!loaded) return kExitStartFailed;
+  // Rank 0 opens its ports (one in use is an error) before any rank starts serving, so a refusal
+  // ends every rank with the same verdict.
+  FrontEnd front;
+  const bool listening = run_phase(comm, "listen", [&] {
+    if (comm.rank() == 0) start_front_end(front, options, rank, comm);
+  });
+  if (!listening) return kExitStartFailed;
   comm.set_timeout(options.rank.step_timeout());
   if (comm.rank() != 0) {
     runtime::Engine::follow(*rank.model, comm);
     return 0;
   }
-  runtime::EngineOptions engine_options;
-  engine_options.max_queued_requests = options.max_queued;
-  runtime::Engine engine(*rank.model, comm, rank.tokenizer.get(), engine_options);
-  rpc::ServerOptions server_options;
-  server_options.address = options.host + ":" + std::to_string(options.port);
-  server_options.max_message_bytes = options.max_message_mib << 20;
-  server_options.backend = std::string(rank.device.backend->name());
-  server_options.dtype = std::string(dtype_name(rank.device.backend->compute_dtype()));
-  std::unique_ptr<rpc::Server> server;
-  try {
-    server = std::make_unique<rpc::Server>(engine, *rank.model, rank.tokenizer.get(), server_options);
-  } catch (const Error& e) {
-    log().error("{}", e.what());
-    engine.shutdown(std::chrono::milliseconds(0));
-    engine.run();  // tells the other ranks to stop
-    return 1;
-  }
-  std::unique_ptr<rpc::MetricsServer> metrics;
-  if (options.metrics_port >= 0) {
-    metrics = std::make_unique<rpc::MetricsServer>(engine, options.host, options.metrics_port);
-    log().info("metrics on http://{}:{}/metrics", options.host, metrics->port());
-  }
+  runtime::Engine& engine = *front.engine;
+  rpc::Server& server = *front.server;
   // One line on stdout that scripts (and the end-to-end tests) read for the ports.
   std::printf("serving %s on %s:%d (tp %d, metrics port %d, pid %d)\n",
-              rank.model->config().architecture.c_str(), options.host.c_str(), server->port(),
-              comm.size(), metrics ? metrics->port() : -1, static_cast<int>(getpid()));
+              rank.model->config().architecture.c_str(), options.host.c_str(), server.port(),
+              comm.size(), front.metrics ? front.metrics->port() : -1, static_cast<int>(getpid()));
   std::fflush(stdout);
-  log().info("serving on {}:{}; SIGTERM drains and exits", options.host, server->port());
+  log().info("serving on {}:{}; SIGTERM drains and exits", options.host, server.port());
   std::thread watcher([&] {
     while (!g_stop_requested.load() && engine.accepting()) {
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
+    if (!engine.accepting()) return;  // the engine stopped itself (a peer failed)
     log().info("stop requested: draining for up to {} s", options.drain_timeout_s);
-    server->set_serving(false);
+    server.set_serving(false);
     engine.shutdown(std::chrono::milliseconds(static_cast<int64_t>(options.drain_timeout_s * 1000)));
   });
-  engine.run();
+  // Rank 0 answers its clients before the job ends: a dead or hung peer throws here.
+  comm.set_throw_on_peer_failure(true);
+  try {
+    engine.run();
+  } catch (const parallel::PeerFailure& failure) {
+    log().critical("ending the job: {}", failure.what());
+    watcher.join();
+    server.set_serving(false);
+    // The handlers already hold their requests' UNAVAILABLE answer; let them send it.
+    server.shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+    parallel::abort_job(kExitPeerFailure);
+  }
   g_stop_requested.store(true);
   watcher.join();
-  server->shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
+  server.shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
   log().info("drained; exiting");
   return 0;
 }

@@ -1,7 +1,9 @@
 // Collectives between the tensor-parallel ranks. One interface, two backends: MPI (host memory,
 // CPU ranks and the host-staged GPU fallback) and NCCL (device memory). Every collective is
 // watched: one that does not finish within the timeout ends the whole job with a line naming the
-// collective, so a dead or hung peer never leaves the others waiting forever.
+// collective, so a dead or hung peer never leaves the others waiting forever. A rank that must
+// answer others before the job ends (rank 0 of `serve`: its clients) can ask for a PeerFailure
+// exception instead and end the job itself (abort_job).
 #pragma once
 
 #include <chrono>
@@ -9,8 +11,15 @@
 #include <memory>
 
 #include "common/dtype.h"
+#include "common/error.h"
 
 namespace tpserve::parallel {
+
+// A peer rank died or stopped answering; what() names the rank and the cause. Code kUnavailable.
+class PeerFailure : public Error {
+ public:
+  explicit PeerFailure(std::string reason) : Error(ErrorCode::kUnavailable, std::move(reason)) {}
+};
 
 class Communicator {
  public:

@@ -2,8 +2,12 @@
 
 #include <sched.h>
 
+#include <fmt/ranges.h>
+
 #include <limits>
+#include <string>
 #include <thread>
+#include <vector>
 
 #include "common/check.h"
 #include "common/error.h"
@@ -87,6 +91,7 @@ MpiCommunicator::MpiCommunicator(MPI_Comm comm, std::chrono::milliseconds timeou
   TPS_MPI(MPI_Comm_dup(comm, &comm_));
   TPS_MPI(MPI_Comm_rank(comm_, &rank_));
   TPS_MPI(MPI_Comm_size(comm_, &size_));
+  peers_ = std::make_unique<PeerWatch>(comm_);
 }
 
 MpiCommunicator::~MpiCommunicator() {
@@ -95,26 +100,56 @@ MpiCommunicator::~MpiCommunicator() {
   if (!finalized && comm_ != MPI_COMM_NULL) MPI_Comm_free(&comm_);
 }
 
+void MpiCommunicator::peer_failed(const std::string& reason) {
+  if (throw_on_peer_failure_) throw PeerFailure(reason);  // the catcher logs it
+  log().critical("{}; ending the job", reason);
+  abort_job(75);
+}
+
 void MpiCommunicator::wait(MPI_Request& request, const char* what) {
   // Poll instead of blocking so a peer that never arrives is noticed. Spin briefly (the common
   // case on an idle rank is a short wait), then yield the core: CPU ranks are often oversubscribed.
+  // Every 200 ms (a syscall per local peer) this rank looks for a peer whose process is gone: that
+  // ends the wait at once rather than after the timeout, and before mpirun kills the survivors.
+  // The check also runs on entry (when due): a broadcast from this rank completes at once even
+  // when its receivers are gone, and an idle server's only collective is such a heartbeat.
+  constexpr auto kPeerCheckInterval = std::chrono::milliseconds(200);
+  const auto check_peers = [&](std::chrono::steady_clock::time_point now) {
+    if (now < next_peer_check_) return;
+    next_peer_check_ = now + kPeerCheckInterval;
+    peers_->answer_pings();
+    if (auto exited = peers_->exited_peer()) {
+      peer_failed(fmt::format("{}; rank {} was waiting for it in {}", *exited, rank_, what));
+    }
+  };
   const auto deadline = std::chrono::steady_clock::now() + timeout_;
+  check_peers(deadline - timeout_);
   for (int spins = 0;; ++spins) {
     int done = 0;
     TPS_MPI(MPI_Test(&request, &done, MPI_STATUS_IGNORE));
     if (done) return;
-    if (spins > 1000) {
-      if (std::chrono::steady_clock::now() > deadline) {
-        log().critical("collective {} did not complete within {} s: a peer rank is hung or dead; "
-                       "ending the job",
-                       what, std::chrono::duration_cast<std::chrono::seconds>(timeout_).count());
-        abort_job(75);
+    if (spins <= 1000) continue;
+    const auto now = std::chrono::steady_clock::now();
+    check_peers(now);
+    if (now > deadline) {
+      const auto seconds = std::chrono::duration_cast<std::chrono::seconds>(timeout_).count();
+      std::vector<std::string> silent;
+      for (int peer : peers_->silent_peers(std::chrono::seconds(1))) {
+        silent.push_back(peers_->describe(peer));
       }
-      if (spins > 100000) {
-        std::this_thread::sleep_for(std::chrono::microseconds(200));
-      } else {
-        sched_yield();
+      if (silent.empty()) {
+        peer_failed(fmt::format("collective {} did not complete within {} s on rank {}, though every "
+                                "rank answers (ranks disagree on the collective sequence)",
+                                what, seconds, rank_));
       }
+      peer_failed(fmt::format("{} stopped answering (hung or dead): collective {} did not complete "
+                              "within {} s on rank {}",
+                              fmt::join(silent, ", "), what, seconds, rank_));
+    }
+    if (spins > 100000) {
+      std::this_thread::sleep_for(std::chrono::microseconds(200));
+    } else {
+      sched_yield();
     }
   }
 }

@@ -7,6 +7,7 @@
 #include <memory>
 
 #include "parallel/communicator.h"
+#include "parallel/peer_watch.h"
 
 namespace tpserve::parallel {
 
@@ -53,15 +54,24 @@ class MpiCommunicator final : public Communicator {
 
   void set_timeout(std::chrono::milliseconds timeout) { timeout_ = timeout; }
   std::chrono::milliseconds timeout() const { return timeout_; }
+  // True: a dead or hung peer throws PeerFailure (after logging it) instead of ending the job, so
+  // the caller can answer its clients first and then call abort_job itself.
+  void set_throw_on_peer_failure(bool on) { throw_on_peer_failure_ = on; }
 
  private:
-  // Waits for a non-blocking collective; past the timeout, aborts the job naming `what`.
+  // Waits for a non-blocking collective. A peer on this host whose process has exited fails it
+  // at once; past the timeout, so does any peer that stops answering. The failure names the peer
+  // and `what`, and ends the job (or throws PeerFailure, see above).
   void wait(MPI_Request& request, const char* what);
+  [[noreturn]] void peer_failed(const std::string& reason);
 
   MPI_Comm comm_ = MPI_COMM_NULL;
   int rank_ = 0;
   int size_ = 1;
   std::chrono::milliseconds timeout_;
+  std::unique_ptr<PeerWatch> peers_;
+  std::chrono::steady_clock::time_point next_peer_check_{};
+  bool throw_on_peer_failure_ = false;
 };
 
 }  // namespace tpserve::parallel

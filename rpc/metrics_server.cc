@@ -1,10 +1,12 @@
 #include "rpc/metrics_server.h"
 
 #include <httplib.h>
+#include <sys/socket.h>
 
 #include <fmt/format.h>
 
 #include "common/error.h"
+#include "rpc/listen_probe.h"
 
 namespace tpserve::rpc {
 
@@ -59,8 +61,16 @@ MetricsServer::MetricsServer(const runtime::Engine& engine, const std::string& h
   http_->Get("/metrics", [&engine](const httplib::Request&, httplib::Response& response) {
     response.set_content(prometheus_text(engine), "text/plain; version=0.0.4");
   });
+  // cpp-httplib sets SO_REUSEPORT by default, which lets a second server share a port in use.
+  http_->set_socket_options([](int fd) {
+    const int yes = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+  });
   port_ = port == 0 ? http_->bind_to_any_port(host) : (http_->bind_to_port(host, port) ? port : -1);
-  if (port_ <= 0) raise(ErrorCode::kUnavailable, "metrics: cannot listen on {}:{}", host, port);
+  if (port_ <= 0) {
+    raise(ErrorCode::kUnavailable, "--metrics-port {}: cannot listen on {}:{} for metrics: {}", port,
+          host, port, why_cannot_listen(host, port));
+  }
   thread_ = std::thread([this] { http_->listen_after_bind(); });
 }
 

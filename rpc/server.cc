@@ -3,10 +3,13 @@
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>
 
+#include <algorithm>
+#include <cstdint>
 #include <map>
 
 #include "common/log.h"
 #include "rpc/convert.h"
+#include "rpc/listen_probe.h"
 #include "rpc/status.h"
 #include "tpserve/v1/generation.grpc.pb.h"
 
@@ -124,6 +127,11 @@ class Server::GenerationService final : public v1::Generation::Service {
   grpc::Status run(grpc::ServerContext* context, const v1::GenerateRequest& wire, Deliver deliver) {
     std::shared_ptr<runtime::RequestStream> stream;
     try {
+      if (wire.ByteSizeLong() > static_cast<size_t>(options_.max_message_bytes)) {
+        raise(ErrorCode::kResourceExhausted, "the request is {} bytes, over this server's limit of "
+              "{} MiB (raise it with tpserve serve --max-message-mib)", wire.ByteSizeLong(),
+              options_.max_message_bytes >> 20);
+      }
       runtime::GenerationRequest request;
       request.prompt_ids = prompt_ids(wire, prompts_);
       request.params = sampling_params(wire.sampling(), engine_.sampling_defaults());
@@ -171,14 +179,21 @@ Server::Server(runtime::Engine& engine, const runtime::Model& model,
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(options.address, grpc::InsecureServerCredentials(), &port_);
-  builder.SetMaxReceiveMessageSize(options.max_message_bytes);
+  builder.AddListeningPort(options.host + ":" + std::to_string(options.port),
+                           grpc::InsecureServerCredentials(), &port_);
+  // gRPC sets SO_REUSEPORT by default: a second server on the same port would bind too and take
+  // half of the connections. Bind exclusively, so a port in use is an error.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  // gRPC itself refuses only requests over twice the limit (with its own words); the handlers
+  // refuse those between once and twice with a message that names the flag.
+  builder.SetMaxReceiveMessageSize(static_cast<int>(
+      std::min<int64_t>(2 * static_cast<int64_t>(options.max_message_bytes), INT32_MAX)));
   builder.SetMaxSendMessageSize(options.max_message_bytes);
   builder.RegisterService(service_.get());
   server_ = builder.BuildAndStart();
   if (server_ == nullptr || port_ == 0) {
-    raise(ErrorCode::kUnavailable, "cannot listen on {} (address in use or invalid)",
-          options.address);
+    raise(ErrorCode::kUnavailable, "--port {}: cannot listen on {}:{} for gRPC: {}", options.port,
+          options.host, options.port, why_cannot_listen(options.host, options.port));
   }
   set_serving(true);
 }

@@ -16,8 +16,9 @@
 namespace tpserve::rpc {
 
 struct ServerOptions {
-  std::string address = "127.0.0.1:50051";  // port 0 picks a free port
-  int max_message_bytes = 4 << 20;          // larger requests/responses: RESOURCE_EXHAUSTED
+  std::string host = "127.0.0.1";
+  int port = 50051;                 // 0 picks a free port; one in use is an error (no SO_REUSEPORT)
+  int max_message_bytes = 4 << 20;  // larger requests/responses: RESOURCE_EXHAUSTED
   std::string backend = "cpu";              // reported by ModelInfo
   std::string dtype = "F32";
 };

@@ -1,6 +1,7 @@
 #include "runtime/engine/engine.h"
 
 #include <algorithm>
+#include <csignal>
 #include <cstdlib>
 #include <thread>
 
@@ -77,7 +78,6 @@ Engine::Engine(Model& model, parallel::Communicator& comm, const Tokenizer* toke
 Engine::~Engine() = default;
 
 std::shared_ptr<RequestStream> Engine::submit(GenerationRequest request) {
-  if (shutting_down_.load()) raise(ErrorCode::kUnavailable, "the server is shutting down");
   const auto& prompt = request.prompt_ids;
   if (prompt.empty()) raise(ErrorCode::kInvalidArgument, "prompt: empty");
   for (size_t i = 0; i < prompt.size(); ++i) {
@@ -97,6 +97,10 @@ std::shared_ptr<RequestStream> Engine::submit(GenerationRequest request) {
   }
   request.arrival = Clock::now();
   std::lock_guard lock(inbox_mutex_);
+  // Checked under the lock that shutdown() and a peer failure take: no request slips in after.
+  if (shutting_down_.load()) {
+    raise(ErrorCode::kUnavailable, "{}", failure_.empty() ? "the server is shutting down" : failure_);
+  }
   if (static_cast<int>(inbox_.size()) + stats().queued_requests >= options_.max_queued_requests) {
     raise(ErrorCode::kResourceExhausted, "the request queue is full ({} requests)",
           options_.max_queued_requests);
@@ -195,11 +199,15 @@ void Engine::finish_sequence(SequenceRun& sequence, FinishReason reason) {
   if (reason == FinishReason::kDeadline) {
     event.error = Error(ErrorCode::kDeadlineExceeded, "the request's deadline passed before it finished");
   }
-  run.stream->push(std::move(event));
+  const std::shared_ptr<RequestStream> stream = run.stream;
   requests_.erase(request_id);
+  // Stats read right after the last event must no longer count this request.
+  publish_stats();
+  stream->push(std::move(event));
 }
 
-void Engine::close_request(RequestRun& run, std::optional<Error> error) {
+void Engine::close_request(uint64_t request_id, std::optional<Error> error) {
+  RequestRun& run = *requests_.at(request_id);
   for (uint64_t id : run.open_sequences) {
     scheduler_.remove(id);
     sequences_.erase(id);
@@ -208,7 +216,18 @@ void Engine::close_request(RequestRun& run, std::optional<Error> error) {
   event.done = true;
   event.error = std::move(error);
   event.usage = run.usage;
-  run.stream->push(std::move(event));
+  const std::shared_ptr<RequestStream> stream = run.stream;
+  requests_.erase(request_id);
+  publish_stats();
+  stream->push(std::move(event));
+}
+
+void Engine::publish_stats() {
+  std::lock_guard lock(stats_mutex_);
+  stats_.queued_requests = static_cast<int64_t>(requests_.size());
+  stats_.running_sequences = static_cast<int64_t>(scheduler_.num_running());
+  stats_.waiting_sequences = static_cast<int64_t>(scheduler_.num_waiting());
+  stats_.kv_blocks_used = scheduler_.blocks_used();
 }
 
 void Engine::sample_rows(const ScheduledStep& step, const std::vector<float>& logits) {
@@ -225,10 +244,8 @@ void Engine::sample_rows(const ScheduledStep& step, const std::vector<float>& lo
       result = sequence.sampler->sample(row_logits, run.request.prompt_ids, sequence.output);
     } catch (const Error& e) {
       // Non-finite logits: this request fails; the batch and the server go on.
-      const uint64_t request_id = run.id;
-      log().error("request {}: {}", request_id, e.what());
-      close_request(run, e);
-      requests_.erase(request_id);
+      log().error("request {}: {}", run.id, e.what());
+      close_request(run.id, e);
       continue;
     }
     const int32_t token = result.token_id;
@@ -274,10 +291,13 @@ void Engine::run_step() {
   if (step.input.num_tokens() == 0) return;
   broadcast_step(comm_, step.input);
   model_.forward(step.input, logits_);
+  {
+    // Counted before sampling pushes the tokens, so a client never sees a token Stats lacks.
+    std::lock_guard lock(stats_mutex_);
+    stats_.generated_tokens += static_cast<int64_t>(step.logit_seqs.size());
+    ++stats_.steps;
+  }
   sample_rows(step, logits_);
-  std::lock_guard lock(stats_mutex_);
-  stats_.generated_tokens += static_cast<int64_t>(step.logit_seqs.size());
-  ++stats_.steps;
 }
 
 void Engine::idle_wait() {
@@ -294,25 +314,41 @@ void Engine::idle_wait() {
 
 void Engine::run() {
   TPS_CHECK(comm_.rank() == 0, "Engine::run on rank {}", comm_.rank());
+  try {
+    serve();
+  } catch (const parallel::PeerFailure& failure) {
+    fail_all(failure);
+    throw;
+  }
+}
+
+void Engine::fail_all(const parallel::PeerFailure& failure) {
+  {
+    std::lock_guard lock(inbox_mutex_);
+    failure_ = failure.what();
+    shutting_down_.store(true);
+  }
+  take_new_requests();  // those submitted meanwhile get the same answer
+  close_all(Error(ErrorCode::kUnavailable, failure.what()));
+}
+
+void Engine::close_all(const Error& error) {
+  std::vector<uint64_t> ids;
+  for (const auto& [id, run] : requests_) ids.push_back(id);
+  for (uint64_t id : ids) close_request(id, error);
+}
+
+void Engine::serve() {
   for (;;) {
     take_new_requests();
     drop_abandoned_requests();
-    {
-      std::lock_guard lock(stats_mutex_);
-      stats_.queued_requests = static_cast<int64_t>(requests_.size());
-      stats_.running_sequences = static_cast<int64_t>(scheduler_.num_running());
-      stats_.waiting_sequences = static_cast<int64_t>(scheduler_.num_waiting());
-      stats_.kv_blocks_used = scheduler_.blocks_used();
-    }
+    publish_stats();
     if (shutting_down_.load()) {
       if (requests_.empty()) break;
       if (Clock::now() > drain_deadline_) {
         log().warn("drain timeout: failing {} unfinished requests", requests_.size());
-        for (auto& [id, run] : requests_) {
-          close_request(*run, Error(ErrorCode::kUnavailable, "the server shut down before the "
-                                                             "request finished"));
-        }
-        requests_.clear();
+        close_all(Error(ErrorCode::kUnavailable, "the server shut down before the request "
+                                                 "finished"));
         break;
       }
     }
@@ -330,8 +366,9 @@ void Engine::run() {
 namespace {
 
 // Fault injection for the end-to-end tests: TPSERVE_FAULT_EXIT_RANK=r with
-// TPSERVE_FAULT_EXIT_AFTER_STEPS=k makes rank r die abruptly after k steps, as a crashed process
-// or a lost node would; TPSERVE_FAULT_STEP_DELAY_MS=d makes every other rank take d ms longer per
+// TPSERVE_FAULT_EXIT_AFTER_STEPS=k makes rank r die by SIGKILL after k steps, as a crashed process
+// or the OOM killer would (with TPSERVE_FAULT_HANG=1 it hangs instead, as a stuck driver would);
+// TPSERVE_FAULT_STEP_DELAY_MS=d makes every other rank take d ms longer per
 // step, as a slow device would (so a test can keep a request in flight, whatever the machine).
 int env_int(const char* name, int fallback) {
   const char* value = std::getenv(name);
@@ -344,6 +381,7 @@ void Engine::follow(Model& model, parallel::Communicator& comm) {
   const bool doomed = env_int("TPSERVE_FAULT_EXIT_RANK", -1) == comm.rank();
   const int steps_to_live = env_int("TPSERVE_FAULT_EXIT_AFTER_STEPS", 0);
   const int step_delay_ms = env_int("TPSERVE_FAULT_STEP_DELAY_MS", 0);
+  const bool hang = env_int("TPSERVE_FAULT_HANG", 0) != 0;
   std::vector<float> logits;
   for (int steps = 0;; ++steps) {
     StepInput step;
@@ -351,8 +389,13 @@ void Engine::follow(Model& model, parallel::Communicator& comm) {
     if (step.stop) return;
     if (step.num_tokens() == 0) continue;  // heartbeat
     if (doomed && steps >= steps_to_live) {
-      log().warn("fault injection: rank {} exits abruptly (TPSERVE_FAULT_EXIT_RANK)", comm.rank());
-      std::_Exit(9);
+      if (hang) {
+        log().warn("fault injection: rank {} hangs (TPSERVE_FAULT_HANG)", comm.rank());
+        for (;;) std::this_thread::sleep_for(std::chrono::seconds(1));
+      }
+      log().warn("fault injection: rank {} is killed (TPSERVE_FAULT_EXIT_RANK)", comm.rank());
+      log().flush();
+      std::raise(SIGKILL);
     }
     if (step_delay_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(step_delay_ms));
     model.forward(step, logits);

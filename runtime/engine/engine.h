@@ -16,6 +16,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "parallel/communicator.h"
@@ -64,6 +65,9 @@ class Engine {
   std::shared_ptr<RequestStream> submit(GenerationRequest request);
 
   // Rank 0's main thread: serves until shutdown() and drained; then tells the other ranks to stop.
+  // A peer rank that dies or hangs (parallel::PeerFailure from the communicator) fails every
+  // request in flight, and every later submit(), with kUnavailable and the failure's reason; then
+  // the PeerFailure propagates (the other ranks were not told to stop: end the job).
   void run();
 
   // Any thread. Stop taking requests; in-flight ones get until `drain` to finish, then fail
@@ -93,8 +97,13 @@ class Engine {
   void drop_abandoned_requests();
   void run_step();
   void sample_rows(const ScheduledStep& step, const std::vector<float>& logits);
+  void serve();
+  void fail_all(const parallel::PeerFailure& failure);
   void finish_sequence(SequenceRun& sequence, FinishReason reason);
-  void close_request(RequestRun& request, std::optional<Error> error);
+  // Ends the request now with `error` (or none), its sequences and blocks freed first.
+  void close_request(uint64_t request_id, std::optional<Error> error);
+  void close_all(const Error& error);
+  void publish_stats();  // the request, sequence and KV block counts Stats reports
   void idle_wait();
 
   Model& model_;
@@ -112,6 +121,7 @@ class Engine {
   std::vector<std::pair<std::shared_ptr<RequestStream>, GenerationRequest>> inbox_;
   std::atomic<bool> shutting_down_{false};
   std::chrono::steady_clock::time_point drain_deadline_;
+  std::string failure_;  // a peer's failure: why every request is refused
   uint64_t next_request_id_ = 1;
 
   // Engine thread only.

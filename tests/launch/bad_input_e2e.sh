@@ -8,16 +8,7 @@ expect_error() {
   local name=$1 pattern=$2 np=$3
   shift 3
   run "$np" 60 generate "$@"
-  if [[ $status -eq 0 ]]; then
-    fail "$name: succeeded"
-  elif [[ $status -eq 124 || $status -eq 137 ]]; then
-    fail "$name: hung (killed by timeout)"
-  elif ! grep -qE -- "$pattern" <<<"$err"; then
-    fail "$name: stderr does not match '$pattern':"
-    echo "$err" | head -5
-  else
-    echo "ok: $name -> $(grep -E -m1 -- "$pattern" <<<"$err")"
-  fi
+  expect_refusal "$name" "$pattern"
 }
 
 # copy FIXTURE: a scratch copy of a fixture, printed.

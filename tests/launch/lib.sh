@@ -59,6 +59,22 @@ check_fixture() {
   check_greedy "$name" "$TPSERVE_FIXTURES/$name/reference_greedy.txt" "$*" --model "$TPSERVE_FIXTURES/$name"
 }
 
+# expect_refusal NAME PATTERN: the last run failed (not by timeout) and its stderr ($err) matches
+# PATTERN; prints the matching line.
+expect_refusal() {
+  local name=$1 pattern=$2
+  if [[ $status -eq 0 ]]; then
+    fail "$name: succeeded"
+  elif [[ $status -eq 124 || $status -eq 137 ]]; then
+    fail "$name: hung (killed by timeout)"
+  elif ! grep -qE -- "$pattern" <<<"$err"; then
+    fail "$name: stderr does not match '$pattern':"
+    echo "$err" | head -5
+  else
+    echo "ok: $name -> $(grep -E -m1 -- "$pattern" <<<"$err")"
+  fi
+}
+
 finish() {
   if ((failures)); then
     echo "$failures check(s) failed"

@@ -1,7 +1,8 @@
 // `tpserve serve` under mpirun -np 2 on the qwen2_tied fixture, driven over gRPC: greedy outputs
 // equal transformers' (alone and 64 at once, streaming), seeded sampling reproduces, cancelling
 // frees the KV blocks, every validation case answers with the right status naming the field,
-// queue overflow, SIGTERM drain, and a dying rank ending the job.
+// queue overflow and SIGTERM drain. Peer failures, mpirun's signals and the limits' messages:
+// serve_lifecycle_e2etest.cc.
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 #include <httplib.h>
@@ -15,6 +16,7 @@
 #include <thread>
 
 #include "grpc/health/v1/health.grpc.pb.h"
+#include "tests/rpc/grpc_client.h"
 #include "tests/rpc/server_process.h"
 #include "tpserve/v1/generation.grpc.pb.h"
 
@@ -22,8 +24,9 @@ namespace tpserve {
 namespace {
 
 using grpc::StatusCode;
+using testing::Client;
+using testing::HealthStatus;
 namespace v1 = tpserve::v1;
-using HealthStatus = grpc::health::v1::HealthCheckResponse;
 
 const std::string kModel = std::string(TPSERVE_FIXTURES_DIR) + "/qwen2_tied";
 
@@ -47,68 +50,6 @@ std::vector<GreedyCase> greedy_cases() {
   }
   return cases;
 }
-
-class Client {
- public:
-  explicit Client(const std::string& address)
-      : channel_(grpc::CreateChannel(address, grpc::InsecureChannelCredentials())),
-        stub_(v1::Generation::NewStub(channel_)),
-        health_(grpc::health::v1::Health::NewStub(channel_)) {}
-
-  static v1::GenerateRequest greedy(const std::vector<int32_t>& prompt, int max_tokens) {
-    v1::GenerateRequest request;
-    for (int32_t id : prompt) request.mutable_token_ids()->add_ids(id);
-    request.mutable_sampling()->set_temperature(0);
-    request.mutable_sampling()->set_max_tokens(max_tokens);
-    request.mutable_sampling()->set_ignore_eos(true);
-    return request;
-  }
-
-  grpc::Status generate(const v1::GenerateRequest& request, v1::GenerateResponse* response,
-                        std::chrono::seconds timeout = std::chrono::seconds(60)) {
-    grpc::ClientContext context;
-    context.set_deadline(std::chrono::system_clock::now() + timeout);
-    return stub_->Generate(&context, request, response);
-  }
-
-  // Streams a request; returns the concatenated token ids of choice 0 and the final status.
-  std::pair<std::vector<int32_t>, grpc::Status> stream(const v1::GenerateRequest& request) {
-    grpc::ClientContext context;
-    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(120));
-    auto reader = stub_->GenerateStream(&context, request);
-    std::vector<int32_t> ids;
-    v1::GenerateResponse response;
-    while (reader->Read(&response)) {
-      for (const auto& choice : response.choices()) {
-        if (choice.index() == 0) ids.insert(ids.end(), choice.token_ids().begin(), choice.token_ids().end());
-      }
-    }
-    return {ids, reader->Finish()};
-  }
-
-  HealthStatus::ServingStatus health() {
-    grpc::ClientContext context;
-    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
-    grpc::health::v1::HealthCheckRequest request;
-    HealthStatus response;
-    if (!health_->Check(&context, request, &response).ok()) return HealthStatus::UNKNOWN;
-    return response.status();
-  }
-
-  v1::StatsResponse stats() {
-    grpc::ClientContext context;
-    v1::StatsResponse response;
-    EXPECT_TRUE(stub_->Stats(&context, v1::StatsRequest(), &response).ok());
-    return response;
-  }
-
-  v1::Generation::Stub& stub() { return *stub_; }
-
- private:
-  std::shared_ptr<grpc::Channel> channel_;
-  std::unique_ptr<v1::Generation::Stub> stub_;
-  std::unique_ptr<grpc::health::v1::Health::Stub> health_;
-};
 
 class ServeTest : public ::testing::Test {
  protected:
@@ -411,20 +352,6 @@ TEST(ServeLifecycle, SigtermDrainsInFlightRequestsAndEveryRankExitsZero) {
     EXPECT_EQ(choice.finish_reason(), "length");
   }
   EXPECT_EQ(server.wait(std::chrono::seconds(30)), std::optional<int>(0));
-}
-
-TEST(ServeLifecycle, ADyingRankEndsTheJobAndFailsInFlightRequests) {
-  testing::ServerProcess server(2, {"--model", kModel, "--step-timeout", "10"},
-                                {"TPSERVE_FAULT_EXIT_RANK=1", "TPSERVE_FAULT_EXIT_AFTER_STEPS=20"});
-  Client client(server.address());
-  v1::GenerateResponse response;
-  const auto start = std::chrono::steady_clock::now();
-  const grpc::Status status = client.generate(Client::greedy({1, 2, 3}, 200), &response);
-  EXPECT_EQ(status.error_code(), StatusCode::UNAVAILABLE) << status.error_message();
-  const auto exit_status = server.wait(std::chrono::seconds(30));
-  ASSERT_TRUE(exit_status.has_value()) << "the job did not end";
-  EXPECT_NE(*exit_status, 0);
-  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(30));
 }
 
 }  // namespace

@@ -1,5 +1,6 @@
-// Runs `mpirun -np N tpserve serve ...` as a child process for end-to-end tests: waits for the
-// "serving ... on HOST:PORT" line, and stops it (SIGTERM, then SIGKILL) when the test is done.
+// Runs `mpirun -np N tpserve serve ...` (or launch/mpirun.sh) as a child process for end-to-end
+// tests: waits for the "serving ... on HOST:PORT" line, and stops it (SIGTERM, then SIGKILL) when
+// the test is done.
 #pragma once
 
 #include <signal.h>
@@ -7,8 +8,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <fcntl.h>
+
 #include <chrono>
 #include <cstdio>
+#include <fstream>
 #include <optional>
 #include <sstream>
 #include <string>
@@ -19,13 +23,20 @@ extern char** environ;
 
 namespace tpserve::testing {
 
+// How the job is started: the launcher command line, and whether the job's stderr is kept in a
+// file (stderr_text()) instead of passing through to the test's.
+struct ServerLaunch {
+  std::string launcher = TPSERVE_MPIRUN_STR;
+  bool capture_stderr = false;
+};
+
 class ServerProcess {
  public:
-  // Starts the server; throws std::runtime_error if it does not report its port within 60 s.
+  // Starts the server; throws std::runtime_error if it exits before reporting its port.
   ServerProcess(int np, const std::vector<std::string>& serve_args,
-                const std::vector<std::string>& extra_env = {}) {
+                const std::vector<std::string>& extra_env = {}, const ServerLaunch& launch = {}) {
     std::vector<std::string> args;
-    std::istringstream mpirun(TPSERVE_MPIRUN_STR);
+    std::istringstream mpirun(launch.launcher);
     for (std::string word; mpirun >> word;) args.push_back(word);
     args.insert(args.end(), {"-np", std::to_string(np), TPSERVE_BIN, "serve", "--port", "0"});
     args.insert(args.end(), serve_args.begin(), serve_args.end());
@@ -35,6 +46,14 @@ class ServerProcess {
     posix_spawn_file_actions_init(&actions);
     posix_spawn_file_actions_adddup2(&actions, out[1], STDOUT_FILENO);
     posix_spawn_file_actions_addclose(&actions, out[0]);
+    if (launch.capture_stderr) {
+      char path[] = "/tmp/tpserve_serve_stderr_XXXXXX";
+      const int fd = mkstemp(path);
+      if (fd < 0) throw std::runtime_error("mkstemp");
+      close(fd);
+      stderr_path_ = path;
+      posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, path, O_WRONLY | O_TRUNC, 0);
+    }
     std::vector<char*> argv;
     for (std::string& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
@@ -69,6 +88,15 @@ class ServerProcess {
   ~ServerProcess() {
     if (pid_ > 0) stop(std::chrono::seconds(30));
     if (stdout_ != nullptr) fclose(stdout_);
+    if (!stderr_path_.empty()) unlink(stderr_path_.c_str());
+  }
+
+  // What the job wrote to stderr so far (with ServerLaunch::capture_stderr).
+  std::string stderr_text() const {
+    std::ifstream file(stderr_path_);
+    std::ostringstream text;
+    text << file.rdbuf();
+    return text.str();
   }
 
   const std::string& address() const { return address_; }
@@ -110,6 +138,7 @@ class ServerProcess {
   std::string address_;
   int metrics_port_ = -1;
   pid_t rank0_pid_ = -1;
+  std::string stderr_path_;
 };
 
 }  // namespace tpserve::testing
