@@ -115,6 +115,18 @@ std::string_view chat_format_name(ChatFormat format) {
   return "unknown";
 }
 
+namespace {
+
+// A built-in format, for checkpoints that ship no template.
+ChatTemplate builtin(ChatFormat format, std::optional<std::string> default_system) {
+  ChatTemplate tmpl;
+  tmpl.format = format;
+  tmpl.default_system = std::move(default_system);
+  return tmpl;
+}
+
+}  // namespace
+
 ChatTemplate chat_template_for_model(const std::filesystem::path& model_dir, const Tokenizer& tokenizer,
                                      const std::filesystem::path& template_file) {
   std::optional<ChatTemplateText> own =
@@ -129,18 +141,18 @@ ChatTemplate chat_template_for_model(const std::filesystem::path& model_dir, con
   TokenizerSettings settings = read_tokenizer_settings(model_dir);
   const std::string& type = settings.model_type;
   auto has = [&](const char* token) { return tokenizer.token_to_id(token).has_value(); };
-  if (has("<|start_header_id|>")) return {ChatFormat::kLlama3, std::nullopt};
+  if (has("<|start_header_id|>")) return builtin(ChatFormat::kLlama3, std::nullopt);
   if (has("[gMASK]") || type == "chatglm") {
     bool v3 = has("<|user|>") || model_dir.filename().string().find("chatglm3") != std::string::npos;
-    return {v3 ? ChatFormat::kChatGLM3 : ChatFormat::kChatGLM2, std::nullopt};
+    return builtin(v3 ? ChatFormat::kChatGLM3 : ChatFormat::kChatGLM2, std::nullopt);
   }
   if (has("<|im_start|>")) {
-    if (type == "internlm2" || type == "internlm") return {ChatFormat::kInternLM2, std::nullopt};
+    if (type == "internlm2" || type == "internlm") return builtin(ChatFormat::kInternLM2, std::nullopt);
     // Qwen v1's make_context uses this system prompt when the conversation has none.
     bool qwen = type == "qwen" || type == "qwen2" || type == "qwen2_moe";
-    return {ChatFormat::kChatML, qwen ? std::optional<std::string>(std::string(kQwenDefaultSystem)) : std::nullopt};
+    return builtin(ChatFormat::kChatML, qwen ? std::optional<std::string>(std::string(kQwenDefaultSystem)) : std::nullopt);
   }
-  if (has("<s>") && (type == "llama" || type == "mistral")) return {ChatFormat::kLlama2, std::nullopt};
+  if (has("<s>") && (type == "llama" || type == "mistral")) return builtin(ChatFormat::kLlama2, std::nullopt);
   raise(ErrorCode::kUnimplemented, "{}: the model ships no chat template and its vocabulary matches no built-in one "
         "(model_type \"{}\"); pass --chat-template FILE", model_dir.string(), type);
 }

@@ -37,7 +37,7 @@ struct ChatMessage {
   std::string content;
   // Newer templates also accept content as a list of parts ([{"type": "text", "text": ...}]); when
   // set, a Jinja template sees this list as the message's content (built-in formats join the text).
-  std::optional<nlohmann::ordered_json> content_parts;
+  std::optional<nlohmann::ordered_json> content_parts = std::nullopt;
 };
 
 struct ChatTemplate {

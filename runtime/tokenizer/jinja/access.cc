@@ -10,23 +10,15 @@
 namespace tpserve::runtime::jinja {
 namespace {
 
-const Value* argument(const CallArgs& args, size_t index, const char* name) {
-  if (index < args.positional.size()) return &args.positional[index];
-  for (const auto& [key, value] : args.keyword) {
-    if (key == name) return &value;
-  }
-  return nullptr;
-}
-
 const std::string* optional_string(const CallArgs& args, size_t index, const char* name) {
-  const Value* value = argument(args, index, name);
+  const Value* value = find_argument(args, index, name);
   if (value == nullptr || value->is_none()) return nullptr;
   if (!value->is_string()) throw TemplateError(std::string(name) + " must be None or a string");
   return &value->as_string();
 }
 
 long optional_int(const CallArgs& args, size_t index, const char* name, long fallback) {
-  const Value* value = argument(args, index, name);
+  const Value* value = find_argument(args, index, name);
   if (value == nullptr || value->is_none()) return fallback;
   if (value->kind() != Value::Kind::kInt) throw TemplateError(std::string(name) + " must be an integer");
   return static_cast<long>(value->as_int());
@@ -71,7 +63,7 @@ Value string_method(const std::string& text, const std::string& name) {
   if (name == "startswith" || name == "endswith") {
     bool prefix = name == "startswith";
     return bind([prefix](const std::string& s, CallArgs& args) {
-      const Value* affix = argument(args, 0, "prefix");
+      const Value* affix = find_argument(args, 0, "prefix");
       if (affix == nullptr) throw TemplateError("startswith / endswith need an argument");
       return Value(affix_matches(s, *affix, prefix));
     });
@@ -107,7 +99,7 @@ Value string_method(const std::string& text, const std::string& name) {
   }
   if (name == "join") {
     return bind([](const std::string& s, CallArgs& args) {
-      const Value* items = argument(args, 0, "iterable");
+      const Value* items = find_argument(args, 0, "iterable");
       if (!items) throw TemplateError("join needs an iterable");
       std::string out;
       bool first = true;
@@ -148,11 +140,11 @@ Value dict_method(const Value& dict, const std::string& name) {
   }
   if (name == "get") {
     return bind([](const Dict& d, CallArgs& args) {
-      const Value* key = argument(args, 0, "key");
+      const Value* key = find_argument(args, 0, "key");
       if (key == nullptr) throw TemplateError("get expected at least 1 argument, got 0");
       const Value* found = key->is_string() ? d.find(key->as_string()) : nullptr;
       if (found) return *found;
-      const Value* fallback = argument(args, 1, "default");
+      const Value* fallback = find_argument(args, 1, "default");
       return fallback ? *fallback : Value::none();
     });
   }
@@ -164,6 +156,14 @@ Value dict_method(const Value& dict, const std::string& name) {
 }
 
 }  // namespace
+
+const Value* find_argument(const CallArgs& args, size_t index, const char* name) {
+  if (index < args.positional.size()) return &args.positional[index];
+  for (const auto& [key, value] : args.keyword) {
+    if (key == name) return &value;
+  }
+  return nullptr;
+}
 
 Value get_attribute(const Value& object, const std::string& name) {
   switch (object.kind()) {

@@ -14,6 +14,9 @@ struct TemplateError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// A call's argument by position, else by keyword (Python's binding of f(a, b=...)); null if absent.
+const Value* find_argument(const CallArgs& args, size_t index, const char* name);
+
 // Looks up `name` on `object` the way jinja2's sandboxed getattr does for {{ object.name }}: a
 // method of str or dict first (bound, callable), then a dict item; Undefined when neither exists.
 // Undefined objects fail ("'x' is undefined").

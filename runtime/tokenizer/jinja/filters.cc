@@ -13,16 +13,8 @@
 namespace tpserve::runtime::jinja {
 namespace {
 
-const Value* argument(const CallArgs& args, size_t index, const char* name) {
-  if (index < args.positional.size()) return &args.positional[index];
-  for (const auto& [key, value] : args.keyword) {
-    if (key == name) return &value;
-  }
-  return nullptr;
-}
-
 Value argument_or(const CallArgs& args, size_t index, const char* name, Value fallback) {
-  const Value* value = argument(args, index, name);
+  const Value* value = find_argument(args, index, name);
   return value ? *value : std::move(fallback);
 }
 
@@ -46,7 +38,7 @@ Value select_or_reject(const Value& seq, CallArgs& args, bool by_attribute, bool
   size_t next = 0;
   std::string attribute;
   if (by_attribute) {
-    const Value* attr = argument(args, 0, "attribute");
+    const Value* attr = find_argument(args, 0, "attribute");
     if (attr == nullptr || !attr->is_string()) throw TemplateError("selectattr / rejectattr need an attribute name");
     attribute = attr->as_string();
     next = 1;
@@ -193,7 +185,7 @@ bool is_known_test(const std::string& name) {
 
 Value apply_filter(const std::string& name, const Value& value, CallArgs& args) {
   if (name == "trim") {
-    const Value* chars = argument(args, 0, "chars");
+    const Value* chars = find_argument(args, 0, "chars");
     const std::string* set = chars && chars->is_string() ? &chars->as_string() : nullptr;
     return Value(py::strip(value.str(), set, py::Side::kBoth));
   }
@@ -266,7 +258,7 @@ Value apply_filter(const std::string& name, const Value& value, CallArgs& args) 
 bool apply_test(const std::string& name, const Value& value, CallArgs& args) {
   using Kind = Value::Kind;
   auto other = [&]() -> const Value& {
-    const Value* arg = argument(args, 0, "other");
+    const Value* arg = find_argument(args, 0, "other");
     if (arg == nullptr) throw TemplateError("test '" + name + "' needs an argument");
     return *arg;
   };

@@ -79,7 +79,7 @@ class Parser {
     while (true) {
       const Token& token = current();
       if (token.type == Type::kEnd) {
-        if (ends.size() != 0) fail("unexpected end of template, expected '" + std::string(*ends.begin()) + "'");
+        if (ends.size() != 0) fail("unexpected end of template, expected '" + std::string(*(ends.end() - 1)) + "'");
         return body;
       }
       if (token.type == Type::kText) {

@@ -98,7 +98,7 @@ std::string error_of(const std::function<void()>& fn) {
 
 TEST(ChatTemplateJinjaTest, SyntaxErrorsNameTheSourceAndLine) {
   EXPECT_EQ(error_of([] { Template("line one\n{% if x %}\nunclosed", "my.jinja"); }),
-            "my.jinja, line 3: unexpected end of template, expected 'elif'");
+            "my.jinja, line 3: unexpected end of template, expected 'endif'");
   EXPECT_EQ(error_of([] { Template("a\n\n{{ x | nosuchfilter }}", "t.jinja"); }), "t.jinja, line 3: No filter named 'nosuchfilter'.");
   EXPECT_EQ(error_of([] { Template("{% for x in y %}{% endif %}", "t.jinja"); }),
             "t.jinja, line 1: Encountered unknown or unsupported tag 'endif'");
