@@ -27,7 +27,7 @@ int run_batch_generate(const BatchGenerateOptions& options) {
                                    options.kv_cache_mib, options.rank});
     if (rank.tokenizer) {
       try {
-        chat_template = runtime::chat_template_for_model(options.model_dir, *rank.tokenizer);
+        chat_template = runtime::chat_template_for_model(options.model_dir, *rank.tokenizer, options.chat_template_file);
       } catch (const Error& e) {
         if (e.code() != ErrorCode::kUnimplemented) throw;
         log().warn("{}: lines with messages will be error records", e.what());

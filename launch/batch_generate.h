@@ -13,6 +13,7 @@ struct BatchGenerateOptions {
   std::string lora_dir;
   std::string input;
   std::string output;
+  std::string chat_template_file;  // --chat-template
   int max_seqs = 32;
   double kv_cache_mib = 0;  // 0: from the memory plan on a GPU, 256 MiB on the CPU
   int max_tokens = 16;      // default for lines without max_tokens

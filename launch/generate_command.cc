@@ -39,6 +39,7 @@ struct GenerateOptions {
   bool text_prompt = false;   // --prompt was given (even if empty)
   bool chat = false;          // --prompt is a user message, rendered with the chat template
   std::string system;         // optional system message for --chat
+  std::string chat_template_file;  // --chat-template: instead of the model's own template
   int max_tokens = 16;
   bool ignore_eos = false;
   RankOptions rank;
@@ -61,7 +62,7 @@ std::vector<int64_t> tokenize_prompt(const GenerateOptions& options,
     if (!options.system.empty()) messages.push_back({"system", options.system});
     messages.push_back({"user", options.prompt});
     const runtime::ChatTemplate chat_template =
-        runtime::chat_template_for_model(options.model_dir, tokenizer);
+        runtime::chat_template_for_model(options.model_dir, tokenizer, options.chat_template_file);
     // The rendered text already carries the template's BOS / role tokens.
     ids = tokenizer.encode(runtime::apply_chat_template(chat_template, messages), false);
   } else {
@@ -183,6 +184,8 @@ void register_generate_command(CLI::App& app, CommandRunner& runner) {
   sub->add_flag("--chat", options->chat, "Treat --prompt as a user message in the chat template")
       ->needs(text);
   sub->add_option("--system", options->system, "System message for --chat");
+  sub->add_option("--chat-template", options->chat_template_file,
+                  "Jinja chat template file, used instead of the one the model ships");
 
   sub->add_option("--max-tokens", options->max_tokens, "Tokens to generate")
       ->check(CLI::Range(1, 1 << 20));
@@ -208,6 +211,7 @@ void register_generate_command(CLI::App& app, CommandRunner& runner) {
       BatchGenerateOptions& batch = options->batch;
       batch.model_dir = options->model_dir;
       batch.lora_dir = options->lora_dir;
+      batch.chat_template_file = options->chat_template_file;
       batch.max_tokens = options->max_tokens;
       batch.ignore_eos = options->ignore_eos;
       batch.rank = options->rank;

@@ -40,6 +40,7 @@ struct ServeOptions {
   int max_message_mib = 4;
   int metrics_port = -1;  // -1: no metrics endpoint
   std::string lora_dir;   // --lora: PEFT adapter merged at load
+  std::string chat_template_file;  // --chat-template: instead of the model's own template
   RankOptions rank;
 };
 
@@ -80,6 +81,7 @@ void start_front_end(FrontEnd& front, const ServeOptions& options, ServingRank& 
   server_options.max_message_bytes = options.max_message_mib << 20;
   server_options.backend = std::string(rank.device.backend->name());
   server_options.dtype = std::string(dtype_name(rank.device.backend->compute_dtype()));
+  server_options.chat_template_file = options.chat_template_file;
   front.server = std::make_unique<rpc::Server>(*front.engine, *rank.model, rank.tokenizer.get(),
                                                server_options);
   if (options.metrics_port >= 0) {
@@ -171,6 +173,8 @@ void register_serve_command(CLI::App& app, CommandRunner& runner) {
       ->check(CLI::Range(1, 1024));
   sub->add_option("--lora", options->lora_dir,
                   "PEFT LoRA adapter directory, merged into the weights at load");
+  sub->add_option("--chat-template", options->chat_template_file,
+                  "Jinja chat template file, used instead of the one the model ships");
   sub->add_option("--metrics-port", options->metrics_port,
                   "Serve Prometheus metrics on this port (0 picks one; default off)")
       ->check(CLI::Range(0, 65535));

@@ -1,6 +1,7 @@
 // `tpserve tokenize`: the model's tokenizer from the command line, no MPI.
 //   tpserve tokenize --model DIR --text "你好 world"        prints the ids, comma-separated
 //   tpserve tokenize --model DIR --text "hi" --chat         the ids of a one-turn chat prompt
+//     (the model's own chat template; --chat-template FILE or --chat-format NAME instead)
 //   tpserve tokenize --model DIR --decode 108386,1879      prints the text
 // With --no-special the encode adds no BOS/prefix; --skip-special leaves special tokens out of a decode.
 #include <fmt/format.h>
@@ -21,6 +22,7 @@ struct TokenizeOptions {
   std::string text;
   std::string decode;
   std::string chat_format;
+  std::string chat_template_file;
   bool chat = false;
   bool no_special = false;
   bool skip_special = false;
@@ -59,10 +61,11 @@ int run_tokenize(const TokenizeOptions& options) {
   std::string text = options.text;
   bool add_special = !options.no_special;
   if (options.chat) {
-    runtime::ChatTemplate tmpl = runtime::chat_template_for_model(options.model_dir, *tokenizer);
+    runtime::ChatTemplate tmpl = runtime::chat_template_for_model(options.model_dir, *tokenizer, options.chat_template_file);
     if (!options.chat_format.empty()) {
       auto format = runtime::parse_chat_format(options.chat_format);
       if (!format) raise(ErrorCode::kInvalidArgument, "--chat-format: unknown format \"{}\"", options.chat_format);
+      tmpl.jinja.reset();  // a built-in format instead of the model's own template
       tmpl.format = *format;
     }
     std::vector<runtime::ChatMessage> messages = {{"user", text}};
@@ -86,7 +89,10 @@ void register_tokenize_command(CLI::App& app, CommandRunner& runner) {
   text->excludes(decode);
   command->add_flag("--chat", options->chat, "Encode --text as a one-turn chat prompt (the model's chat template)");
   command->add_option("--chat-format", options->chat_format,
-                      "Override the chat template: chatml, internlm2, chatglm2, chatglm3, llama2, llama3");
+                      "Use a built-in chat format instead: chatml, internlm2, chatglm2, chatglm3, llama2, llama3");
+  auto* chat_template = command->add_option("--chat-template", options->chat_template_file,
+                                            "Jinja chat template file, used instead of the one the model ships");
+  chat_template->excludes(command->get_option("--chat-format"));
   command->add_flag("--no-special", options->no_special, "Do not add BOS / prefix tokens when encoding");
   command->add_flag("--skip-special", options->skip_special, "Leave special tokens out of the decoded text");
   command->callback([&runner, options, text, decode] {

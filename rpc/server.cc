@@ -172,7 +172,7 @@ Server::Server(runtime::Engine& engine, const runtime::Model& model,
   prompts.tokenizer = tokenizer;
   if (tokenizer != nullptr) {
     chat_template_ = std::make_unique<runtime::ChatTemplate>(
-        runtime::chat_template_for_model(model.config().dir, *tokenizer));
+        runtime::chat_template_for_model(model.config().dir, *tokenizer, options.chat_template_file));
     prompts.chat_template = chat_template_.get();
   }
   service_ = std::make_unique<GenerationService>(engine, model, prompts, options);

@@ -21,6 +21,7 @@ struct ServerOptions {
   int max_message_bytes = 4 << 20;  // larger requests/responses: RESOURCE_EXHAUSTED
   std::string backend = "cpu";              // reported by ModelInfo
   std::string dtype = "F32";
+  std::string chat_template_file;  // --chat-template: a Jinja file used instead of the model's own
 };
 
 class Server {

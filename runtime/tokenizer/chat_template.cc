@@ -1,6 +1,7 @@
 #include "runtime/tokenizer/chat_template.h"
 
 #include "common/error.h"
+#include "runtime/tokenizer/chat_template_files.h"
 #include "runtime/tokenizer/model_files.h"
 
 namespace tpserve::runtime {
@@ -14,21 +15,6 @@ std::string_view trim(std::string_view text) {
   size_t begin = text.find_first_not_of(kSpace);
   if (begin == std::string_view::npos) return {};
   return text.substr(begin, text.find_last_not_of(kSpace) - begin + 1);
-}
-
-// A ChatML template's literal default system prompt: the text between "<|im_start|>system\n" and
-// "<|im_end|>" inside a Jinja string literal (Qwen2: "You are a helpful assistant."; Qwen2.5: "You
-// are Qwen, created by Alibaba Cloud. You are a helpful assistant.").
-std::optional<std::string> literal_default_system(const std::string& jinja) {
-  constexpr std::string_view kStart = "<|im_start|>system\\n";
-  for (size_t pos = jinja.find(kStart); pos != std::string::npos; pos = jinja.find(kStart, pos + 1)) {
-    size_t begin = pos + kStart.size();
-    size_t end = jinja.find("<|im_end|>", begin);
-    if (end == std::string::npos) break;
-    std::string_view text(jinja.data() + begin, end - begin);
-    if (!text.empty() && text.find_first_of("'\"{}+") == std::string_view::npos) return std::string(text);
-  }
-  return std::nullopt;
 }
 
 void check_role(const ChatMessage& message, std::initializer_list<std::string_view> allowed, ChatFormat format) {
@@ -129,28 +115,86 @@ std::string_view chat_format_name(ChatFormat format) {
   return "unknown";
 }
 
-ChatTemplate chat_template_for_model(const std::filesystem::path& model_dir, const Tokenizer& tokenizer) {
+namespace {
+
+// A built-in format, for checkpoints that ship no template.
+ChatTemplate builtin(ChatFormat format, std::optional<std::string> default_system) {
+  ChatTemplate tmpl;
+  tmpl.format = format;
+  tmpl.default_system = std::move(default_system);
+  return tmpl;
+}
+
+}  // namespace
+
+ChatTemplate chat_template_for_model(const std::filesystem::path& model_dir, const Tokenizer& tokenizer,
+                                     const std::filesystem::path& template_file) {
+  std::optional<ChatTemplateText> own =
+      template_file.empty() ? find_chat_template(model_dir) : std::optional<ChatTemplateText>(read_chat_template_file(template_file));
+  if (own) {
+    ChatTemplate tmpl;
+    tmpl.jinja = std::make_shared<const jinja::Template>(own->text, own->origin);
+    tmpl.special_tokens = read_special_tokens(model_dir);
+    return tmpl;
+  }
+  // No template shipped: the vocabulary says which family's format the model was trained on.
   TokenizerSettings settings = read_tokenizer_settings(model_dir);
   const std::string& type = settings.model_type;
-  const std::string& jinja = settings.chat_template;
-  if (type == "internlm2" || type == "internlm") return {ChatFormat::kInternLM2, std::nullopt};
-  if (type == "chatglm") {
-    bool v3 = jinja.find("<|user|>") != std::string::npos ||
-              model_dir.filename().string().find("chatglm3") != std::string::npos;
-    return {v3 ? ChatFormat::kChatGLM3 : ChatFormat::kChatGLM2, std::nullopt};
+  auto has = [&](const char* token) { return tokenizer.token_to_id(token).has_value(); };
+  if (has("<|start_header_id|>")) return builtin(ChatFormat::kLlama3, std::nullopt);
+  if (has("[gMASK]") || type == "chatglm") {
+    bool v3 = has("<|user|>") || model_dir.filename().string().find("chatglm3") != std::string::npos;
+    return builtin(v3 ? ChatFormat::kChatGLM3 : ChatFormat::kChatGLM2, std::nullopt);
   }
-  if (tokenizer.token_to_id("<|start_header_id|>")) return {ChatFormat::kLlama3, std::nullopt};
-  if (type == "llama" || jinja.find("[INST]") != std::string::npos) return {ChatFormat::kLlama2, std::nullopt};
-  if (type == "qwen" || type == "qwen2" || type == "qwen2_moe" || tokenizer.token_to_id("<|im_start|>")) {
-    std::optional<std::string> system = literal_default_system(jinja);
-    if (!system && (type == "qwen" || type == "qwen2" || type == "qwen2_moe")) system = std::string(kQwenDefaultSystem);
-    return {ChatFormat::kChatML, system};
+  if (has("<|im_start|>")) {
+    if (type == "internlm2" || type == "internlm") return builtin(ChatFormat::kInternLM2, std::nullopt);
+    // Qwen v1's make_context uses this system prompt when the conversation has none.
+    bool qwen = type == "qwen" || type == "qwen2" || type == "qwen2_moe";
+    return builtin(ChatFormat::kChatML, qwen ? std::optional<std::string>(std::string(kQwenDefaultSystem)) : std::nullopt);
   }
-  raise(ErrorCode::kUnimplemented, "{}: no chat template known for model_type \"{}\"", model_dir.string(), type);
+  if (has("<s>") && (type == "llama" || type == "mistral")) return builtin(ChatFormat::kLlama2, std::nullopt);
+  raise(ErrorCode::kUnimplemented, "{}: the model ships no chat template and its vocabulary matches no built-in one "
+        "(model_type \"{}\"); pass --chat-template FILE", model_dir.string(), type);
 }
+
+namespace {
+
+nlohmann::ordered_json jinja_context(const ChatTemplate& tmpl, std::span<const ChatMessage> messages,
+                                     bool add_generation_prompt) {
+  nlohmann::ordered_json list = nlohmann::ordered_json::array();
+  for (const ChatMessage& m : messages) {
+    list.push_back({{"role", m.role}, {"content", m.content_parts ? *m.content_parts : nlohmann::ordered_json(m.content)}});
+  }
+  nlohmann::ordered_json context = {{"messages", std::move(list)},
+                                    {"tools", nullptr},
+                                    {"documents", nullptr},
+                                    {"add_generation_prompt", add_generation_prompt}};
+  for (const auto& [key, value] : tmpl.special_tokens.items()) context[key] = value;
+  return context;
+}
+
+// Built-in formats take text: the text parts of a content list, joined.
+std::vector<ChatMessage> with_text_content(std::span<const ChatMessage> messages) {
+  std::vector<ChatMessage> out(messages.begin(), messages.end());
+  for (ChatMessage& m : out) {
+    if (!m.content_parts || !m.content_parts->is_array()) continue;
+    m.content.clear();
+    for (const auto& part : *m.content_parts) {
+      if (part.is_object() && part.value("type", "") == "text" && part.contains("text") && part["text"].is_string()) {
+        m.content += part["text"].get<std::string>();
+      }
+    }
+  }
+  return out;
+}
+
+}  // namespace
 
 std::string apply_chat_template(const ChatTemplate& chat_template, std::span<const ChatMessage> messages,
                                 bool add_generation_prompt) {
+  if (chat_template.jinja) return chat_template.jinja->render(jinja_context(chat_template, messages, add_generation_prompt));
+  std::vector<ChatMessage> text_messages = with_text_content(messages);
+  messages = text_messages;
   switch (chat_template.format) {
     case ChatFormat::kChatML:
     case ChatFormat::kInternLM2: return chatml(chat_template, messages, add_generation_prompt);
