@@ -71,6 +71,7 @@ bool looks_like_tiktoken(const std::filesystem::path& path) {
   std::ifstream in(path, std::ios::binary);
   std::string line;
   if (!std::getline(in, line)) return false;
+  if (!line.empty() && line.back() == '\r') line.pop_back();
   size_t space = line.find(' ');
   std::string bytes;
   return space != std::string::npos && base64_decode(line.substr(0, space), bytes) &&
@@ -91,6 +92,7 @@ std::unique_ptr<ByteLevelBpeTokenizer> load_tiktoken(const std::filesystem::path
   size_t line_number = 0;
   while (std::getline(in, line)) {
     ++line_number;
+    if (!line.empty() && line.back() == '\r') line.pop_back();  // qwen.tiktoken as shipped has CRLF lines
     if (line.empty()) continue;
     size_t space = line.find(' ');
     int64_t rank = -1;

@@ -37,14 +37,19 @@ std::string tokenizer_json(const std::string& vocab, const std::string& added = 
              "pre_tokenizer": {"type": "ByteLevel"}, "decoder": {"type": "ByteLevel"}})";
 }
 
-class TokenizerJsonLimitsTest : public ::testing::Test {
+// A model directory holding one tokenizer file; error_for writes it and loads the directory.
+class TokenizerFileLimitsTest : public ::testing::Test {
  protected:
+  explicit TokenizerFileLimitsTest(std::string file_name = "tokenizer.json") : file_name_(std::move(file_name)) {}
   std::string error_for(const std::string& text) {
-    write_file(dir_.path() / "tokenizer.json", text);
+    write_file(dir_.path() / file_name_, text);
     return load_error(dir_.path());
   }
+  std::string file_name_;
   testing::ScratchDir dir_{"tokenizer_limits"};
 };
+
+using TokenizerJsonLimitsTest = TokenizerFileLimitsTest;
 
 void expect_names(const std::string& message, const std::string& field) {
   EXPECT_NE(message.find("tokenizer.json: "), std::string::npos) << message;
@@ -108,13 +113,9 @@ TEST_F(TokenizerJsonLimitsTest, SparseIdsOfTrimmedFilesStillLoad) {
   EXPECT_THROW(tokenizer->decode(hole), Error);
 }
 
-class TiktokenLimitsTest : public ::testing::Test {
+class TiktokenLimitsTest : public TokenizerFileLimitsTest {
  protected:
-  std::string error_for(const std::string& text) {
-    write_file(dir_.path() / "qwen.tiktoken", text);
-    return load_error(dir_.path());
-  }
-  testing::ScratchDir dir_{"tiktoken_limits"};
+  TiktokenLimitsTest() : TokenizerFileLimitsTest("qwen.tiktoken") {}
 };
 
 TEST_F(TiktokenLimitsTest, RanksMustNumberTheLinesWithoutGapsOrRepeats) {
@@ -126,6 +127,15 @@ TEST_F(TiktokenLimitsTest, RanksMustNumberTheLinesWithoutGapsOrRepeats) {
   EXPECT_NE(message.find("qwen.tiktoken: ranks are not 0..1"), std::string::npos) << message;
   message = error_for("IQ== 0\nIg== 1\nIw== 3\n");
   EXPECT_NE(message.find("rank 2 is missing"), std::string::npos) << message;
+}
+
+TEST_F(TiktokenLimitsTest, CrlfLinesAsShippedStillLoad) {
+  // The real qwen.tiktoken ends its lines with "\r\n"; Qwen's specials follow the 3 ranks.
+  write_file(dir_.path() / "qwen.tiktoken", "IQ== 0\r\nIg== 1\r\nIyQ= 2\r\n");
+  auto tokenizer = Tokenizer::load(dir_.path());
+  EXPECT_EQ(tokenizer->token_to_id("<|endoftext|>"), 3);
+  std::vector<int32_t> ids = {0, 2};
+  EXPECT_EQ(tokenizer->decode(ids), "!#$");
 }
 
 TEST_F(TiktokenLimitsTest, OverlongTokensAreRefused) {
