@@ -19,6 +19,7 @@ packages=(
   libpcre2-dev libsentencepiece-dev libutf8proc-dev
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc libcpp-httplib-dev
   gnuplot-nox  # launch/plot_scaling.sh
+  clang libclang-rt-dev  # tests/fuzz/run.sh: libFuzzer, ASan and UBSan runtimes (Debian 12: clang 14)
 )
 
 missing=()

@@ -4,6 +4,7 @@
 
 #include "common/check.h"
 #include "common/error.h"
+#include "runtime/tokenizer/utf8.h"
 
 namespace tpserve::runtime {
 namespace {
@@ -68,6 +69,10 @@ void validate_stops(const SamplingParams& p, const SamplingLimits& limits) {
   }
   for (size_t i = 0; i < p.stop.size(); ++i) {
     if (p.stop[i].empty()) raise(ErrorCode::kInvalidArgument, "stop[{}] is an empty string", i);
+    // Stops are matched against decoded text, which is valid UTF-8: another string never matches.
+    if (size_t bad = utf8::find_invalid(p.stop[i]); bad != std::string::npos) {
+      raise(ErrorCode::kInvalidArgument, "stop[{}] is not valid UTF-8 (byte offset {})", i, bad);
+    }
     if (p.stop[i].size() > static_cast<size_t>(limits.max_stop_length)) {
       raise(ErrorCode::kOutOfRange, "stop[{}] is {} bytes long, the limit is {}", i,
             p.stop[i].size(), limits.max_stop_length);

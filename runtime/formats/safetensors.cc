@@ -19,6 +19,7 @@
 
 #include "common/check.h"
 #include "common/error.h"
+#include "common/json_brief.h"
 
 namespace tpserve::runtime {
 
@@ -35,12 +36,7 @@ constexpr std::string_view kMetadataKey = "__metadata__";
 constexpr std::string_view kSingleFile = "model.safetensors";
 constexpr std::string_view kIndexFile = "model.safetensors.index.json";
 
-// A JSON value for an error message: short, one line.
-std::string brief(const json& value) {
-  std::string text = value.dump();
-  if (text.size() > 60) text = text.substr(0, 57) + "...";
-  return text;
-}
+std::string brief(const json& value) { return json_brief(value); }
 
 // A JSON parser's message, kept to printable ASCII: it may quote the offending (non-UTF-8) bytes.
 std::string printable(std::string_view text) {
@@ -228,6 +224,15 @@ void check_byte_size(const std::string& file, const TensorEntry& entry) {
     if (__builtin_mul_overflow(needed, static_cast<uint64_t>(dim), &needed)) {
       raise(ErrorCode::kDataLoss, "{}: tensor '{}': shape [{}] of {} overflows 64-bit byte size",
             file, entry.name, fmt::join(entry.shape, ", "), dtype_name(entry.dtype));
+    }
+  }
+  // With a zero dimension the byte size is 0 whatever the others; rows x cols still multiplies them.
+  uint64_t elements = 1;
+  for (int64_t dim : entry.shape) {
+    if (dim != 0 && (__builtin_mul_overflow(elements, static_cast<uint64_t>(dim), &elements) ||
+                     elements > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))) {
+      raise(ErrorCode::kDataLoss, "{}: tensor '{}': shape [{}] has more than 2^63 elements", file, entry.name,
+            fmt::join(entry.shape, ", "));
     }
   }
   if (needed != entry.byte_size()) {
@@ -424,12 +429,27 @@ std::unique_ptr<Checkpoint> Checkpoint::open(const fs::path& dir) {
 // shard holds but the map does not list are ignored.
 void Checkpoint::open_index(const fs::path& index_path) {
   const std::string index = index_path.string();
+  // Like the header's top-level keys, a tensor named twice in weight_map is refused: the parser
+  // would silently keep one of the two files.
+  std::string section;
+  std::set<std::string> mapped;
+  std::optional<std::string> duplicate;
+  auto note_keys = [&](int depth, json::parse_event_t event, json& parsed) {
+    if (event == json::parse_event_t::key && depth == 1) section = parsed.get<std::string>();
+    if (event == json::parse_event_t::key && depth == 2 && section == "weight_map" && !duplicate &&
+        !mapped.insert(parsed.get<std::string>()).second) {
+      duplicate = parsed.get<std::string>();
+    }
+    return true;
+  };
   json root;
   try {
-    root = json::parse(read_text_file(index_path));
+    const std::string text = read_text_file(index_path);
+    root = json::parse(text.begin(), text.end(), note_keys);
   } catch (const json::exception& error) {
     raise(ErrorCode::kDataLoss, "{}: not valid JSON: {}", index, printable(error.what()));
   }
+  if (duplicate) raise(ErrorCode::kDataLoss, "{}: weight_map names '{}' twice", index, *duplicate);
   if (!root.is_object()) {
     raise(ErrorCode::kDataLoss, "{}: is a JSON {}, expected an object", index, root.type_name());
   }

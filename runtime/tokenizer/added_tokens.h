@@ -12,6 +12,12 @@
 
 namespace tpserve::runtime {
 
+// Token ids that tokenizer files may use: 0 <= id < 2^24. Far above any released vocabulary (the
+// largest seed-family ones are ~152k; Gemma's 256k) and small enough that a vocabulary size (the
+// largest id + 1) never overflows int32. Readers refuse other ids naming the file and field.
+constexpr int64_t kTokenIdLimit = int64_t{1} << 24;
+inline bool is_token_id(int64_t id) { return id >= 0 && id < kTokenIdLimit; }
+
 struct AddedToken {
   std::string content;
   int32_t id = -1;

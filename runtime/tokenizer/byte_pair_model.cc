@@ -2,6 +2,9 @@
 
 #include <algorithm>
 
+#include "common/check.h"
+#include "runtime/tokenizer/added_tokens.h"
+
 namespace tpserve::runtime {
 namespace {
 
@@ -24,13 +27,10 @@ struct Candidate {
 }  // namespace
 
 void BytePairModel::add_token(std::string bytes, int32_t id) {
-  if (id >= static_cast<int32_t>(id_bytes_.size())) {
-    id_bytes_.resize(id + 1);
-    id_present_.resize(id + 1, false);
-  }
+  TPS_CHECK(is_token_id(id), "token id {} reached BytePairModel unchecked", id);
+  id_limit_ = std::max(id_limit_, id + 1);
   if (bytes.size() == 1) byte_ids_[static_cast<unsigned char>(bytes[0])] = id;
   id_bytes_[id] = bytes;
-  id_present_[id] = true;
   token_ids_.emplace(std::move(bytes), id);
 }
 
@@ -51,8 +51,8 @@ std::optional<int32_t> BytePairModel::find(std::string_view bytes) const {
 }
 
 const std::string* BytePairModel::bytes_of(int32_t id) const {
-  if (id < 0 || id >= static_cast<int32_t>(id_bytes_.size()) || !id_present_[id]) return nullptr;
-  return &id_bytes_[id];
+  auto it = id_bytes_.find(id);
+  return it == id_bytes_.end() ? nullptr : &it->second;
 }
 
 void BytePairModel::encode(std::string_view piece, std::vector<int32_t>& out) const {

@@ -17,7 +17,9 @@ namespace tpserve::runtime {
 
 class BytePairModel {
  public:
-  // Registers token `id` with these raw bytes. Single bytes become the starting symbols.
+  // Registers token `id` (0 <= id < kTokenIdLimit, checked by the file readers) with these raw
+  // bytes. Single bytes become the starting symbols. Ids may be sparse (trimmed vocabularies keep
+  // their real ids): storage grows with the tokens, never with the id values.
   void add_token(std::string bytes, int32_t id);
 
   // `left` + `right` -> `merged`, applied in increasing `rank`.
@@ -35,7 +37,7 @@ class BytePairModel {
   // Raw bytes of `id`, or nullptr when the model has no such token.
   const std::string* bytes_of(int32_t id) const;
   // One past the largest id (ids may be sparse).
-  int32_t id_limit() const { return static_cast<int32_t>(id_bytes_.size()); }
+  int32_t id_limit() const { return id_limit_; }
   size_t merge_count() const { return merges_.size(); }
 
  private:
@@ -49,8 +51,8 @@ class BytePairModel {
   }
 
   std::unordered_map<std::string, int32_t> token_ids_;
-  std::vector<std::string> id_bytes_;
-  std::vector<bool> id_present_;
+  std::unordered_map<int32_t, std::string> id_bytes_;
+  int32_t id_limit_ = 0;
   int32_t byte_ids_[256];
   std::unordered_map<uint64_t, Merge> merges_;
   bool whole_piece_lookup_ = false;

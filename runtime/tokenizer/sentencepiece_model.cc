@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <mutex>
 
+#include "common/check.h"
 #include "common/error.h"
 #include "runtime/tokenizer/added_tokens.h"
 #include "runtime/tokenizer/sentencepiece_module/sentencepiece_abi.h"
@@ -14,6 +15,21 @@ namespace tpserve::runtime {
 namespace {
 
 constexpr std::string_view kSpaceSymbol = "\xE2\x96\x81";  // U+2581, SentencePiece's space
+
+// AddressSanitizer refuses dlopen with RTLD_DEEPBIND (the module would bypass its interceptors).
+// The sanitizer builds (CMakePresets.json "asan") run the unit and MPI tests, which link no gRPC,
+// so there is no protobuf clash for DEEPBIND to avoid there.
+#if defined(__SANITIZE_ADDRESS__)
+constexpr int kDeepBind = 0;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+constexpr int kDeepBind = 0;
+#else
+constexpr int kDeepBind = RTLD_DEEPBIND;
+#endif
+#else
+constexpr int kDeepBind = RTLD_DEEPBIND;
+#endif
 
 // The tpserve_sentencepiece module (see sentencepiece_abi.h for why it is loaded apart), opened
 // once per process. TPSERVE_SENTENCEPIECE_MODULE names it where the build-tree path does not hold.
@@ -45,7 +61,7 @@ const SentencePieceModule& sentencepiece_module() {
   std::call_once(once, [] {
     const char* from_env = std::getenv("TPSERVE_SENTENCEPIECE_MODULE");
     const std::string path = from_env != nullptr && *from_env != '\0' ? from_env : TPSERVE_SENTENCEPIECE_MODULE_PATH;
-    void* handle = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND);
+    void* handle = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL | kDeepBind);
     if (handle == nullptr) {
       failure = fmt::format("cannot load the SentencePiece module {} ({}); set TPSERVE_SENTENCEPIECE_MODULE to "
                             "libtpserve_sentencepiece.so",
@@ -143,7 +159,13 @@ class SentencePieceTokenizer : public Tokenizer {
       }
     }
     add_family_specials(settings);
-    for (const AddedToken& token : settings.added_tokens) added_.add(token);
+    for (const AddedToken& token : settings.added_tokens) {
+      if (!is_token_id(token.id)) {
+        raise(ErrorCode::kDataLoss, "{}: added_tokens_decoder[\"{}\"] ({}): expected a token id in [0, {})",
+              (path.parent_path() / "tokenizer_config.json").string(), token.id, token.content, kTokenIdLimit);
+      }
+      added_.add(token);
+    }
     vocab_size_ = piece_count_;
     for (const AddedToken& token : added_.all()) vocab_size_ = std::max(vocab_size_, token.id + 1);
     if (settings.add_bos_token.value_or(true) && !is_chatglm_ && processor_.bos_id() >= 0) {
@@ -186,7 +208,8 @@ class SentencePieceTokenizer : public Tokenizer {
       return;
     }
     std::string piece = processor_.id_to_piece(id);
-    if (processor_.is_byte(id)) {  // "<0xE4>"
+    if (processor_.is_byte(id)) {  // "<0xE4>" (SentencePiece's loader refuses byte pieces of another form)
+      TPS_CHECK(piece.size() == 6 && piece.starts_with("<0x"), "{}: byte piece {} is \"{}\"", source_, id, piece);
       out.push_back(static_cast<char>(std::stoi(piece.substr(3, 2), nullptr, 16)));
       state.emitted_text = true;
       return;

@@ -7,6 +7,7 @@
 
 #include "common/error.h"
 #include "runtime/tokenizer/byte_level_bpe.h"
+#include "runtime/tokenizer/utf8.h"
 
 namespace tpserve::runtime {
 namespace {
@@ -60,12 +61,17 @@ std::vector<std::string> llama3_specials() {
 constexpr std::string_view kLlama3SplitPattern =
     R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
 
+// Registering merges tries every cut of every token, quadratic in its length. Real tokens are short
+// (qwen.tiktoken's longest is 128 bytes); the cap keeps a hostile file from turning that into a hang.
+constexpr size_t kMaxTokenBytes = 512;
+
 }  // namespace
 
 bool looks_like_tiktoken(const std::filesystem::path& path) {
   std::ifstream in(path, std::ios::binary);
   std::string line;
   if (!std::getline(in, line)) return false;
+  if (!line.empty() && line.back() == '\r') line.pop_back();
   size_t space = line.find(' ');
   std::string bytes;
   return space != std::string::npos && base64_decode(line.substr(0, space), bytes) &&
@@ -77,29 +83,55 @@ std::unique_ptr<ByteLevelBpeTokenizer> load_tiktoken(const std::filesystem::path
   if (!in) raise(ErrorCode::kNotFound, "{}: cannot open", path.string());
   ByteLevelBpeConfig config;
   config.source = path.string() + " (tiktoken ranks)";
+  // Ranks number the tokens 0..N-1, each once: tiktoken refuses repeated ranks, and the specials
+  // are numbered from N (Qwen: len(mergeable_ranks)), so a gap or a stray large rank would shift
+  // them. The table is sized by the lines read, never by a rank's value.
   std::vector<std::string> tokens;
+  std::vector<size_t> line_of_rank;
   std::string line, bytes;
   size_t line_number = 0;
   while (std::getline(in, line)) {
     ++line_number;
+    if (!line.empty() && line.back() == '\r') line.pop_back();  // qwen.tiktoken as shipped has CRLF lines
     if (line.empty()) continue;
     size_t space = line.find(' ');
     int64_t rank = -1;
-    if (space != std::string::npos && base64_decode(std::string_view(line).substr(0, space), bytes)) {
-      try {
-        rank = std::stoll(line.substr(space + 1));
-      } catch (const std::exception&) {
-      }
+    if (space != std::string::npos && base64_decode(std::string_view(line).substr(0, space), bytes) &&
+        space + 1 < line.size() && line.find_first_not_of("0123456789", space + 1) == std::string::npos &&
+        line.size() - space - 1 <= 9) {
+      rank = std::stoll(line.substr(space + 1));
     }
-    if (rank < 0 || rank > 10'000'000) {
+    if (rank < 0 || rank >= kTokenIdLimit) {
       raise(ErrorCode::kDataLoss, "{}:{}: expected \"base64 rank\", got \"{}\"", path.string(), line_number,
-            line.substr(0, 80));
+            utf8::repair(line.substr(0, 80)));
     }
-    if (static_cast<size_t>(rank) >= tokens.size()) tokens.resize(rank + 1);
+    if (bytes.size() > kMaxTokenBytes) {
+      raise(ErrorCode::kDataLoss, "{}:{}: token of rank {} is {} bytes, more than the {} a tiktoken token may have",
+            path.string(), line_number, rank, bytes.size(), kMaxTokenBytes);
+    }
+    if (static_cast<size_t>(rank) >= tokens.size()) {
+      if (static_cast<size_t>(rank) > 2 * line_number + 1024) {  // cannot be dense: stop before allocating
+        raise(ErrorCode::kDataLoss, "{}: ranks are not 0..{}: line {} has rank {}", path.string(), line_number - 1,
+              line_number, rank);
+      }
+      tokens.resize(rank + 1);
+      line_of_rank.resize(rank + 1, 0);
+    }
+    if (line_of_rank[rank] != 0) {
+      raise(ErrorCode::kDataLoss, "{}:{}: rank {} is already used by line {}", path.string(), line_number, rank,
+            line_of_rank[rank]);
+    }
+    line_of_rank[rank] = line_number;
     tokens[rank] = bytes;
     config.model.add_token(bytes, static_cast<int32_t>(rank));
   }
   if (tokens.empty()) raise(ErrorCode::kDataLoss, "{}: no ranks", path.string());
+  for (size_t rank = 0; rank < tokens.size(); ++rank) {
+    if (line_of_rank[rank] == 0) {
+      raise(ErrorCode::kDataLoss, "{}: ranks are not 0..{}: rank {} is missing", path.string(), tokens.size() - 1,
+            rank);
+    }
+  }
   for (size_t rank = 0; rank < tokens.size(); ++rank) {
     const std::string& token = tokens[rank];
     for (size_t cut = 1; cut < token.size(); ++cut) {

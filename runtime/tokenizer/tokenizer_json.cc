@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/error.h"
+#include "common/json_brief.h"
 #include "runtime/tokenizer/byte_level_bpe.h"
 #include "runtime/tokenizer/model_files.h"
 
@@ -23,21 +24,58 @@ struct Context {
   std::string file;
   ByteLevelBpeConfig& config;
   bool byte_level = false;  // a ByteLevel pre-tokenizer or decoder was seen
+  std::unordered_map<int32_t, std::string> token_of_id;  // model.vocab, raw bytes, for the added-token checks
 };
 
-std::string type_of(const json& node) { return node.is_object() ? node.value("type", std::string()) : ""; }
+// Sequences nest Sequences; real files go one level deep. The limit keeps a hostile file's nesting
+// from becoming recursion depth.
+constexpr int kMaxSequenceDepth = 8;
+
+const json& null_json() {
+  static const json null;
+  return null;
+}
+
+// node[key], or null when absent; by reference: copying a deeply nested value would recurse.
+const json& member(const json& node, const char* key) {
+  if (!node.is_object()) return null_json();
+  auto it = node.find(key);
+  return it == node.end() ? null_json() : *it;
+}
+
+std::string type_of(const json& node) {
+  const json& type = member(node, "type");
+  return type.is_string() ? type.get<std::string>() : "";
+}
+
+void check_depth(const Context& ctx, int depth, std::string_view field) {
+  if (depth > kMaxSequenceDepth) {
+    raise(ErrorCode::kDataLoss, "{}: {} Sequences nest deeper than {}", ctx.file, field, kMaxSequenceDepth);
+  }
+}
+
+// A token id read from the file: an integer in [0, kTokenIdLimit), else an error naming `field`.
+int32_t token_id(const Context& ctx, const json& value, const std::string& field) {
+  // get<int64_t> of an unsigned above 2^63 wraps negative, which is_token_id refuses too.
+  if (!value.is_number_integer() || !is_token_id(value.get<int64_t>())) {
+    raise(ErrorCode::kDataLoss, "{}: {} is {}, expected a token id (an integer in [0, {}))", ctx.file, field,
+          json_brief(value), kTokenIdLimit);
+  }
+  return static_cast<int32_t>(value.get<int64_t>());
+}
 
 [[noreturn]] void unsupported(const Context& ctx, std::string_view field, const std::string& type) {
   raise(ErrorCode::kUnimplemented, "{}: {} of type \"{}\" is not supported", ctx.file, field, type);
 }
 
-void parse_normalizer(Context& ctx, const json& node) {
+void parse_normalizer(Context& ctx, const json& node, int depth = 0) {
   if (node.is_null()) return;
   std::string type = type_of(node);
   if (type == "NFC") {
     ctx.config.nfc = true;
   } else if (type == "Sequence") {
-    for (const json& child : node.at("normalizers")) parse_normalizer(ctx, child);
+    check_depth(ctx, depth, "normalizer");
+    for (const json& child : node.at("normalizers")) parse_normalizer(ctx, child, depth + 1);
   } else {
     unsupported(ctx, "normalizer", type);
   }
@@ -61,11 +99,12 @@ void add_splitter(Context& ctx, std::string_view pattern, std::string_view field
   ctx.config.splitters.push_back(std::make_unique<RegexSplitter>(pattern, ctx.file + ": " + std::string(field)));
 }
 
-void parse_pre_tokenizer(Context& ctx, const json& node) {
+void parse_pre_tokenizer(Context& ctx, const json& node, int depth = 0) {
   if (node.is_null()) return;
   std::string type = type_of(node);
   if (type == "Sequence") {
-    for (const json& child : node.at("pretokenizers")) parse_pre_tokenizer(ctx, child);
+    check_depth(ctx, depth, "pre_tokenizer");
+    for (const json& child : node.at("pretokenizers")) parse_pre_tokenizer(ctx, child, depth + 1);
   } else if (type == "ByteLevel") {
     ctx.byte_level = true;
     ctx.config.add_prefix_space = node.value("add_prefix_space", false);
@@ -101,16 +140,21 @@ int32_t vocab_id(const Context& ctx, const std::unordered_map<std::string, int32
 void parse_model(Context& ctx, const json& node) {
   std::string type = type_of(node);
   if (!type.empty() && type != "BPE") unsupported(ctx, "model", type);
-  if (!node.value("continuing_subword_prefix", json()).is_null() &&
-      !node["continuing_subword_prefix"].get<std::string>().empty()) {
-    unsupported(ctx, "model.continuing_subword_prefix", node["continuing_subword_prefix"].get<std::string>());
+  if (const json& prefix = member(node, "continuing_subword_prefix");
+      !prefix.is_null() && !prefix.get<std::string>().empty()) {
+    unsupported(ctx, "model.continuing_subword_prefix", prefix.get<std::string>());
   }
   std::unordered_map<std::string, int32_t> vocab;
-  for (const auto& [token, id] : node.at("vocab").items()) {
+  for (const auto& [token, value] : node.at("vocab").items()) {
     auto bytes = byte_level_to_bytes(token);
     if (!bytes) raise(ErrorCode::kDataLoss, "{}: model.vocab token \"{}\" is not byte-level", ctx.file, token);
-    vocab.emplace(token, id.get<int32_t>());
-    ctx.config.model.add_token(std::move(*bytes), id.get<int32_t>());
+    const int32_t id = token_id(ctx, value, fmt::format("model.vocab[\"{}\"]", token));
+    if (auto [it, fresh] = ctx.token_of_id.emplace(id, *bytes); !fresh) {
+      raise(ErrorCode::kDataLoss, "{}: model.vocab[\"{}\"] has id {}, which another token already has", ctx.file,
+            token, id);
+    }
+    vocab.emplace(token, id);
+    ctx.config.model.add_token(std::move(*bytes), id);
   }
   const json& merges = node.at("merges");
   for (size_t i = 0; i < merges.size(); ++i) {
@@ -135,12 +179,25 @@ void parse_model(Context& ctx, const json& node) {
   ctx.config.model.set_whole_piece_lookup(node.value("ignore_merges", false));
 }
 
+// Each added token has an id of its own, or the id of the model.vocab token with the same bytes
+// (GPT-2 lists <|endoftext|> in both): two different tokens on one id would make decode ambiguous.
 void parse_added_tokens(Context& ctx, const json& node) {
   if (node.is_null()) return;
-  for (const json& entry : node) {
+  std::unordered_map<int32_t, size_t> index_of_id;
+  for (size_t i = 0; i < node.size(); ++i) {
+    const json& entry = node.at(i);
     AddedToken token;
-    token.id = entry.at("id").get<int32_t>();
+    const std::string field = fmt::format("added_tokens[{}].id", i);
+    token.id = token_id(ctx, entry.at("id"), field);
     token.content = entry.at("content").get<std::string>();
+    if (auto [it, fresh] = index_of_id.emplace(token.id, i); !fresh) {
+      raise(ErrorCode::kDataLoss, "{}: {} is {}, which added_tokens[{}] already has", ctx.file, field, token.id,
+            it->second);
+    }
+    if (auto it = ctx.token_of_id.find(token.id); it != ctx.token_of_id.end() && it->second != token.content) {
+      raise(ErrorCode::kDataLoss, "{}: {} is {}, which model.vocab gives to another token", ctx.file, field,
+            token.id);
+    }
     token.special = entry.value("special", false);
     token.lstrip = entry.value("lstrip", false);
     token.rstrip = entry.value("rstrip", false);
@@ -163,18 +220,28 @@ void parse_template(Context& ctx, const json& node) {
             name);
     }
     auto& target = after_sequence ? ctx.config.suffix_ids : ctx.config.prefix_ids;
-    for (const json& id : specials[name].at("ids")) target.push_back(id.get<int32_t>());
+    const json& ids = specials[name].at("ids");
+    for (size_t i = 0; i < ids.size(); ++i) {
+      const std::string field = fmt::format("post_processor special_tokens[\"{}\"].ids[{}]", name, i);
+      const int32_t id = token_id(ctx, ids.at(i), field);
+      if (ctx.token_of_id.count(id) == 0 && ctx.config.added.by_id(id) == nullptr) {
+        raise(ErrorCode::kDataLoss, "{}: {} is {}, which is neither in model.vocab nor in added_tokens", ctx.file,
+              field, id);
+      }
+      target.push_back(id);
+    }
   }
 }
 
-void parse_post_processor(Context& ctx, const json& node) {
+void parse_post_processor(Context& ctx, const json& node, int depth = 0) {
   if (node.is_null()) return;
   std::string type = type_of(node);
   if (type == "ByteLevel") return;  // only adjusts offsets
   if (type == "TemplateProcessing") {
     parse_template(ctx, node);
   } else if (type == "Sequence") {
-    for (const json& child : node.at("processors")) parse_post_processor(ctx, child);
+    check_depth(ctx, depth, "post_processor");
+    for (const json& child : node.at("processors")) parse_post_processor(ctx, child, depth + 1);
   } else {
     unsupported(ctx, "post_processor", type);
   }
@@ -191,9 +258,9 @@ std::unique_ptr<ByteLevelBpeTokenizer> load_tokenizer_json(const std::filesystem
     if (!root.is_object() || !root.contains("model")) {
       raise(ErrorCode::kDataLoss, "{}: no \"model\" object", ctx.file);
     }
-    parse_normalizer(ctx, root.value("normalizer", json()));
-    parse_pre_tokenizer(ctx, root.value("pre_tokenizer", json()));
-    if (type_of(root.value("decoder", json())) == "ByteLevel") ctx.byte_level = true;
+    parse_normalizer(ctx, member(root, "normalizer"));
+    parse_pre_tokenizer(ctx, member(root, "pre_tokenizer"));
+    if (type_of(member(root, "decoder")) == "ByteLevel") ctx.byte_level = true;
     if (!ctx.byte_level) {
       raise(ErrorCode::kUnimplemented,
             "{}: not a byte-level BPE (no ByteLevel pre_tokenizer or decoder); a SentencePiece model needs "
@@ -201,8 +268,8 @@ std::unique_ptr<ByteLevelBpeTokenizer> load_tokenizer_json(const std::filesystem
             ctx.file);
     }
     parse_model(ctx, root["model"]);
-    parse_added_tokens(ctx, root.value("added_tokens", json()));
-    parse_post_processor(ctx, root.value("post_processor", json()));
+    parse_added_tokens(ctx, member(root, "added_tokens"));
+    parse_post_processor(ctx, member(root, "post_processor"));
   } catch (const json::exception& e) {
     raise(ErrorCode::kDataLoss, "{}: unexpected structure: {}", ctx.file, e.what());
   }

@@ -250,15 +250,22 @@ TEST_F(ServeTest, TextAndChatPromptsAndStopStrings) {
   ASSERT_TRUE(client.generate(Client::greedy({ids.token_ids().begin(), ids.token_ids().end()}, 8), &b).ok());
   EXPECT_EQ(a.choices(0).token_ids_size(), 8);
   EXPECT_EQ(a.choices(0).text(), b.choices(0).text());
-  // A stop string taken from the unconstrained output cuts the text before it.
+  // A stop string taken from the unconstrained output cuts the text before it. Whole characters
+  // only: stop strings must be valid UTF-8, and this random model's text has multi-byte ones.
   const std::string text = a.choices(0).text();
-  if (text.size() >= 4) {
+  const auto continuation = [&](size_t pos) { return pos < text.size() && (text[pos] & 0xC0) == 0x80; };
+  size_t begin = 2;
+  while (continuation(begin)) ++begin;
+  size_t end = begin + 1;
+  while (continuation(end)) ++end;
+  if (end <= text.size()) {
+    const std::string stop = text.substr(begin, end - begin);
     v1::GenerateRequest stopped = by_text;
-    stopped.mutable_sampling()->add_stop(text.substr(2, 2));
+    stopped.mutable_sampling()->add_stop(stop);
     v1::GenerateResponse c;
     ASSERT_TRUE(client.generate(stopped, &c).ok());
     EXPECT_EQ(c.choices(0).finish_reason(), "stop");
-    EXPECT_EQ(c.choices(0).text(), text.substr(0, text.find(text.substr(2, 2))));
+    EXPECT_EQ(c.choices(0).text(), text.substr(0, text.find(stop)));
   }
   v1::GenerateRequest chat = Client::greedy({}, 4);
   auto* message = chat.mutable_chat()->add_messages();

@@ -72,6 +72,16 @@ TEST(BatchLine, MalformedLinesNameTheProblem) {
   }
 }
 
+// The error message used to print the offending value by recursion, one frame per level: a line
+// of a million brackets crashed the job.
+TEST(BatchLine, DeeplyNestedValueGivesAnErrorNotACrash) {
+  const std::string nested = std::string(1'000'000, '[') + std::string(1'000'000, ']');
+  EXPECT_NE(parse(R"({"id": )" + nested + R"(, "prompt_ids": [1]})").error.find("id: expected a string"),
+            std::string::npos);
+  EXPECT_NE(parse(R"({"id": "a", "prompt_ids": [1], "top_p": )" + nested + "}").error.find("top_p: expected a number"),
+            std::string::npos);
+}
+
 TEST(BatchLine, EmptyTextPromptAndBadMessages) {
   auto tokenizer = Tokenizer::load(testing::fixtures_dir() / "qwen2_tied");
   const ChatTemplate chat_template = chat_template_for_model(testing::fixtures_dir() / "qwen2_tied", *tokenizer);

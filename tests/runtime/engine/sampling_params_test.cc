@@ -96,6 +96,23 @@ TEST(SamplingParamsValidate, RejectsEachBadFieldNamingIt) {
   }
 }
 
+// A stop string is matched against decoded text, which is valid UTF-8: one that is not could never
+// match (issue 12), so it is refused naming the field.
+TEST(SamplingParamsValidate, StopStringsMustBeUtf8) {
+  for (const std::string bad : {"\xff", "ab\xC3", "\xED\xA0\x80"}) {
+    SamplingParams params;
+    params.stop = {"fine", bad};
+    try {
+      validate(params, SamplingLimits{.vocab_size = 100});
+      ADD_FAILURE() << "accepted";
+    } catch (const Error& error) {
+      EXPECT_EQ(error.code(), ErrorCode::kInvalidArgument) << error.what();
+      EXPECT_NE(std::string(error.what()).find("stop[1]"), std::string::npos) << error.what();
+      EXPECT_NE(std::string(error.what()).find("UTF-8"), std::string::npos) << error.what();
+    }
+  }
+}
+
 TEST(SamplingParamsValidate, MessageCarriesTheValue) {
   SamplingParams params;
   params.stop_token_ids = {12345};

@@ -413,6 +413,27 @@ TEST_F(SafetensorsTest, ByteSizeOverflows) {
   EXPECT_TRUE(open_fails(ErrorCode::kDataLoss, {"tensor 'a.weight'", "overflows"}));
 }
 
+// An empty tensor passes the byte-size check whatever its other dimensions; their product must
+// still fit the int64 element counts (rows x cols) the loaders compute from it.
+TEST_F(SafetensorsTest, ElementCountOverflowsBesideAZeroDimension) {
+  SafetensorsWriter writer = two_tensors();
+  writer.add_f32("empty", {0}, {});
+  writer.write(model_file(), Corruption::edit([](auto& header) {
+                 header["empty"]["shape"] = {0, uint64_t{1} << 62, uint64_t{1} << 62};
+               }));
+  EXPECT_TRUE(open_fails(ErrorCode::kDataLoss, {"tensor 'empty'", "shape", "elements"}));
+}
+
+// A deeply nested value in an error message used to be printed by recursion, one stack frame per
+// level: a 1 MB header crashed the reader.
+TEST_F(SafetensorsTest, DeeplyNestedShapeIsRefusedWithoutRecursion) {
+  const int depth = 1'000'000;
+  const std::string shape = std::string(depth, '[') + std::string(depth, ']');
+  SafetensorsWriter().add_f32("x", {1}, {1}).write(
+      model_file(), Corruption::raw(R"({"x":{"dtype":"F32","shape":[)" + shape + R"(],"data_offsets":[0,4]}})"));
+  EXPECT_TRUE(open_fails(ErrorCode::kDataLoss, {"tensor 'x'", "'shape'", "array"}));
+}
+
 TEST_F(SafetensorsTest, UnknownFieldInTensorEntry) {
   write_edited([](auto& header) { header["b.bias"]["offsets"] = {24, 32}; });
   EXPECT_TRUE(open_fails(ErrorCode::kDataLoss, {"tensor 'b.bias'", "unknown field 'offsets'"}));
@@ -517,6 +538,21 @@ TEST_F(CheckpointIndexTest, WeightMapMissing) {
 TEST_F(CheckpointIndexTest, WeightMapValueNotAString) {
   testing::write_index_raw(scratch_.path(), R"({"weight_map": {"a": 1}})");
   EXPECT_TRUE(checkpoint_fails(ErrorCode::kDataLoss, {"weight_map['a']", "file name"}));
+}
+
+// JSON parsers keep one of two equal keys; which file a tensor comes from must not depend on that.
+TEST_F(CheckpointIndexTest, WeightMapNamesATensorTwice) {
+  SafetensorsWriter().add_f32("a", {2}, {5, 6}).write(scratch_.path() / "shard-2.safetensors");
+  testing::write_index_raw(scratch_.path(),
+                           R"({"weight_map": {"a": "shard-1.safetensors", "a": "shard-2.safetensors"}})");
+  EXPECT_TRUE(checkpoint_fails(ErrorCode::kDataLoss, {"weight_map", "'a'", "twice"}));
+}
+
+TEST_F(CheckpointIndexTest, DeeplyNestedValueIsRefusedWithoutRecursion) {
+  const int depth = 1'000'000;
+  testing::write_index_raw(scratch_.path(), R"({"weight_map": {"a": )" + std::string(depth, '[') +
+                                                std::string(depth, ']') + "}}");
+  EXPECT_TRUE(checkpoint_fails(ErrorCode::kDataLoss, {"weight_map['a']", "array", "file name"}));
 }
 
 TEST_F(CheckpointIndexTest, IndexNotJson) {
