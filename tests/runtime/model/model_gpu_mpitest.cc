@@ -99,7 +99,7 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Combine(::testing::Values("llama_gqa", "qwen2_tied", "llama_bias_f16", "qwen_v1",
                                          "internlm2", "chatglm", "chatglm_mha", "chatglm_bias",
                                          "qwen2_moe", "llama_dynamic", "qwen_v1_ntk",
-                                         "qwen2_yarn"),
+                                         "qwen2_yarn", "llama_9heads"),
                        ::testing::Values(DType::kBF16, DType::kF16)),
     [](const auto& info) {
       return std::get<0>(info.param) + "_" + std::string(dtype_name(std::get<1>(info.param)));

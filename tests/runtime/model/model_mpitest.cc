@@ -194,7 +194,7 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, FixtureModelTest,
                          ::testing::Values("llama_gqa", "qwen2_tied", "llama_bias_f16", "qwen_v1",
                                            "internlm2", "chatglm", "chatglm_mha", "chatglm_bias",
                                            "qwen2_moe", "llama_dynamic", "qwen_v1_ntk",
-                                           "qwen2_yarn"),
+                                           "qwen2_yarn", "llama_9heads"),
                          // Named by fixture, so --gtest_filter='*qwen2_moe*' picks one family.
                          [](const ::testing::TestParamInfo<std::string>& info) { return info.param; });
 
