@@ -110,6 +110,18 @@ double yarn_mscale(double scale, double mscale) {
   return scale <= 1.0 ? 1.0 : 0.1 * mscale * std::log(scale) + 1.0;
 }
 
+// The context a scaled RoPE serves: trained * factor, refused (naming the factor) past INT32_MAX
+// positions, before the float product becomes an integer.
+int64_t scaled_context(const ConfigReader& reader, const std::string& factor_field, int64_t trained,
+                       double factor) {
+  const double context = static_cast<double>(trained) * factor;
+  if (!(context <= static_cast<double>(INT32_MAX))) {
+    reader.fail(factor_field.c_str(), fmt::format("{} x {} positions is out of range (at most {})",
+                                                  factor, trained, INT32_MAX));
+  }
+  return static_cast<int64_t>(context);
+}
+
 // "rope_type": "yarn", as transformers' _compute_yarn_parameters reads it: factor (required);
 // original_max_position_embeddings, the context the frequencies were trained for (default
 // max_position_embeddings); beta_fast / beta_slow (32 / 1), truncate (true); attention_factor, else
@@ -142,7 +154,7 @@ void parse_yarn(const ConfigReader& scaling, const char* field, ModelConfig& con
   }
   config.max_position_embeddings = std::max<int64_t>(
       config.max_position_embeddings,
-      static_cast<int64_t>(static_cast<double>(rope.original_max_position_embeddings) * factor));
+      scaled_context(scaling, factor_field, rope.original_max_position_embeddings, factor));
 }
 
 // Rope settings live either in "rope_theta" + "rope_scaling" (checkpoints on the hub) or in
@@ -182,7 +194,8 @@ void parse_rope(const ConfigReader& reader, ModelConfig& config) {
     }
     config.max_position_embeddings = std::max<int64_t>(
         config.max_position_embeddings,
-        static_cast<int64_t>(static_cast<double>(config.max_position_embeddings) * config.rope.factor));
+        scaled_context(scaling_reader, std::string(field) + ".factor", config.max_position_embeddings,
+                       config.rope.factor));
   } else if (type == "llama3") {
     config.rope.scaling = RopeScaling::kLlama3;
     config.rope.factor = scaling_reader.positive_float_or("factor", 8.0f);

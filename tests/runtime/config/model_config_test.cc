@@ -160,6 +160,18 @@ TEST_F(BadConfig, ShapeFieldsOutOfRangeNameTheField) {
                {"field 'rms_norm_eps': must be a finite float32"});
 }
 
+// A scaled RoPE serves trained x factor positions: a huge factor is refused before the float
+// product becomes an integer (it was undefined behaviour).
+TEST_F(BadConfig, ScaledContextPastInt32IsRefusedNamingTheFactor) {
+  expect_error(llama(R"(, "rope_scaling": {"rope_type": "dynamic", "factor": 1e30})"),
+               ErrorCode::kInvalidArgument,
+               {"field 'rope_scaling.factor'", "positions is out of range (at most 2147483647)"});
+  expect_error(llama(R"(, "rope_scaling": {"rope_type": "yarn", "factor": 3e38,
+                        "original_max_position_embeddings": 32768})"),
+               ErrorCode::kInvalidArgument,
+               {"field 'rope_scaling.factor'", "positions is out of range"});
+}
+
 TEST_F(BadConfig, ShapeProductsAreCheckedForOverflow) {
   // Heads that fit an int but exceed hidden_size: hidden_size / heads would be 0.
   expect_error(llama(R"(, "num_attention_heads": 1073741824, "num_key_value_heads": 1)"),
