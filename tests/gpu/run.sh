@@ -102,6 +102,13 @@ timeout 240 "$bin/tpserve" bench --device cuda --dtype bf16 --preset qwen2.5-7b 
   --context 128,1024,4096 --iters 20 --prompt-len 512 --json "$out/bench_qwen2.5-7b.json" \
   --csv "$out/bench_qwen2.5-7b.csv" 2>&1 | grep -v "^\[.*info\]"
 
+step "uneven shards (issue 19): qwen2.5-7b at TP=3 (28 heads: 10,9,9), the largest and a smallest shard"
+for r in 0 2; do
+  timeout 90 "$bin/tpserve" bench --device cuda --dtype bf16 --preset qwen2.5-7b --tp 3 --rank $r \
+    --batch 1,32 --context 1024 --iters 10 --prompt-len 512 \
+    --json "$out/bench_qwen2.5-7b_tp3_rank$r.json" 2>&1 | grep -v "^\[.*info\]"
+done
+
 step "decode benchmark: one rank's shard of qwen2-72b at TP=8"
 timeout 120 "$bin/tpserve" bench --device cuda --dtype bf16 --preset qwen2-72b --tp 8 --batch 1,32 \
   --context 1024 --iters 10 --prompt-len 512 --json "$out/bench_qwen2-72b_tp8.json" 2>&1 | grep -v "^\[.*info\]"
