@@ -10,6 +10,12 @@ namespace tpserve::kernels {
 
 namespace {
 
+// memcpy with a null pointer is undefined even for 0 bytes (UBSan reports it): an empty step's
+// vectors have no data() to copy.
+void copy_bytes(void* dst, const void* src, size_t bytes) {
+  if (bytes != 0) std::memcpy(dst, src, bytes);
+}
+
 const float* f(const void* p) { return static_cast<const float*>(p); }
 float* f(void* p) { return static_cast<float*>(p); }
 
@@ -26,18 +32,14 @@ class CpuBackend final : public Backend {
     return ptr;
   }
   void release(void* ptr) override { std::free(ptr); }
-  void copy_to_device(void* dst, const void* src, size_t bytes) override {
-    std::memcpy(dst, src, bytes);
-  }
-  void copy_to_host(void* dst, const void* src, size_t bytes) override {
-    std::memcpy(dst, src, bytes);
-  }
+  void copy_to_device(void* dst, const void* src, size_t bytes) override { copy_bytes(dst, src, bytes); }
+  void copy_to_host(void* dst, const void* src, size_t bytes) override { copy_bytes(dst, src, bytes); }
   void fill_zero(void* ptr, size_t bytes) override { std::memset(ptr, 0, bytes); }
   void upload_f32(void* dst, const float* src, int64_t n) override {
-    std::memcpy(dst, src, sizeof(float) * n);
+    copy_bytes(dst, src, sizeof(float) * n);
   }
   void download_f32(float* dst, const void* src, int64_t n) override {
-    std::memcpy(dst, src, sizeof(float) * n);
+    copy_bytes(dst, src, sizeof(float) * n);
   }
   void synchronize() override {}
 
