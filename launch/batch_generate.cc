@@ -40,7 +40,7 @@ int run_batch_generate(const BatchGenerateOptions& options) {
     runtime::Engine::follow(*rank.model, comm);
     return 0;
   }
-  runtime::EngineOptions engine_options;
+  runtime::EngineOptions engine_options = options.engine;
   engine_options.max_queued_requests = std::max(64, 2 * options.max_seqs);
   runtime::Engine engine(*rank.model, comm, rank.tokenizer.get(), engine_options);
 
@@ -80,6 +80,10 @@ int run_batch_generate(const BatchGenerateOptions& options) {
               static_cast<long long>(summary.prompt_tokens),
               static_cast<long long>(summary.completion_tokens), summary.seconds,
               summary.seconds > 0 ? summary.completion_tokens / summary.seconds : 0.0);
+  const runtime::EngineStats stats = engine.stats();
+  std::printf("batch: %lld preemptions; prefix cache served %lld of %lld prompt tokens\n",
+              static_cast<long long>(stats.preemptions), static_cast<long long>(stats.prefix_hit_tokens),
+              static_cast<long long>(stats.prefix_query_tokens));
   std::fflush(stdout);
   if (summary.interrupted) {
     log().error("the engine stopped before every request finished; re-run the same command to resume");

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "launch/rank_setup.h"
+#include "runtime/engine/engine.h"
 
 namespace tpserve::launch {
 
@@ -19,6 +20,7 @@ struct BatchGenerateOptions {
   int max_tokens = 16;      // default for lines without max_tokens
   bool ignore_eos = false;  // default for lines without ignore_eos
   bool progress = true;
+  runtime::EngineOptions engine;  // KV admission, prefix caching (launch/engine_flags.h)
   RankOptions rank;
 };
 

@@ -17,6 +17,7 @@
 #include "common/log.h"
 #include "kernels/ops.h"
 #include "launch/batch_generate.h"
+#include "launch/engine_flags.h"
 #include "launch/command.h"
 #include "launch/rank_setup.h"
 #include "parallel/mpi_communicator.h"
@@ -205,6 +206,7 @@ void register_generate_command(CLI::App& app, CommandRunner& runner) {
       ->check(CLI::Range(0.0, 1e7));
   sub->add_flag_callback("--no-progress", [options] { options->batch.progress = false; },
                          "Batch job: no progress line on stderr");
+  add_engine_flags(*sub, options->batch.engine);
   add_rank_options(*sub, options->rank);
   sub->callback([options, &runner, ids, text, input] {
     if (input->count() > 0) {

@@ -19,6 +19,7 @@
 #include "common/error.h"
 #include "common/log.h"
 #include "launch/command.h"
+#include "launch/engine_flags.h"
 #include "launch/rank_setup.h"
 #include "rpc/metrics_server.h"
 #include "rpc/server.h"
@@ -41,6 +42,7 @@ struct ServeOptions {
   int metrics_port = -1;  // -1: no metrics endpoint
   std::string lora_dir;   // --lora: PEFT adapter merged at load
   std::string chat_template_file;  // --chat-template: instead of the model's own template
+  runtime::EngineOptions engine;   // KV admission, prefix caching (launch/engine_flags.h)
   RankOptions rank;
 };
 
@@ -71,7 +73,7 @@ struct FrontEnd {
 
 void start_front_end(FrontEnd& front, const ServeOptions& options, ServingRank& rank,
                      parallel::Communicator& comm) {
-  runtime::EngineOptions engine_options;
+  runtime::EngineOptions engine_options = options.engine;
   engine_options.max_queued_requests = options.max_queued;
   front.engine = std::make_unique<runtime::Engine>(*rank.model, comm, rank.tokenizer.get(),
                                                    engine_options);
@@ -178,6 +180,7 @@ void register_serve_command(CLI::App& app, CommandRunner& runner) {
   sub->add_option("--metrics-port", options->metrics_port,
                   "Serve Prometheus metrics on this port (0 picks one; default off)")
       ->check(CLI::Range(0, 65535));
+  add_engine_flags(*sub, options->engine);
   add_rank_options(*sub, options->rank);
   sub->callback([options, &runner] { runner = [options] { return run_serve(*options); }; });
 }

@@ -49,6 +49,14 @@ std::string prometheus_text(const runtime::Engine& engine) {
   counter(out, "tpserve_generated_tokens_total", "Tokens generated.",
           static_cast<double>(stats.generated_tokens));
   counter(out, "tpserve_steps_total", "Engine steps run.", static_cast<double>(stats.steps));
+  counter(out, "tpserve_preemptions_total", "Sequences preempted when KV blocks ran out.",
+          static_cast<double>(stats.preemptions));
+  counter(out, "tpserve_prefix_cache_queries_total", "Prompt tokens looked up in the prefix cache.",
+          static_cast<double>(stats.prefix_query_tokens));
+  counter(out, "tpserve_prefix_cache_hits_total", "Prompt tokens whose K/V came from the prefix cache.",
+          static_cast<double>(stats.prefix_hit_tokens));
+  gauge(out, "tpserve_kv_blocks_cached", "KV cache blocks holding a reusable prefix (per rank).",
+        stats.kv_blocks_cached);
   histogram(out, "tpserve_time_to_first_token_seconds", "From request arrival to its first token.",
             engine.time_to_first_token().snapshot());
   histogram(out, "tpserve_inter_token_latency_seconds", "Between consecutive tokens of a sequence.",

@@ -112,6 +112,10 @@ class Server::GenerationService final : public v1::Generation::Service {
     response->set_prompt_tokens(stats.prompt_tokens);
     response->set_generated_tokens(stats.generated_tokens);
     response->set_steps(stats.steps);
+    response->set_preemptions(stats.preemptions);
+    response->set_prefix_query_tokens(stats.prefix_query_tokens);
+    response->set_prefix_hit_tokens(stats.prefix_hit_tokens);
+    response->set_kv_blocks_cached(stats.kv_blocks_cached);
     return grpc::Status::OK;
   }
 
@@ -135,6 +139,7 @@ class Server::GenerationService final : public v1::Generation::Service {
       runtime::GenerationRequest request;
       request.prompt_ids = prompt_ids(wire, prompts_);
       request.params = sampling_params(wire.sampling(), engine_.sampling_defaults());
+      request.priority = wire.priority();
       const auto deadline = context->deadline();
       if (deadline != std::chrono::system_clock::time_point::max()) {
         request.deadline = std::chrono::steady_clock::now() +

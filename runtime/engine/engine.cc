@@ -36,9 +36,12 @@ struct Engine::RequestRun {
 
 namespace {
 
-SchedulerOptions scheduler_options(const Model& model) {
+SchedulerOptions scheduler_options(const Model& model, const EngineOptions& options) {
   const ModelOptions& m = model.options();
   SchedulerOptions s;
+  s.admission = options.kv_admission;
+  s.watermark = options.kv_watermark;
+  s.prefix_caching = options.prefix_caching;
   s.num_kv_blocks = m.num_kv_blocks;
   s.block_size = m.block_size;
   s.max_tokens_per_step = m.max_tokens_per_step;
@@ -54,7 +57,7 @@ SchedulerOptions scheduler_options(const Model& model) {
 Engine::Engine(Model& model, parallel::Communicator& comm, const Tokenizer* tokenizer,
                EngineOptions options)
     : model_(model), comm_(comm), tokenizer_(tokenizer), options_(std::move(options)),
-      scheduler_(scheduler_options(model)) {
+      scheduler_(scheduler_options(model, options_)) {
   options_.limits.vocab_size = static_cast<int32_t>(model.config().vocab_size);
   // generation_config.json was already read (and any error in it reported, on rank 0 within the
   // load phase) by Tokenizer::load through the same reader; without a tokenizer it is read here.
@@ -149,7 +152,8 @@ void Engine::take_new_requests() {
         sequence->decoder = std::make_unique<IncrementalDecoder>(*tokenizer_, true);
       }
       sequence->stop = std::make_unique<StopMatcher>(params.stop);
-      scheduler_.add(sequence->id, run->request.prompt_ids, params.max_tokens);
+      scheduler_.add(sequence->id, run->request.prompt_ids, params.max_tokens,
+                     run->request.priority);
       run->open_sequences.push_back(sequence->id);
       sequences_.emplace(sequence->id, std::move(sequence));
     }
@@ -228,6 +232,11 @@ void Engine::publish_stats() {
   stats_.running_sequences = static_cast<int64_t>(scheduler_.num_running());
   stats_.waiting_sequences = static_cast<int64_t>(scheduler_.num_waiting());
   stats_.kv_blocks_used = scheduler_.blocks_used();
+  stats_.kv_blocks_cached = scheduler_.blocks_cached();
+  const SchedulerCounters& counters = scheduler_.counters();
+  stats_.preemptions = counters.preemptions;
+  stats_.prefix_query_tokens = counters.prefix_query_tokens;
+  stats_.prefix_hit_tokens = counters.prefix_hit_tokens;
 }
 
 void Engine::sample_rows(const ScheduledStep& step, const std::vector<float>& logits) {

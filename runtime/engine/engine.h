@@ -34,12 +34,16 @@ struct GenerationRequest {
   SamplingParams params;
   std::optional<std::chrono::steady_clock::time_point> deadline;
   std::chrono::steady_clock::time_point arrival;  // set by submit(): TTFT counts from here
+  int32_t priority = 0;  // higher runs first; equal priorities in arrival order
 };
 
 struct EngineOptions {
   int max_queued_requests = 256;  // beyond this, submit() refuses with kResourceExhausted
   std::chrono::milliseconds heartbeat{1000};
   SamplingLimits limits;          // vocab_size is filled from the model
+  KvAdmission kv_admission = KvAdmission::kOnDemand;  // scheduler.h
+  double kv_watermark = 0.01;     // on-demand: fraction of KV blocks kept free when admitting
+  bool prefix_caching = true;
 };
 
 struct EngineStats {
@@ -51,6 +55,10 @@ struct EngineStats {
   int64_t prompt_tokens = 0;      // totals since start
   int64_t generated_tokens = 0;
   int64_t steps = 0;
+  int64_t preemptions = 0;        // sequences preempted (recompute) since start
+  int64_t prefix_query_tokens = 0;  // prompt tokens admitted, and of those, served from the
+  int64_t prefix_hit_tokens = 0;    // prefix cache
+  int32_t kv_blocks_cached = 0;   // blocks holding a reusable prefix (in use or not)
 };
 
 class Engine {

@@ -9,22 +9,16 @@
 
 #include "common/check.h"
 #include "common/error.h"
+#include "runtime/engine/splitmix.h"
 
 namespace tpserve::runtime {
 namespace {
 
 // vLLM's _SAMPLING_EPS: a temperature below it means greedy.
 constexpr float kGreedyBelow = 1e-5f;
-// splitmix64 (Steele, Lea, Flood 2014): state advances by the golden gamma, output = mix64(state).
-constexpr uint64_t kGamma = 0x9e3779b97f4a7c15ULL;
+constexpr uint64_t kGamma = kSplitmixGamma;
 // Below this many candidates, top_p sorts instead of bisecting further.
 constexpr size_t kSortBelow = 256;
-
-uint64_t mix64(uint64_t z) {
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
-}
 
 // Seeds for sequences that asked for none: one splitmix64 stream for the process, started from
 // the OS's entropy and the clock.

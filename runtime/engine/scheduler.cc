@@ -8,10 +8,33 @@
 
 namespace tpserve::runtime {
 
+namespace {
+
+// Scheduling order: higher priority first, then earlier arrival.
+bool runs_before(const ScheduledSequence& a, const ScheduledSequence& b) {
+  if (a.priority != b.priority) return a.priority > b.priority;
+  return a.arrival < b.arrival;
+}
+
+template <typename Container>
+void insert_in_order(Container& sequences, ScheduledSequence sequence) {
+  const auto at = std::upper_bound(sequences.begin(), sequences.end(), sequence,
+                                   [](const ScheduledSequence& a, const ScheduledSequence& b) {
+                                     return runs_before(a, b);
+                                   });
+  sequences.insert(at, std::move(sequence));
+}
+
+}  // namespace
+
 Scheduler::Scheduler(const SchedulerOptions& options)
-    : options_(options), allocator_(options.num_kv_blocks) {
+    : options_(options),
+      watermark_blocks_(static_cast<int32_t>(options.watermark * options.num_kv_blocks)),
+      allocator_(options.num_kv_blocks) {
   TPS_CHECK(options.max_logit_rows >= options.max_seqs, "max_logit_rows {} < max_seqs {}",
             options.max_logit_rows, options.max_seqs);
+  TPS_CHECK(options.watermark >= 0 && options.watermark < 1, "watermark {} outside [0, 1)",
+            options.watermark);
 }
 
 std::optional<std::string> Scheduler::never_fits(int64_t prompt_tokens, int64_t max_tokens) const {
@@ -28,31 +51,137 @@ std::optional<std::string> Scheduler::never_fits(int64_t prompt_tokens, int64_t 
   return std::nullopt;
 }
 
-void Scheduler::add(uint64_t id, std::vector<int32_t> prompt, int64_t max_tokens) {
+void Scheduler::add(uint64_t id, std::vector<int32_t> prompt, int64_t max_tokens,
+                    int32_t priority) {
   TPS_CHECK(!never_fits(static_cast<int64_t>(prompt.size()), max_tokens).has_value(),
             "sequence {} can never fit", id);
   ScheduledSequence sequence;
   sequence.id = id;
-  sequence.reserved_tokens = static_cast<int64_t>(prompt.size()) + max_tokens;
+  sequence.max_tokens = max_tokens;
   sequence.prompt_tokens = static_cast<int64_t>(prompt.size());
+  sequence.priority = priority;
+  sequence.arrival = arrivals_++;
   sequence.tokens = std::move(prompt);
-  waiting_.push_back(std::move(sequence));
+  insert_in_order(waiting_, std::move(sequence));
+}
+
+// Publishes the sequence's full blocks whose K/V the steps so far have written.
+void Scheduler::publish_computed(ScheduledSequence& s) {
+  if (!options_.prefix_caching) return;
+  const auto full = static_cast<size_t>(s.computed / options_.block_size);
+  const auto size = static_cast<size_t>(options_.block_size);
+  while (s.block_hashes.size() < full) {
+    const size_t index = s.block_hashes.size();
+    const uint64_t parent = index == 0 ? options_.adapter_id : s.block_hashes.back();
+    const BlockKey key = block_key(parent, std::span(s.tokens).subspan(index * size, size));
+    allocator_.publish(s.blocks[index], key);
+    s.block_hashes.push_back(key.hash);
+  }
+}
+
+void Scheduler::release(ScheduledSequence& s) {
+  publish_computed(s);
+  std::vector<int32_t> reversed(s.blocks.rbegin(), s.blocks.rend());
+  allocator_.release(reversed);
+  s.blocks.clear();
+  s.block_hashes.clear();
+  s.computed = 0;
+}
+
+void Scheduler::preempt(size_t running_index) {
+  ScheduledSequence sequence = std::move(running_[running_index]);
+  running_.erase(running_.begin() + static_cast<std::ptrdiff_t>(running_index));
+  release(sequence);
+  ++counters_.preemptions;
+  insert_in_order(waiting_, std::move(sequence));
+}
+
+// Leading full blocks of the sequence already in the cache, with references taken; never the
+// block holding its last token, whose logits the next step needs.
+std::vector<int32_t> Scheduler::take_prefix_hits(ScheduledSequence& s) {
+  std::vector<int32_t> hits;
+  if (!options_.prefix_caching) return hits;
+  const auto size = static_cast<size_t>(options_.block_size);
+  const size_t shareable = (s.tokens.size() - 1) / size;
+  uint64_t parent = options_.adapter_id;
+  for (size_t index = 0; index < shareable; ++index) {
+    const BlockKey key = block_key(parent, std::span(s.tokens).subspan(index * size, size));
+    const auto block = allocator_.take_cached(key);
+    if (!block) break;
+    hits.push_back(*block);
+    s.block_hashes.push_back(key.hash);
+    parent = key.hash;
+  }
+  return hits;
 }
 
 void Scheduler::admit() {
   while (!waiting_.empty() && static_cast<int>(running_.size()) < options_.max_seqs) {
     ScheduledSequence& next = waiting_.front();
-    auto blocks = allocator_.allocate(blocks_for(next.reserved_tokens, options_.block_size));
-    if (!blocks) return;  // FCFS: later arrivals wait behind the head of the queue
-    next.blocks = std::move(*blocks);
-    running_.push_back(std::move(next));
+    std::vector<int32_t> hits = take_prefix_hits(next);
+    const auto tokens = static_cast<int64_t>(next.tokens.size());
+    const int64_t holds = options_.admission == KvAdmission::kReserve
+                              ? std::max(tokens, next.prompt_tokens + next.max_tokens)
+                              : tokens;
+    const int32_t needed = blocks_for(holds, options_.block_size) - static_cast<int32_t>(hits.size());
+    // The watermark keeps room for running sequences to grow; an empty batch takes anything that
+    // fits, or nothing would ever run.
+    const int32_t keep = options_.admission == KvAdmission::kOnDemand && !running_.empty()
+                             ? watermark_blocks_ : 0;
+    if (allocator_.num_free() - needed < keep) {
+      std::vector<int32_t> reversed(hits.rbegin(), hits.rend());
+      allocator_.release(reversed);
+      next.block_hashes.clear();
+      return;  // FCFS: later arrivals wait behind the head of the queue
+    }
+    auto fresh = allocator_.allocate(needed);
+    TPS_CHECK(fresh.has_value(), "{} blocks free but allocate({}) failed", allocator_.num_free(), needed);
+    next.computed = static_cast<int64_t>(hits.size()) * options_.block_size;
+    if (!next.admitted_before) {
+      counters_.prefix_query_tokens += next.prompt_tokens;
+      counters_.prefix_hit_tokens += next.computed;
+      next.admitted_before = true;
+    }
+    next.blocks = std::move(hits);
+    next.blocks.insert(next.blocks.end(), fresh->begin(), fresh->end());
+    insert_in_order(running_, std::move(next));
     waiting_.pop_front();
   }
 }
 
+// Every running sequence gets the blocks its pending tokens need, front of the order first;
+// when the pool runs dry the back of the order is preempted, down to the sequence itself.
+bool Scheduler::grow_running() {
+  bool preempted = false;
+  for (size_t i = 0; i < running_.size(); ++i) {
+    const auto needed = [&] {
+      return blocks_for(static_cast<int64_t>(running_[i].tokens.size()), options_.block_size) -
+             static_cast<int32_t>(running_[i].blocks.size());
+    };
+    if (needed() <= 0) continue;
+    while (allocator_.num_free() < needed() && running_.size() - 1 > i) {
+      preempt(running_.size() - 1);
+      preempted = true;
+    }
+    if (allocator_.num_free() < needed()) {  // it is the last one left to take from
+      preempt(i);
+      return true;
+    }
+    auto fresh = allocator_.allocate(needed());
+    running_[i].blocks.insert(running_[i].blocks.end(), fresh->begin(), fresh->end());
+  }
+  return preempted;
+}
+
 ScheduledStep Scheduler::schedule() {
-  admit();
+  for (ScheduledSequence& s : running_) publish_computed(s);
+  if (!grow_running()) admit();
   ScheduledStep step;
+  build(step);
+  return step;
+}
+
+void Scheduler::build(ScheduledStep& step) {
   StepInput& input = step.input;
   int32_t max_blocks = 0;
   for (const ScheduledSequence& s : running_) {
@@ -61,8 +190,8 @@ ScheduledStep Scheduler::schedule() {
   input.max_blocks_per_seq = max_blocks;
   int budget = options_.max_tokens_per_step;
   int32_t row = 0;
-  // Decode first (one token each, oldest sequences first if the budget is short), then prefill
-  // chunks. A sequence decodes once everything but its newest token is cached.
+  // Decode first (one token each, front of the order first if the budget is short), then
+  // prefill chunks. A sequence decodes once everything but its newest token is cached.
   for (const bool decode_pass : {true, false}) {
     for (ScheduledSequence& s : running_) {
       const int64_t pending = static_cast<int64_t>(s.tokens.size()) - s.computed;
@@ -87,15 +216,14 @@ ScheduledStep Scheduler::schedule() {
       budget -= chunk;
     }
   }
-  return step;
 }
 
 void Scheduler::append_token(uint64_t id, int32_t token) {
   for (ScheduledSequence& s : running_) {
     if (s.id != id) continue;
     s.tokens.push_back(token);
-    TPS_CHECK(static_cast<int64_t>(s.tokens.size()) <= s.reserved_tokens,
-              "sequence {} outgrew its reservation", id);
+    TPS_CHECK(static_cast<int64_t>(s.tokens.size()) <= s.prompt_tokens + s.max_tokens,
+              "sequence {} outgrew prompt + max_tokens", id);
     return;
   }
   TPS_CHECK(false, "append_token: sequence {} is not running", id);
@@ -104,7 +232,7 @@ void Scheduler::append_token(uint64_t id, int32_t token) {
 void Scheduler::remove(uint64_t id) {
   for (auto it = running_.begin(); it != running_.end(); ++it) {
     if (it->id == id) {
-      allocator_.release(it->blocks);
+      release(*it);
       running_.erase(it);
       return;
     }

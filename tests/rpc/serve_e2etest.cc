@@ -275,6 +275,27 @@ TEST_F(ServeTest, TextAndChatPromptsAndStopStrings) {
   EXPECT_TRUE(client.generate(chat, &d).ok());
 }
 
+// A prompt seen before reuses its whole blocks (block size 4: 8 of these 10 tokens) and answers
+// the same; Stats counts the hit. A request's priority is accepted and changes nothing else.
+TEST_F(ServeTest, PrefixCacheHitsAreCountedAndAnswerTheSame) {
+  Client client(server_->address());
+  const std::vector<int32_t> prompt = {400, 401, 402, 403, 404, 405, 406, 407, 408, 409};
+  v1::GenerateResponse first;
+  ASSERT_TRUE(client.generate(Client::greedy(prompt, 8), &first).ok());
+  const v1::StatsResponse before = client.stats();
+  EXPECT_GT(before.kv_blocks_cached(), 0);
+  v1::GenerateRequest again = Client::greedy(prompt, 8);
+  again.set_priority(3);
+  v1::GenerateResponse second;
+  ASSERT_TRUE(client.generate(again, &second).ok());
+  const v1::StatsResponse after = client.stats();
+  EXPECT_EQ(after.prefix_hit_tokens() - before.prefix_hit_tokens(), 8);
+  EXPECT_EQ(after.prefix_query_tokens() - before.prefix_query_tokens(), 10);
+  EXPECT_EQ(after.preemptions(), 0);
+  EXPECT_EQ(std::vector<int32_t>(second.choices(0).token_ids().begin(), second.choices(0).token_ids().end()),
+            std::vector<int32_t>(first.choices(0).token_ids().begin(), first.choices(0).token_ids().end()));
+}
+
 TEST_F(ServeTest, PrometheusMetrics) {
   Client client(server_->address());
   v1::GenerateResponse response;
@@ -289,7 +310,9 @@ TEST_F(ServeTest, PrometheusMetrics) {
        {"tpserve_sequences_waiting ", "tpserve_sequences_running ", "tpserve_kv_blocks_used ",
         "tpserve_kv_blocks_free ", "tpserve_prompt_tokens_total ", "tpserve_generated_tokens_total ",
         "tpserve_time_to_first_token_seconds_bucket{le=\"+Inf\"} ",
-        "tpserve_inter_token_latency_seconds_count "}) {
+        "tpserve_inter_token_latency_seconds_count ", "tpserve_preemptions_total ",
+        "tpserve_prefix_cache_queries_total ", "tpserve_prefix_cache_hits_total ",
+        "tpserve_kv_blocks_cached "}) {
     EXPECT_NE(body.find(name), std::string::npos) << name << " missing from\n" << body;
   }
   EXPECT_EQ(body.find("tpserve_generated_tokens_total 0\n"), std::string::npos);

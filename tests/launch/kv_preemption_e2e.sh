@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# KV on demand under mpirun -np 2 with a pool far too small for the batch (12 blocks of 4
+# positions, 8 sequences of up to 12 + 16 tokens at a time), so that sequences are preempted and
+# recomputed: greedy results still equal transformers' continuations, and seeded sampled results
+# equal those of a run with room for everything. The same job with prefix caching off and with
+# reserve admission gives the same records; a request larger than the whole pool is an error
+# record naming both numbers.
+source "$(dirname "$0")/lib.sh"
+model=$TPSERVE_FIXTURES/qwen2_tied
+input=$scratch/prompts.jsonl
+
+python3 - "$model/reference_greedy.txt" "$input" <<'PY'
+import json, sys
+refs = [line.split() for line in open(sys.argv[1]) if line.strip()]
+with open(sys.argv[2], "w") as f:
+    for i in range(24):
+        prompt, _ = refs[i % len(refs)]
+        f.write(json.dumps({"id": f"g{i}", "prompt_ids": [int(t) for t in prompt.split(",")],
+                            "temperature": 0, "max_tokens": 16, "ignore_eos": True}) + "\n")
+    for i in range(8):
+        prompt, _ = refs[i % len(refs)]
+        f.write(json.dumps({"id": f"s{i}", "prompt_ids": [int(t) for t in prompt.split(",")],
+                            "temperature": 0.9, "top_k": 50, "seed": 100 + i, "max_tokens": 16,
+                            "ignore_eos": True}) + "\n")
+    f.write(json.dumps({"id": "huge", "prompt_ids": [1, 2, 3, 4], "max_tokens": 60}) + "\n")
+PY
+
+# 12 blocks of 4 positions: K and V of 2 layers x 1 KV head x 8 dims of f32 = 128 bytes a position.
+tight_mib=$(python3 -c 'print(12 * 4 * 128 / 1048576)')
+
+# batch NAME ARGS...: the job into $scratch/NAME.jsonl; its summary lines in $scratch/NAME.log.
+batch() {
+  local name=$1
+  shift
+  run 2 120 generate --model "$model" --input "$input" --output "$scratch/$name.jsonl" --no-progress \
+    --block-size 4 --max-seqs 8 --max-tokens-per-step 16 "$@"
+  echo "$out" >"$scratch/$name.log"
+  if [[ $status -ne 0 ]]; then  # an error record (the "huge" request) still counts as a record
+    fail "$name: status $status"
+    echo "$err" | tail -5
+  fi
+}
+
+batch roomy
+batch tight --kv-cache-mib "$tight_mib"
+batch tight_cold --kv-cache-mib "$tight_mib" --no-enable-prefix-caching
+batch reserve --kv-cache-mib "$tight_mib" --kv-admission reserve
+
+python3 - "$model/reference_greedy.txt" "$scratch" <<'PY' || fail "records differ (above)"
+import json, re, sys
+refs = [line.split() for line in open(sys.argv[1]) if line.strip()]
+scratch = sys.argv[2]
+def load(name):
+    return {r["id"]: r for r in map(json.loads, open(f"{scratch}/{name}.jsonl"))}
+def summary(name):
+    text = open(f"{scratch}/{name}.log").read()
+    m = re.search(r"batch: (\d+) preemptions; prefix cache served (\d+) of (\d+) prompt tokens", text)
+    assert m, f"{name}: no summary line in {text!r}"
+    return [int(g) for g in m.groups()]
+roomy = load("roomy")
+for i in range(24):
+    expected = [int(t) for t in refs[i % len(refs)][1].split(",")]
+    assert roomy[f"g{i}"]["choices"][0]["token_ids"] == expected, f"roomy g{i}"
+for name in ["tight", "tight_cold", "reserve"]:
+    records = load(name)
+    for key in [f"g{i}" for i in range(24)] + [f"s{i}" for i in range(8)]:
+        got = records[key]["choices"][0]["token_ids"]
+        want = roomy[key]["choices"][0]["token_ids"]
+        assert got == want, f"{name} {key}: {got} != {want}"
+    assert "exceeds the KV cache of 48 positions" in records["huge"]["error"], records["huge"]
+    assert "= 64" in records["huge"]["error"], records["huge"]
+pre, hit, query = summary("tight")
+assert pre > 0, f"tight: no preemption ({pre})"
+assert hit > 0 and query > 0, f"tight: no prefix hit ({hit} of {query})"
+pre_cold, hit_cold, _ = summary("tight_cold")
+assert pre_cold > 0 and hit_cold == 0, (pre_cold, hit_cold)
+assert summary("reserve")[0] == 0, "reserve admission preempted"
+print(f"ok: tight pool {pre} preemptions, prefix cache {hit}/{query}; cold {pre_cold} preemptions")
+PY
+
+exit $((failures > 0))
