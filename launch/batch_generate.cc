@@ -24,7 +24,8 @@ int run_batch_generate(const BatchGenerateOptions& options) {
       raise(ErrorCode::kNotFound, "--input {}: no such file", options.input);
     }
     load_serving_rank(rank, comm, {options.model_dir, options.lora_dir, options.max_seqs,
-                                   options.kv_cache_mib, options.rank});
+                                   options.kv_cache_mib, options.rank,
+                                   options.engine.speculative_ngram});
     if (rank.tokenizer) {
       try {
         chat_template = runtime::chat_template_for_model(options.model_dir, *rank.tokenizer, options.chat_template_file);
@@ -81,9 +82,11 @@ int run_batch_generate(const BatchGenerateOptions& options) {
               static_cast<long long>(summary.completion_tokens), summary.seconds,
               summary.seconds > 0 ? summary.completion_tokens / summary.seconds : 0.0);
   const runtime::EngineStats stats = engine.stats();
-  std::printf("batch: %lld preemptions; prefix cache served %lld of %lld prompt tokens\n",
+  std::printf("batch: %lld preemptions; prefix cache served %lld of %lld prompt tokens; %lld n-gram "
+              "drafts, %lld accepted; %lld steps\n",
               static_cast<long long>(stats.preemptions), static_cast<long long>(stats.prefix_hit_tokens),
-              static_cast<long long>(stats.prefix_query_tokens));
+              static_cast<long long>(stats.prefix_query_tokens), static_cast<long long>(stats.draft_tokens),
+              static_cast<long long>(stats.accepted_draft_tokens), static_cast<long long>(stats.steps));
   std::fflush(stdout);
   if (summary.interrupted) {
     log().error("the engine stopped before every request finished; re-run the same command to resume");

@@ -17,6 +17,10 @@ void add_engine_flags(CLI::App& app, runtime::EngineOptions& options) {
       ->check(CLI::Range(0.0, 0.99));
   app.add_flag("--enable-prefix-caching,!--no-enable-prefix-caching", options.prefix_caching,
                "Reuse the KV blocks of prompt prefixes seen before (default on)");
+  app.add_option("--speculative-ngram", options.speculative_ngram,
+                 "Draft up to K tokens per decoding sequence from its own earlier tokens (prompt "
+                 "lookup) and verify them in the same step (0: off)")
+      ->check(CLI::Range(0, 16));
 }
 
 }  // namespace tpserve::launch

@@ -216,7 +216,8 @@ void load_serving_rank(ServingRank& rank, parallel::MpiCommunicator& comm,
   runtime::ModelConfig config = runtime::load_model_config(options.model_dir);
   runtime::ModelOptions model_options = options.rank.model_options();
   model_options.max_seqs = options.max_seqs;
-  model_options.max_logit_rows = options.max_seqs;
+  // One next-token row per sequence, and one per n-gram draft it may send to be verified.
+  model_options.max_logit_rows = options.max_seqs * (1 + options.speculative_ngram);
   model_options.num_kv_blocks = kv_blocks_for_rank(config, comm.size(), model_options,
                                                    options.kv_cache_mib, rank.device,
                                                    options.rank.device);

@@ -102,6 +102,7 @@ struct ServingRankOptions {
   int max_seqs = 32;
   double kv_cache_mib = 0;  // 0: kv_blocks_for_rank's default
   RankOptions rank;
+  int speculative_ngram = 0;  // drafts per sequence: that many more logit rows each
 };
 
 // Call inside the job's load phase (run_phase): raises on any problem.

@@ -101,7 +101,8 @@ int run_serve(const ServeOptions& options) {
   ServingRank rank;
   const bool loaded = run_phase(comm, "load", [&] {
     load_serving_rank(rank, comm, {options.model_dir, options.lora_dir, options.max_seqs,
-                                   options.kv_cache_mib, options.rank});
+                                   options.kv_cache_mib, options.rank,
+                                   options.engine.speculative_ngram});
   });
   if (!loaded) return kExitStartFailed;
   // Rank 0 opens its ports (one in use is an error) before any rank starts serving, so a refusal

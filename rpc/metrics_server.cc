@@ -55,6 +55,10 @@ std::string prometheus_text(const runtime::Engine& engine) {
           static_cast<double>(stats.prefix_query_tokens));
   counter(out, "tpserve_prefix_cache_hits_total", "Prompt tokens whose K/V came from the prefix cache.",
           static_cast<double>(stats.prefix_hit_tokens));
+  counter(out, "tpserve_spec_draft_tokens_total", "N-gram draft tokens verified.",
+          static_cast<double>(stats.draft_tokens));
+  counter(out, "tpserve_spec_accepted_tokens_total", "N-gram draft tokens accepted.",
+          static_cast<double>(stats.accepted_draft_tokens));
   gauge(out, "tpserve_kv_blocks_cached", "KV cache blocks holding a reusable prefix (per rank).",
         stats.kv_blocks_cached);
   histogram(out, "tpserve_time_to_first_token_seconds", "From request arrival to its first token.",

@@ -116,6 +116,8 @@ class Server::GenerationService final : public v1::Generation::Service {
     response->set_prefix_query_tokens(stats.prefix_query_tokens);
     response->set_prefix_hit_tokens(stats.prefix_hit_tokens);
     response->set_kv_blocks_cached(stats.kv_blocks_cached);
+    response->set_draft_tokens(stats.draft_tokens);
+    response->set_accepted_draft_tokens(stats.accepted_draft_tokens);
     return grpc::Status::OK;
   }
 

@@ -42,11 +42,12 @@ SchedulerOptions scheduler_options(const Model& model, const EngineOptions& opti
   s.admission = options.kv_admission;
   s.watermark = options.kv_watermark;
   s.prefix_caching = options.prefix_caching;
+  s.speculative_ngram = options.speculative_ngram;
   s.num_kv_blocks = m.num_kv_blocks;
   s.block_size = m.block_size;
   s.max_tokens_per_step = m.max_tokens_per_step;
   s.max_seqs = std::min(m.max_seqs, m.max_logit_rows);
-  s.max_logit_rows = m.max_logit_rows;
+  s.max_logit_rows = m.max_logit_rows;  // room for drafts when above max_seqs
   s.max_context = std::min<int64_t>(model.config().max_position_embeddings,
                                     static_cast<int64_t>(m.max_blocks_per_seq) * m.block_size);
   return s;
@@ -239,11 +240,24 @@ void Engine::publish_stats() {
   stats_.prefix_hit_tokens = counters.prefix_hit_tokens;
 }
 
+// Verifying n-gram drafts. The standard speculative rule (Leviathan et al. 2023; Chen et al.
+// 2023) accepts a draft token d with probability min(1, p(d) / q(d)) and on rejection draws from
+// max(0, p - q) renormalised. A prompt-lookup draft is deterministic, q = one-hot at d, so that is
+// "accept with probability p(d), else draw from p without d": exactly drawing x ~ p and accepting
+// iff x == d. So every row is sampled as usual, and the sequence keeps drafts while they equal the
+// sampled token. Greedy output is then plain greedy's; sampled output has plain sampling's
+// distribution, and a seeded sequence uses draw i of its RNG for its i-th token either way, so it
+// gives the same tokens (up to the logits' own rounding).
 void Engine::sample_rows(const ScheduledStep& step, const std::vector<float>& logits) {
   const auto vocab = static_cast<size_t>(model_.config().vocab_size);
-  for (size_t row = 0; row < step.logit_seqs.size(); ++row) {
-    const auto found = sequences_.find(step.logit_seqs[row]);
-    if (found == sequences_.end()) continue;  // its request failed earlier in this step
+  const size_t rows = step.logit_seqs.size();
+  std::vector<int32_t> kept;  // this step's tokens of the sequence whose rows are being sampled
+  for (size_t row = 0; row < rows; ++row) {
+    const uint64_t id = step.logit_seqs[row];
+    if (row == 0 || step.logit_seqs[row - 1] != id) kept.clear();
+    const auto found = sequences_.find(id);
+    // Its request failed, or it finished on an earlier row of this step.
+    if (found == sequences_.end()) continue;
     SequenceRun& sequence = *found->second;
     RequestRun& run = *requests_.at(sequence.request_id);
     const SamplingParams& params = run.request.params;
@@ -286,12 +300,26 @@ void Engine::sample_rows(const ScheduledStep& step, const std::vector<float>& lo
       stopped = match.stopped;
     }
     const bool length = static_cast<int32_t>(sequence.output.size()) >= params.max_tokens;
+    const int32_t draft = step.logit_drafts[row];
+    {
+      // Counted before the token is pushed, so a client never sees a token Stats lacks.
+      std::lock_guard lock(stats_mutex_);
+      ++stats_.generated_tokens;
+      if (draft >= 0 && draft == token) ++stats_.accepted_draft_tokens;
+    }
     run.stream->push(RequestEvent{{std::move(delta)}, false, std::nullopt, {}});
     if (stopped || length) {
       finish_sequence(sequence, stopped ? FinishReason::kStop : FinishReason::kLength);
-    } else {
-      scheduler_.append_token(sequence.id, token);
+      continue;
     }
+    kept.push_back(token);
+    // A draft equal to the token sampled in its place is accepted: the next row, computed with
+    // it in the context, gives the token after it. Otherwise this token replaces the draft and
+    // the sequence's later rows (computed on a context it does not have) are dropped.
+    const bool more_rows = row + 1 < rows && step.logit_seqs[row + 1] == id;
+    if (draft >= 0 && draft == token && more_rows) continue;
+    scheduler_.append_tokens(id, kept);
+    while (row + 1 < rows && step.logit_seqs[row + 1] == id) ++row;
   }
 }
 
@@ -301,10 +329,9 @@ void Engine::run_step() {
   broadcast_step(comm_, step.input);
   model_.forward(step.input, logits_);
   {
-    // Counted before sampling pushes the tokens, so a client never sees a token Stats lacks.
     std::lock_guard lock(stats_mutex_);
-    stats_.generated_tokens += static_cast<int64_t>(step.logit_seqs.size());
     ++stats_.steps;
+    stats_.draft_tokens = scheduler_.counters().draft_tokens;
   }
   sample_rows(step, logits_);
 }

@@ -44,6 +44,9 @@ struct EngineOptions {
   KvAdmission kv_admission = KvAdmission::kOnDemand;  // scheduler.h
   double kv_watermark = 0.01;     // on-demand: fraction of KV blocks kept free when admitting
   bool prefix_caching = true;
+  // N-gram (prompt-lookup) drafts per decoding sequence and step (scheduler.h); 0: off. Needs
+  // the model's max_logit_rows above max_seqs to have room for them.
+  int speculative_ngram = 0;
 };
 
 struct EngineStats {
@@ -59,6 +62,8 @@ struct EngineStats {
   int64_t prefix_query_tokens = 0;  // prompt tokens admitted, and of those, served from the
   int64_t prefix_hit_tokens = 0;    // prefix cache
   int32_t kv_blocks_cached = 0;   // blocks holding a reusable prefix (in use or not)
+  int64_t draft_tokens = 0;       // n-gram drafts verified, and of those, accepted
+  int64_t accepted_draft_tokens = 0;
 };
 
 class Engine {

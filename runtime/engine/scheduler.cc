@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include "common/check.h"
+#include "runtime/engine/ngram_draft.h"
 
 namespace tpserve::runtime {
 
@@ -14,6 +15,11 @@ namespace {
 bool runs_before(const ScheduledSequence& a, const ScheduledSequence& b) {
   if (a.priority != b.priority) return a.priority > b.priority;
   return a.arrival < b.arrival;
+}
+
+// A sequence decodes once everything but its newest token is cached.
+bool decoding(const ScheduledSequence& s) {
+  return static_cast<int64_t>(s.tokens.size()) - s.computed == 1 && s.computed > 0;
 }
 
 template <typename Container>
@@ -80,6 +86,9 @@ void Scheduler::publish_computed(ScheduledSequence& s) {
 }
 
 void Scheduler::release(ScheduledSequence& s) {
+  // Drafts of the last step beyond the tokens kept are not the sequence's K/V.
+  s.computed = std::min<int64_t>(s.computed, static_cast<int64_t>(s.tokens.size()));
+  s.drafts.clear();
   publish_computed(s);
   std::vector<int32_t> reversed(s.blocks.rbegin(), s.blocks.rend());
   allocator_.release(reversed);
@@ -155,8 +164,9 @@ bool Scheduler::grow_running() {
   bool preempted = false;
   for (size_t i = 0; i < running_.size(); ++i) {
     const auto needed = [&] {
-      return blocks_for(static_cast<int64_t>(running_[i].tokens.size()), options_.block_size) -
-             static_cast<int32_t>(running_[i].blocks.size());
+      const ScheduledSequence& s = running_[i];
+      return blocks_for(static_cast<int64_t>(s.tokens.size() + s.drafts.size()), options_.block_size) -
+             static_cast<int32_t>(s.blocks.size());
     };
     if (needed() <= 0) continue;
     while (allocator_.num_free() < needed() && running_.size() - 1 > i) {
@@ -173,8 +183,20 @@ bool Scheduler::grow_running() {
   return preempted;
 }
 
+void Scheduler::propose_drafts() {
+  for (ScheduledSequence& s : running_) {
+    s.drafts.clear();
+    if (options_.speculative_ngram <= 0 || !decoding(s)) continue;
+    // Every draft accepted plus the token after them must stay within max_tokens.
+    const int64_t room = s.prompt_tokens + s.max_tokens - static_cast<int64_t>(s.tokens.size()) - 1;
+    const auto count = static_cast<int>(std::min<int64_t>(options_.speculative_ngram, room));
+    s.drafts = ngram_draft(s.tokens, count);
+  }
+}
+
 ScheduledStep Scheduler::schedule() {
   for (ScheduledSequence& s : running_) publish_computed(s);
+  propose_drafts();
   if (!grow_running()) admit();
   ScheduledStep step;
   build(step);
@@ -184,24 +206,35 @@ ScheduledStep Scheduler::schedule() {
 void Scheduler::build(ScheduledStep& step) {
   StepInput& input = step.input;
   int32_t max_blocks = 0;
+  int decoders = 0;
   for (const ScheduledSequence& s : running_) {
     max_blocks = std::max<int32_t>(max_blocks, static_cast<int32_t>(s.blocks.size()));
+    decoders += decoding(s);
   }
   input.max_blocks_per_seq = max_blocks;
   int budget = options_.max_tokens_per_step;
+  // Drafts take only what one token and one logit row for every running sequence leave.
+  int draft_budget = std::max(0, budget - decoders);
+  int draft_rows = options_.max_logit_rows - static_cast<int>(running_.size());
   int32_t row = 0;
-  // Decode first (one token each, front of the order first if the budget is short), then
-  // prefill chunks. A sequence decodes once everything but its newest token is cached.
+  // Decode first (one token each, plus drafts; front of the order first if the budget is short),
+  // then prefill chunks. A sequence decodes once everything but its newest token is cached.
   for (const bool decode_pass : {true, false}) {
     for (ScheduledSequence& s : running_) {
       const int64_t pending = static_cast<int64_t>(s.tokens.size()) - s.computed;
-      const bool decoding = pending == 1 && s.computed > 0;
-      if (budget == 0 || pending <= 0 || decode_pass != decoding) continue;
+      if (budget == 0 || pending <= 0 || decode_pass != decoding(s)) continue;
+      const auto drafts = static_cast<int>(std::min<size_t>(
+          s.drafts.size(), static_cast<size_t>(std::min(draft_budget, draft_rows))));
+      s.drafts.resize(static_cast<size_t>(drafts));
+      draft_budget -= drafts;
+      draft_rows -= drafts;
+      counters_.draft_tokens += drafts;
       const auto chunk = static_cast<int>(std::min<int64_t>(pending, budget));
-      for (int i = 0; i < chunk; ++i) {
-        input.token_ids.push_back(s.tokens[static_cast<size_t>(s.computed + i)]);
+      for (int i = 0; i < chunk + drafts; ++i) {
+        const auto at = static_cast<size_t>(s.computed + i);
+        input.token_ids.push_back(i < chunk ? s.tokens[at] : s.drafts[static_cast<size_t>(i - chunk)]);
         input.token_seq.push_back(row);
-        input.token_pos.push_back(static_cast<int32_t>(s.computed + i));
+        input.token_pos.push_back(static_cast<int32_t>(at));
       }
       std::vector<int32_t> table = s.blocks;
       table.resize(static_cast<size_t>(max_blocks), 0);
@@ -209,24 +242,33 @@ void Scheduler::build(ScheduledStep& step) {
       input.seq_prompt_len.push_back(static_cast<int32_t>(s.prompt_tokens));
       ++row;
       if (chunk == pending) {  // the step reaches the newest token: its logits predict the next
-        input.logit_rows.push_back(static_cast<int32_t>(input.token_ids.size()) - 1);
-        step.logit_seqs.push_back(s.id);
+        // With drafts, the newest token's row verifies the first draft, and so on; the last
+        // row predicts the token after them all.
+        const auto first = static_cast<int32_t>(input.token_ids.size()) - drafts - 1;
+        for (int i = 0; i <= drafts; ++i) {
+          input.logit_rows.push_back(first + i);
+          step.logit_seqs.push_back(s.id);
+          step.logit_drafts.push_back(i < drafts ? s.drafts[static_cast<size_t>(i)] : -1);
+        }
       }
-      s.computed += chunk;  // the step writes these positions' K/V
-      budget -= chunk;
+      s.computed += chunk + drafts;  // the step writes these positions' K/V
+      budget -= chunk + drafts;
     }
   }
 }
 
-void Scheduler::append_token(uint64_t id, int32_t token) {
+void Scheduler::append_tokens(uint64_t id, std::span<const int32_t> tokens) {
   for (ScheduledSequence& s : running_) {
     if (s.id != id) continue;
-    s.tokens.push_back(token);
+    s.tokens.insert(s.tokens.end(), tokens.begin(), tokens.end());
     TPS_CHECK(static_cast<int64_t>(s.tokens.size()) <= s.prompt_tokens + s.max_tokens,
               "sequence {} outgrew prompt + max_tokens", id);
+    // The newest token has no K/V yet; nor have drafts rejected before it.
+    s.computed = std::min<int64_t>(s.computed, static_cast<int64_t>(s.tokens.size()) - 1);
+    s.drafts.clear();
     return;
   }
-  TPS_CHECK(false, "append_token: sequence {} is not running", id);
+  TPS_CHECK(false, "append_tokens: sequence {} is not running", id);
 }
 
 void Scheduler::remove(uint64_t id) {

@@ -20,6 +20,13 @@
 //     nothing is ever preempted, at the cost of admitting fewer sequences when outputs end early.
 // A sequence that could not fit even in an empty cache is refused at submission.
 //
+// N-gram speculation (prompt lookup, speculative_ngram = K > 0): a decoding sequence whose last
+// n tokens (n = 3, 2, then 1) occurred earlier in its own tokens drafts the (up to K) tokens that
+// followed that occurrence. The step then carries its newest token and the drafts, with a logit
+// row for each; the engine samples row by row and keeps drafts while they equal what was sampled
+// (Engine::sample_rows). append_tokens() moves `computed` back past the K/V of rejected drafts, which
+// the next step overwrites.
+//
 // Prefix caching: every full block of a sequence whose K/V have been computed is published under
 // the hash of its tokens and every token before them (block_allocator.h). A sequence admitted
 // later whose leading blocks match takes those blocks (shared, reference-counted) and starts its
@@ -31,6 +38,7 @@
 #include <cstdint>
 #include <deque>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -54,6 +62,7 @@ struct SchedulerOptions {
   double watermark = 0.01;
   bool prefix_caching = true;
   uint64_t adapter_id = 0;  // the weights' identity (a merged LoRA): blocks 0's parent key
+  int speculative_ngram = 0;  // drafts per decoding sequence and step (0: off)
 };
 
 // One sequence as the scheduler sees it: tokens so far and how many of them are in the cache.
@@ -68,18 +77,23 @@ struct ScheduledSequence {
   bool admitted_before = false;
   std::vector<int32_t> blocks;
   std::vector<uint64_t> block_hashes;  // keys of its leading full blocks already in the cache
+  std::vector<int32_t> drafts;         // n-gram drafts proposed for the next step
 };
 
-// The step to run and, for each logit row, the sequence whose next token it predicts.
+// The step to run and, for each logit row, the sequence whose next token it predicts and the
+// draft token that row verifies (-1: none; the row's sample is the sequence's next token).
+// A sequence's rows are consecutive.
 struct ScheduledStep {
   StepInput input;
   std::vector<uint64_t> logit_seqs;
+  std::vector<int32_t> logit_drafts;
 };
 
 struct SchedulerCounters {
   int64_t preemptions = 0;
   int64_t prefix_query_tokens = 0;  // prompt tokens of admitted sequences (first admission)
   int64_t prefix_hit_tokens = 0;    // of those, tokens whose K/V came from the prefix cache
+  int64_t draft_tokens = 0;         // n-gram drafts sent to be verified
 };
 
 class Scheduler {
@@ -97,8 +111,10 @@ class Scheduler {
   // waiting ones while blocks and slots allow. Empty input when nothing can run.
   ScheduledStep schedule();
 
-  // After the step: the sampled token of a sequence that got a logit row.
-  void append_token(uint64_t id, int32_t token);
+  // After the step: the tokens a sequence that got logit rows keeps, in order (with drafts: the
+  // accepted ones, then the token sampled after them). One call per sequence and step.
+  void append_tokens(uint64_t id, std::span<const int32_t> tokens);
+  void append_token(uint64_t id, int32_t token) { append_tokens(id, std::span(&token, 1)); }
 
   // Removes a sequence (finished, cancelled or failed) wherever it is; frees its blocks.
   void remove(uint64_t id);
@@ -116,6 +132,7 @@ class Scheduler {
   const BlockAllocator& allocator() const { return allocator_; }
 
  private:
+  void propose_drafts();
   bool grow_running();  // true when a sequence was preempted
   void admit();
   std::vector<int32_t> take_prefix_hits(ScheduledSequence& sequence);

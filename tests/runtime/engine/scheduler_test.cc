@@ -11,6 +11,7 @@
 #include <set>
 
 #include "runtime/engine/block_allocator.h"
+#include "runtime/engine/ngram_draft.h"
 #include "runtime/engine/scheduler.h"
 
 namespace tpserve::runtime {
@@ -45,9 +46,12 @@ class SimulatedEngine {
     for (int t = 0; t < input.num_tokens(); ++t) {
       slot(input, input.token_seq[t], input.token_pos[t]) = {input.token_ids[t], input.token_pos[t]};
     }
+    std::vector<int32_t> kept;
     for (size_t row = 0; row < step.logit_seqs.size(); ++row) {
       const int t = input.logit_rows[row];
       const uint64_t id = step.logit_seqs[row];
+      if (row == 0 || step.logit_seqs[row - 1] != id) kept.clear();
+      if (finished_.contains(id)) continue;
       // The context this sequence sees: positions 0..pos through its block table.
       std::vector<int32_t> context;
       for (int32_t pos = 0; pos <= input.token_pos[t]; ++pos) {
@@ -58,18 +62,35 @@ class SimulatedEngine {
       std::vector<int32_t> expected = prompts_[id];
       expected.insert(expected.end(), outputs_[id].begin(), outputs_[id].end());
       EXPECT_EQ(context, expected) << "sequence " << id << " reads a context not its own";
-      uint64_t h = 1469598103934665603ULL;
-      for (int32_t token : context) h = (h ^ static_cast<uint64_t>(token)) * 1099511628211ULL;
-      const auto token = static_cast<int32_t>(h % 1000);
+      const int32_t token = next_token(context);
       outputs_[id].push_back(token);
       if (static_cast<int64_t>(outputs_[id].size()) >= max_tokens_[id]) {
         scheduler_.remove(id);
         finished_.insert(id);
-      } else {
-        scheduler_.append_token(id, token);
+        continue;
       }
+      kept.push_back(token);
+      const int32_t draft = step.logit_drafts[row];
+      accepted_ += draft == token;
+      const bool more_rows = row + 1 < step.logit_seqs.size() && step.logit_seqs[row + 1] == id;
+      if (draft == token && more_rows) continue;
+      scheduler_.append_tokens(id, kept);
+      while (row + 1 < step.logit_seqs.size() && step.logit_seqs[row + 1] == id) ++row;
     }
     return true;
+  }
+
+  // The "model": a hash of the whole context, or (cyclic_) of its last two tokens, whose
+  // continuations repeat so that n-gram drafts get accepted.
+  int32_t next_token(const std::vector<int32_t>& context) const {
+    if (cyclic_) {
+      const int32_t a = context.back();
+      const int32_t b = context.size() > 1 ? context[context.size() - 2] : 0;
+      return (a + b) % 4;  // Fibonacci mod 4: period 6
+    }
+    uint64_t h = 1469598103934665603ULL;
+    for (int32_t token : context) h = (h ^ static_cast<uint64_t>(token)) * 1099511628211ULL;
+    return static_cast<int32_t>(h % 1000);
   }
 
   void run(int max_steps = 10000) {
@@ -106,6 +127,8 @@ class SimulatedEngine {
   Scheduler& scheduler() { return scheduler_; }
   const std::map<uint64_t, std::vector<int32_t>>& outputs() const { return outputs_; }
   int steps() const { return steps_; }
+  int64_t accepted() const { return accepted_; }
+  bool cyclic_ = false;
 
  private:
   Slot& slot(const StepInput& input, int32_t row, int32_t pos) {
@@ -122,6 +145,7 @@ class SimulatedEngine {
   std::map<uint64_t, std::vector<int32_t>> outputs_;
   std::set<uint64_t> finished_;
   int steps_ = 0;
+  int64_t accepted_ = 0;
 };
 
 SchedulerOptions small_pool(int32_t blocks) {
@@ -362,6 +386,73 @@ TEST(KvOnDemand, RandomizedAgainstAnUnconstrainedRun) {
   EXPECT_GT(hits, 500);
   std::printf("randomized: %lld preemptions, %lld prefix-hit tokens\n",
               static_cast<long long>(preemptions), static_cast<long long>(hits));
+}
+
+TEST(NgramDraft, MostRecentLongestMatch) {
+  // Last 3 tokens (1 2 3) occur at 0 and 5; the later occurrence's continuation wins.
+  EXPECT_EQ(ngram_draft(std::vector<int32_t>{1, 2, 3, 9, 9, 1, 2, 3, 7, 8, 1, 2, 3}, 2),
+            (std::vector<int32_t>{7, 8}));
+  // No 3- or 2-gram recurs; the 1-gram 5 does.
+  EXPECT_EQ(ngram_draft(std::vector<int32_t>{5, 6, 7, 8, 5}, 3), (std::vector<int32_t>{6, 7, 8}));
+  // The draft stops at the end of the tokens.
+  EXPECT_EQ(ngram_draft(std::vector<int32_t>{4, 4}, 5), (std::vector<int32_t>{4}));
+  EXPECT_TRUE(ngram_draft(std::vector<int32_t>{1, 2, 3}, 4).empty());
+  EXPECT_TRUE(ngram_draft(std::vector<int32_t>{1, 1}, 0).empty());
+  EXPECT_TRUE(ngram_draft(std::vector<int32_t>{1}, 4).empty());
+}
+
+// Speculation changes the number of steps, never the tokens; rejected drafts' K/V are never read
+// (the context check), and speculation composes with preemption and prefix caching.
+TEST(NgramSpeculation, SameTokensInFewerSteps) {
+  for (const int32_t blocks : {64, 10}) {
+    SchedulerOptions plain_options = small_pool(blocks);
+    plain_options.max_logit_rows = plain_options.max_seqs * 5;
+    SchedulerOptions spec_options = plain_options;
+    spec_options.speculative_ngram = 4;
+    SimulatedEngine plain(plain_options);
+    SimulatedEngine spec(spec_options);
+    for (auto* engine : {&plain, &spec}) {
+      engine->cyclic_ = true;
+      for (uint64_t id = 1; id <= 4; ++id) engine->add(id, prompt_of(static_cast<int32_t>(id), 3), 30);
+      ASSERT_NO_FATAL_FAILURE(engine->run());
+    }
+    EXPECT_EQ(spec.outputs(), plain.outputs()) << blocks << " blocks";
+    EXPECT_GT(spec.scheduler().counters().draft_tokens, 0);
+    EXPECT_GT(spec.accepted(), 0);
+    EXPECT_LT(spec.steps(), plain.steps()) << blocks << " blocks";
+    EXPECT_EQ(plain.scheduler().counters().draft_tokens, 0);
+    if (blocks == 10) EXPECT_GT(spec.scheduler().counters().preemptions, 0);
+  }
+}
+
+TEST(NgramSpeculation, RandomizedAgainstPlainDecoding) {
+  std::mt19937 rng(99);
+  for (int trial = 0; trial < 100; ++trial) {
+    SchedulerOptions options = small_pool(static_cast<int32_t>(10 + rng() % 30));
+    options.max_seqs = static_cast<int>(1 + rng() % 6);
+    options.max_tokens_per_step = static_cast<int>(4 + rng() % 16);
+    options.prefix_caching = rng() % 2 == 0;
+    options.speculative_ngram = static_cast<int>(1 + rng() % 5);
+    options.max_logit_rows = options.max_seqs * (1 + static_cast<int>(rng() % 6));
+    SchedulerOptions roomy_options = small_pool(512);
+    SimulatedEngine spec(options);
+    SimulatedEngine plain(roomy_options);
+    const int32_t capacity = options.num_kv_blocks * options.block_size;
+    for (uint64_t id = 1; id <= 8; ++id) {
+      const auto length = static_cast<int32_t>(1 + rng() % 8);
+      const int64_t max_tokens = 1 + static_cast<int64_t>(rng() % 24);
+      if (length + max_tokens > capacity) continue;
+      const std::vector<int32_t> prompt = prompt_of(static_cast<int32_t>(rng() % 5), length);
+      for (auto* engine : {&spec, &plain}) {
+        engine->cyclic_ = true;
+        engine->add(id, prompt, max_tokens);
+      }
+    }
+    ASSERT_NO_FATAL_FAILURE(spec.run());
+    ASSERT_NO_FATAL_FAILURE(plain.run());
+    EXPECT_EQ(spec.outputs(), plain.outputs()) << "trial " << trial;
+    EXPECT_EQ(spec.scheduler().blocks_used(), 0);
+  }
 }
 
 }  // namespace
