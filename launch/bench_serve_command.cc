@@ -33,6 +33,7 @@ struct BenchServeOptions {
   int prompt_len = 128;
   int output_len = 64;
   double spread = 0.25;  // lengths uniform in mean * [1 - spread, 1 + spread]
+  int shared_prefix = 0;  // tokens every prompt starts with (a system prompt), before its own
   uint64_t seed = 0;
   std::string json_path;
 };
@@ -90,8 +91,11 @@ std::vector<v1::GenerateRequest> make_requests(const BenchServeOptions& o, int64
     return d(rng);
   };
   std::uniform_int_distribution<int32_t> token(0, static_cast<int32_t>(vocab - 1));
+  std::vector<int32_t> prefix(static_cast<size_t>(o.shared_prefix));
+  for (int32_t& id : prefix) id = token(rng);
   std::vector<v1::GenerateRequest> requests(static_cast<size_t>(o.requests));
   for (auto& r : requests) {
+    for (int32_t id : prefix) r.mutable_token_ids()->add_ids(id);
     for (int i = length(o.prompt_len); i > 0; --i) r.mutable_token_ids()->add_ids(token(rng));
     r.mutable_sampling()->set_max_tokens(length(o.output_len));
     r.mutable_sampling()->set_ignore_eos(true);
@@ -158,7 +162,7 @@ int run_bench_serve(const BenchServeOptions& o) {
       {"address", o.address}, {"architecture", info.architecture()}, {"tp_size", info.tp_size()},
       {"backend", info.backend()}, {"requests", o.requests}, {"failed", failed},
       {"concurrency", o.rate > 0 ? 0 : o.concurrency}, {"rate", o.rate},
-      {"prompt_len_mean", o.prompt_len}, {"output_len_mean", o.output_len},
+      {"prompt_len_mean", o.prompt_len}, {"shared_prefix", o.shared_prefix}, {"output_len_mean", o.output_len},
       {"elapsed_s", elapsed}, {"request_throughput", (o.requests - failed) / elapsed},
       {"output_tokens_per_s", output_tokens / elapsed},
       {"total_tokens_per_s", (prompt_tokens + output_tokens) / elapsed}};
@@ -178,6 +182,24 @@ int run_bench_serve(const BenchServeOptions& o) {
                 report[fmt::format("{}_p90_ms", name)].get<double>(),
                 report[fmt::format("{}_p99_ms", name)].get<double>());
   }
+  v1::StatsResponse stats;
+  grpc::ClientContext stats_context;
+  if (stub->Stats(&stats_context, v1::StatsRequest(), &stats).ok()) {
+    // Server totals since it started: the KV and speculation counters behind the timings above.
+    report["server_preemptions"] = stats.preemptions();
+    report["server_prefix_hit_tokens"] = stats.prefix_hit_tokens();
+    report["server_prefix_query_tokens"] = stats.prefix_query_tokens();
+    report["server_draft_tokens"] = stats.draft_tokens();
+    report["server_accepted_draft_tokens"] = stats.accepted_draft_tokens();
+    report["server_steps"] = stats.steps();
+    std::printf("server: %lld steps, %lld preemptions, prefix cache %lld of %lld prompt tokens, "
+                "%lld of %lld n-gram drafts accepted\n",
+                static_cast<long long>(stats.steps()), static_cast<long long>(stats.preemptions()),
+                static_cast<long long>(stats.prefix_hit_tokens()),
+                static_cast<long long>(stats.prefix_query_tokens()),
+                static_cast<long long>(stats.accepted_draft_tokens()),
+                static_cast<long long>(stats.draft_tokens()));
+  }
   if (!o.json_path.empty()) std::ofstream(o.json_path) << report.dump(2) << "\n";
   return failed == 0 ? 0 : 1;
 }
@@ -196,6 +218,9 @@ void register_bench_serve_command(CLI::App& app, CommandRunner& runner) {
   sub->add_option("--prompt-len", o->prompt_len, "Mean prompt length in tokens")->check(CLI::Range(1, 1 << 20));
   sub->add_option("--output-len", o->output_len, "Mean output length in tokens")->check(CLI::Range(1, 1 << 20));
   sub->add_option("--spread", o->spread, "Lengths uniform in mean*(1±spread)")->check(CLI::Range(0.0, 0.99));
+  sub->add_option("--shared-prefix", o->shared_prefix,
+                  "Tokens every prompt starts with (a shared system prompt), before its own --prompt-len")
+      ->check(CLI::Range(0, 1 << 20));
   sub->add_option("--seed", o->seed, "Seed for the prompts and arrivals");
   sub->add_option("--json", o->json_path, "Write the report as JSON to this file");
   sub->callback([o, &runner] { runner = [o] { return run_bench_serve(*o); }; });
