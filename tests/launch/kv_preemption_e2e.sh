@@ -29,11 +29,12 @@ PY
 # 12 blocks of 4 positions: K and V of 2 layers x 1 KV head x 8 dims of f32 = 128 bytes a position.
 tight_mib=$(python3 -c 'print(12 * 4 * 128 / 1048576)')
 
-# batch NAME ARGS...: the job into $scratch/NAME.jsonl; its summary lines in $scratch/NAME.log.
+# batch NAME ARGS...: the job into $scratch/NAME.jsonl (under mpirun -np ${np:-2}); its summary
+# lines in $scratch/NAME.log.
 batch() {
   local name=$1
   shift
-  run 2 120 generate --model "$model" --input "$input" --output "$scratch/$name.jsonl" --no-progress \
+  run "${np:-2}" 120 generate --model "$model" --input "$input" --output "$scratch/$name.jsonl" --no-progress \
     --block-size 4 --max-seqs 8 --max-tokens-per-step 16 "$@"
   echo "$out" >"$scratch/$name.log"
   if [[ $status -ne 0 ]]; then  # an error record (the "huge" request) still counts as a record
@@ -48,6 +49,11 @@ batch tight_cold --kv-cache-mib "$tight_mib" --no-enable-prefix-caching
 batch reserve --kv-cache-mib "$tight_mib" --kv-admission reserve
 batch spec --speculative-ngram 4
 batch spec_tight --kv-cache-mib "$tight_mib" --speculative-ngram 3
+# TP 1 and 3: 12 blocks again. The pool is sized for the rank with the most KV bytes per position:
+# 256 at TP 1 and at TP 3 (where 128 leaves only 6 blocks and refuses the 28-token requests).
+np1_mib=$(python3 -c 'print(12 * 4 * 256 / 1048576)')
+np=1 batch tight_np1 --kv-cache-mib "$np1_mib"
+np=3 batch tight_np3 --kv-cache-mib "$np1_mib"
 
 python3 - "$model/reference_greedy.txt" "$scratch" <<'PY' || fail "records differ (above)"
 import json, re, sys
@@ -75,6 +81,12 @@ for name in ["tight", "tight_cold", "reserve", "spec", "spec_tight"]:
         continue
     assert "exceeds the KV cache of 48 positions" in records["huge"]["error"], records["huge"]
     assert "= 64" in records["huge"]["error"], records["huge"]
+for name in ["tight_np1", "tight_np3"]:
+    records = load(name)
+    for i in range(24):
+        expected = [int(t) for t in refs[i % len(refs)][1].split(",")]
+        assert "choices" in records[f"g{i}"] and records[f"g{i}"]["choices"][0]["token_ids"] == expected, f"{name} g{i}: {records[f'g{i}']}"
+    assert summary(name)[0] > 0, f"{name}: no preemption"
 pre, hit, query, *_ = summary("tight")
 assert pre > 0, f"tight: no preemption ({pre})"
 assert hit > 0 and query > 0, f"tight: no prefix hit ({hit} of {query})"
@@ -83,6 +95,7 @@ assert pre_cold > 0 and hit_cold == 0, (pre_cold, hit_cold)
 assert summary("reserve")[0] == 0, "reserve admission preempted"
 drafts, accepted, spec_steps = summary("spec")[3:]
 plain_steps = summary("roomy")[5]
+
 assert drafts > 0, drafts  # accepted ones depend on the model copying itself; a random one rarely does
 assert summary("roomy")[3] == 0
 print(f"ok: n-gram 4: {accepted}/{drafts} drafts accepted, {spec_steps} steps vs {plain_steps}")
