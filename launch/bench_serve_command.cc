@@ -34,6 +34,11 @@ struct BenchServeOptions {
   int output_len = 64;
   double spread = 0.25;  // lengths uniform in mean * [1 - spread, 1 + spread]
   int shared_prefix = 0;  // tokens every prompt starts with (a system prompt), before its own
+  // Replies shorter than max_tokens: every request lists `stop_ids` random token ids as stop
+  // tokens and samples at temperature 1 (seeded), so a reply ends at the first one drawn (about
+  // vocab / stop_ids tokens), and max_tokens is `max_tokens` (0: the drawn output length).
+  int stop_ids = 0;
+  int max_tokens = 0;
   uint64_t seed = 0;
   std::string json_path;
 };
@@ -97,9 +102,15 @@ std::vector<v1::GenerateRequest> make_requests(const BenchServeOptions& o, int64
   for (auto& r : requests) {
     for (int32_t id : prefix) r.mutable_token_ids()->add_ids(id);
     for (int i = length(o.prompt_len); i > 0; --i) r.mutable_token_ids()->add_ids(token(rng));
-    r.mutable_sampling()->set_max_tokens(length(o.output_len));
+    const int output_len = length(o.output_len);
+    r.mutable_sampling()->set_max_tokens(o.max_tokens > 0 ? o.max_tokens : output_len);
     r.mutable_sampling()->set_ignore_eos(true);
     r.mutable_sampling()->set_temperature(0);
+    if (o.stop_ids > 0) {
+      r.mutable_sampling()->set_temperature(1);
+      r.mutable_sampling()->set_seed(rng());
+      for (int i = 0; i < o.stop_ids; ++i) r.mutable_sampling()->add_stop_token_ids(token(rng));
+    }
   }
   return requests;
 }
@@ -220,6 +231,12 @@ void register_bench_serve_command(CLI::App& app, CommandRunner& runner) {
   sub->add_option("--spread", o->spread, "Lengths uniform in mean*(1±spread)")->check(CLI::Range(0.0, 0.99));
   sub->add_option("--shared-prefix", o->shared_prefix,
                   "Tokens every prompt starts with (a shared system prompt), before its own --prompt-len")
+      ->check(CLI::Range(0, 1 << 20));
+  sub->add_option("--stop-ids", o->stop_ids,
+                  "Random stop token ids per request, sampled at temperature 1: replies of about "
+                  "vocab/N tokens, shorter than --max-tokens")
+      ->check(CLI::Range(0, 1 << 20));
+  sub->add_option("--max-tokens", o->max_tokens, "max_tokens of every request (default: its drawn output length)")
       ->check(CLI::Range(0, 1 << 20));
   sub->add_option("--seed", o->seed, "Seed for the prompts and arrivals");
   sub->add_option("--json", o->json_path, "Write the report as JSON to this file");
