@@ -173,21 +173,43 @@ fi
 no_process_left "link down mid-generation" 30
 link UP 1
 
-# The same mid-serve: a streaming chat client on node0 gets UNAVAILABLE, every process ends.
+# serve over two nodes: a chat turn from node0, then SIGTERM to launch/mpirun.sh drains the job
+# (exit 0) as on one host.
 port=50571
-timeout --kill-after=5 90 ip netns exec tpserve-n0 unshare --uts bash -c 'hostname node0 && exec "$@"' \
-  _ bash "$cluster_dir/../../launch/mpirun.sh" --host node0,node1 -np 2 -x OPENBLAS_NUM_THREADS \
-  "$TPSERVE_BIN" serve --model "$model" --port "$port" --metrics-port 0 --step-timeout "$step_timeout" \
-  </dev/null >"$scratch/serve_out" 2>"$scratch/serve_err" &
-server=$!
-for _ in $(seq 300); do grep -q '^serving' "$scratch/serve_out" 2>/dev/null && break; sleep 0.1; done
-if ! grep -q '^serving' "$scratch/serve_out"; then
+serve_args=(serve --model "$model" --port "$port" --metrics-port 0 --step-timeout "$step_timeout")
+# start_server: `tpserve serve` over node0,node1 in the background ($server); returns 1 unless
+# it said "serving" within 30 s.
+start_server() {
+  : >"$scratch/serve_out"
+  timeout --kill-after=5 90 ip netns exec tpserve-n0 unshare --uts bash -c 'hostname node0 && exec "$@"' \
+    _ bash "$cluster_dir/../../launch/mpirun.sh" --host node0,node1 -np 2 -x OPENBLAS_NUM_THREADS \
+    "$TPSERVE_BIN" "${serve_args[@]}" </dev/null >"$scratch/serve_out" 2>"$scratch/serve_err" &
+  server=$!
+  for _ in $(seq 300); do grep -q '^serving' "$scratch/serve_out" 2>/dev/null && return 0; sleep 0.1; done
   fail "serve over 2 nodes did not start"
   tail -5 "$scratch/serve_err"
-else
+  return 1
+}
+if start_server; then
   echo hello | timeout 60 ip netns exec tpserve-n0 "$TPSERVE_BIN" chat --addr "127.0.0.1:$port" \
     --temperature 0 --max-tokens 8 >"$scratch/chat1" 2>&1
   if [[ $? -eq 0 ]]; then echo "ok: chat turn served by 2 nodes"; else fail "chat turn over 2 nodes"; cat "$scratch/chat1"; fi
+  # The launcher itself (not the `timeout` above it, which would pass on a second SIGTERM).
+  pkill -TERM -f -- "^bash $cluster_dir/../../launch/mpirun.sh --host node0,node1 -np 2 "
+  wait "$server"
+  serve_status=$?
+  if [[ $serve_status -eq 0 ]] && grep -q 'drained; exiting' "$scratch/serve_err"; then
+    echo "ok: SIGTERM to launch/mpirun.sh drained serve over 2 nodes (exit 0)"
+  else
+    fail "SIGTERM to launch/mpirun.sh over 2 nodes: exit $serve_status"
+    tail -3 "$scratch/serve_err"
+  fi
+  no_process_left "serve drained over 2 nodes"
+fi
+
+# The link of node1 goes down mid-serve: the load generator on node0 gets UNAVAILABLE naming
+# rank 1, the job ends, nothing is left on any node.
+if start_server; then
   # Load that is still streaming when the link goes down (bench-serve: ignore_eos, 4 at a time).
   (
     sleep 2
