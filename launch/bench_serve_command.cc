@@ -45,6 +45,7 @@ struct BenchServeOptions {
 
 struct RequestTiming {
   bool ok = false;
+  std::string error;  // a failed request's status: "message (code N)"
   double ttft = 0;
   std::vector<double> itl;
   double latency = 0;
@@ -83,7 +84,12 @@ RequestTiming run_one(v1::Generation::Stub& stub, const v1::GenerateRequest& req
     }
     if (response.has_usage()) timing.prompt_tokens = response.usage().prompt_tokens();
   }
-  timing.ok = reader->Finish().ok();
+  const grpc::Status status = reader->Finish();
+  timing.ok = status.ok();
+  if (!timing.ok) {
+    timing.error = fmt::format("{} (code {})", status.error_message(),
+                               static_cast<int>(status.error_code()));
+  }
   timing.latency = std::chrono::duration<double>(Clock::now() - start).count();
   return timing;
 }
@@ -158,9 +164,10 @@ int run_bench_serve(const BenchServeOptions& o) {
   std::vector<double> ttft, itl, latency;
   int64_t prompt_tokens = 0, output_tokens = 0;
   int failed = 0;
+  std::string first_error;
   for (const RequestTiming& t : timings) {
     if (!t.ok) {
-      ++failed;
+      if (failed++ == 0) first_error = t.error;
       continue;
     }
     ttft.push_back(t.ttft);
@@ -172,6 +179,7 @@ int run_bench_serve(const BenchServeOptions& o) {
   nlohmann::json report = {
       {"address", o.address}, {"architecture", info.architecture()}, {"tp_size", info.tp_size()},
       {"backend", info.backend()}, {"requests", o.requests}, {"failed", failed},
+      {"first_error", first_error},
       {"concurrency", o.rate > 0 ? 0 : o.concurrency}, {"rate", o.rate},
       {"prompt_len_mean", o.prompt_len}, {"shared_prefix", o.shared_prefix}, {"output_len_mean", o.output_len},
       {"elapsed_s", elapsed}, {"request_throughput", (o.requests - failed) / elapsed},
@@ -184,6 +192,7 @@ int run_bench_serve(const BenchServeOptions& o) {
   }
   std::printf("%s tp=%d %s: %d requests (%d failed) in %.2f s\n", info.architecture().c_str(),
               info.tp_size(), info.backend().c_str(), o.requests, failed, elapsed);
+  if (failed) std::fprintf(stderr, "error: the first failed request: %s\n", first_error.c_str());
   std::printf("throughput: %.2f req/s, %.1f output tok/s, %.1f total tok/s\n",
               report["request_throughput"].get<double>(), report["output_tokens_per_s"].get<double>(),
               report["total_tokens_per_s"].get<double>());

@@ -7,11 +7,15 @@
 //   mpirun -np 2 tpserve doctor                 # CPU ranks: MPI only
 //   srun -N 2 --ntasks-per-node 8 tpserve doctor --device cuda
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <nlohmann/json.hpp>
+#include <string>
 #include <vector>
 
 #include "common/error.h"
@@ -112,6 +116,21 @@ RoundTrip time_all_reduce(parallel::Communicator& comm, kernels::Backend& backen
 
 std::string gib(double bytes) { return fmt::format("{:.1f} GiB", bytes / (1024.0 * 1024.0 * 1024.0)); }
 
+// How many hosts the ranks span and the MPI transports Open MPI was told to use (mpirun --mca btl
+// reaches the ranks as OMPI_MCA_btl): shared memory inside a host, TCP between hosts.
+void print_transport(const std::vector<Json>& reports) {
+  std::vector<std::string> hosts;
+  for (const Json& j : reports) {
+    const std::string host = j["host"].get<std::string>();
+    if (std::find(hosts.begin(), hosts.end(), host) == hosts.end()) hosts.push_back(host);
+  }
+  const char* btl = std::getenv("OMPI_MCA_btl");
+  const std::string transport =
+      btl != nullptr ? fmt::format("Open MPI btl {}", btl) : "the MPI library's default";
+  std::printf("hosts: %zu (%s); MPI transport: %s\n", hosts.size(),
+              fmt::format("{}", fmt::join(hosts, ", ")).c_str(), transport.c_str());
+}
+
 void print_table(const std::vector<Json>& reports) {
   std::printf("%-5s %-20s %-6s %-8s %-5s %-7s %-7s %-8s %s\n", "rank", "host", "local", "pid",
               "gpus", "cuda", "driver", "nccl", "gpu (local rank's) / note");
@@ -166,6 +185,7 @@ int run_doctor(const DoctorOptions& options) {
   if (comm.rank() == 0) {
     std::printf("tpserve doctor: %d rank(s)\n", comm.size());
     print_table(reports);
+    print_transport(reports);
     std::fflush(stdout);
   }
   const size_t count = static_cast<size_t>(options.bandwidth_mib) * 1048576 / sizeof(float);

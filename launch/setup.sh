@@ -20,6 +20,7 @@ packages=(
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc libcpp-httplib-dev
   gnuplot-nox  # launch/plot_scaling.sh
   clang libclang-rt-dev  # tests/fuzz/run.sh: libFuzzer, ASan and UBSan runtimes (Debian 12: clang 14)
+  iproute2 nftables slurmctld slurmd slurm-client  # tests/launch/{multinode,slurm}_e2e.sh
 )
 
 missing=()

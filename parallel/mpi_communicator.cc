@@ -1,9 +1,12 @@
 #include "parallel/mpi_communicator.h"
 
+#include <fcntl.h>
 #include <sched.h>
+#include <unistd.h>
 
 #include <fmt/ranges.h>
 
+#include <cstdlib>
 #include <limits>
 #include <string>
 #include <thread>
@@ -53,6 +56,16 @@ void abort_handler(int exit_code) { abort_job(exit_code); }
 
 void abort_job(int exit_code) {
   log().flush();
+  // For a launcher that watches (launch/mpirun.sh across hosts): the job is ending, with this
+  // status, even if mpirun itself then waits on a host it can no longer reach.
+  if (const char* note = std::getenv("TPSERVE_ABORT_FILE"); note != nullptr && *note != '\0') {
+    const int fd = ::open(note, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (fd >= 0) {
+      const std::string line = std::to_string(exit_code) + "\n";
+      [[maybe_unused]] const ssize_t written = ::write(fd, line.data(), line.size());
+      ::close(fd);
+    }
+  }
   int initialized = 0;
   MPI_Initialized(&initialized);
   if (initialized) MPI_Abort(MPI_COMM_WORLD, exit_code);

@@ -34,7 +34,8 @@ class MpiSession {
   bool owns_mpi_ = false;
 };
 
-// Ends every rank of the job now (MPI_Abort), after flushing the log.
+// Ends every rank of the job now (MPI_Abort), after flushing the log and, when the environment
+// names a file in TPSERVE_ABORT_FILE, appending the exit code to it (launch/mpirun.sh).
 [[noreturn]] void abort_job(int exit_code);
 
 class MpiCommunicator final : public Communicator {

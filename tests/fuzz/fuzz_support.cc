@@ -18,7 +18,13 @@ namespace fs = std::filesystem;
 
 const fs::path& scratch_dir() {
   static const fs::path dir = [] {
-    fs::path path = fs::temp_directory_path() / ("tpserve_fuzz_" + std::to_string(::getpid()));
+    // Memory-backed where the machine has it: every execution writes its input there, and a disk
+    // file system's metadata updates were the fuzzers' bottleneck (5x fewer executions/s).
+    std::error_code error;
+    const fs::path base = fs::is_directory("/dev/shm", error) && ::access("/dev/shm", W_OK) == 0
+                              ? fs::path("/dev/shm")
+                              : fs::temp_directory_path();
+    fs::path path = base / ("tpserve_fuzz_" + std::to_string(::getpid()));
     fs::remove_all(path);
     fs::create_directories(path);
     std::atexit([] { std::error_code ignored; fs::remove_all(scratch_dir(), ignored); });
