@@ -20,6 +20,8 @@ packages=(
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc libcpp-httplib-dev
   gnuplot-nox  # launch/plot_scaling.sh
   clang libclang-rt-dev  # tests/fuzz/run.sh: libFuzzer, ASan and UBSan runtimes (Debian 12: clang 14)
+  python3-venv openssl  # tests/rpc/http_e2e.sh: a virtualenv for the openai client; a TLS cert
+  chromium chromium-driver python3-selenium fonts-wqy-microhei  # tests/rpc/chat_page_e2e.sh: the web chat page (and a CJK font for its screenshot)
 )
 
 missing=()

@@ -1,6 +1,7 @@
 #include "rpc/openai_request.h"
 
 #include <cmath>
+#include <cstdlib>
 #include <limits>
 
 #include "common/error.h"
@@ -36,7 +37,7 @@ constexpr FieldRule kSamplingFields[] = {
     {"store", FieldUse::kHarmless, "OpenAI-side storage; nothing is stored"},
     {"service_tier", FieldUse::kHarmless, "OpenAI's processing tiers"},
     {"spaces_between_special_tokens", FieldUse::kHarmless, "vLLM detokenizer option"},
-    {"logit_bias", FieldUse::kRefused, "the sampler has no per-token bias yet", "{}"},
+    {"logit_bias", FieldUse::kSupported, "token id (a string key) -> bias in [-100, 100]"},
     {"use_beam_search", FieldUse::kRefused, "tpserve samples; it does not run beam search"},
     {"best_of", FieldUse::kRefused, "only best_of = n (ask for n sequences instead)", "1"},
     {"min_tokens", FieldUse::kRefused, "no minimum length is enforced"},
@@ -192,6 +193,19 @@ void read_sampling(const json& body, v1::SamplingParams& wire) {
     }
   }
   wire.set_ignore_eos(boolean(body, "ignore_eos"));
+  if (const json* biases = field(body, "logit_bias")) {
+    // OpenAI's keys are token ids written as strings (JSON keys are strings).
+    if (!biases->is_object()) bad("logit_bias", "expected an object of token id -> bias");
+    for (const auto& [key, value] : biases->items()) {
+      const std::string name = fmt::format("logit_bias[\"{}\"]", key);
+      char* end = nullptr;
+      const long long id = std::strtoll(key.c_str(), &end, 10);
+      if (key.empty() || *end != '\0') bad(name, "the key must be a token id");
+      if (!value.is_number()) bad(name, "expected a number, got " + value.dump());
+      (*wire.mutable_logit_bias())[static_cast<int32_t>(std::clamp<long long>(id, -1, kInt32Max))] =
+          value.get<float>();
+    }
+  }
 }
 
 void read_common(const json& body, OpenAiOptions& options) {

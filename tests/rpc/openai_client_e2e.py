@@ -93,10 +93,10 @@ def generate_chat_ids(np, max_tokens):
     return [int(t) for t in line[len("tokens: "):].split(",")]
 
 
-def greedy_chat_ids(client, max_tokens):
+def greedy_chat_ids(client, max_tokens, **kwargs):
     reply = client.chat.completions.create(
         model=MODEL_NAME, messages=HELLO, temperature=0, max_tokens=max_tokens, logprobs=True,
-        extra_body={"ignore_eos": True, "return_tokens_as_token_ids": True})
+        extra_body={"ignore_eos": True, "return_tokens_as_token_ids": True}, **kwargs)
     return [int(t.token.split(":")[1]) for t in reply.choices[0].logprobs.content], reply
 
 
@@ -158,6 +158,13 @@ def test_chat(server):
     check("n=2: usage counts both", r.usage.completion_tokens == 32)
     check("seed: same seed, same text", sampled(7)[0] == first)
     check("seed: another seed, other text", sampled(8)[0] != first)
+
+    # logit_bias: +100 forces a token at every step; -100 on greedy's first token bans it.
+    greedy_ids, _ = greedy_chat_ids(client, 4)
+    forced, _ = greedy_chat_ids(client, 4, logit_bias={"17": 100})
+    check("logit_bias +100 forces the token", forced == [17] * 4, str(forced))
+    banned, _ = greedy_chat_ids(client, 4, logit_bias={str(greedy_ids[0]): -100})
+    check("logit_bias -100 bans greedy's token", banned[0] != greedy_ids[0], f"{banned} {greedy_ids}")
 
     # stop: a string from the middle of the greedy reply cuts the reply before it.
     full = whole.choices[0].message.content
@@ -257,7 +264,12 @@ def test_errors(server):
         ("continuous usage", {"messages": HELLO, "stream": True,
                               "stream_options": {"continuous_usage_stats": True}},
          "stream_options", "not supported"),
-        ("logit_bias", {"messages": HELLO, "logit_bias": {"1": 5}}, "logit_bias", "not supported"),
+        ("logit_bias outside the vocabulary", {"messages": HELLO, "logit_bias": {"99999": 5}},
+         "logit_bias", "outside the vocabulary"),
+        ("logit_bias over 100", {"messages": HELLO, "logit_bias": {"1": 101}}, "logit_bias",
+         "[-100, 100]"),
+        ("logit_bias key not an id", {"messages": HELLO, "logit_bias": {"x": 1}}, "logit_bias",
+         "token id"),
     ]:
         raw = httpx.post(url, json=body)
         error = raw.json().get("error", {})
