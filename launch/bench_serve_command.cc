@@ -192,6 +192,7 @@ int run_bench_serve(const BenchServeOptions& o) {
           // One kept-alive connection per worker, as an HTTP client pool would hold.
           httplib::Client client("http://" + o.http_address);
           client.set_read_timeout(600);
+          client.set_tcp_nodelay(true);
           for (size_t i; (i = next++) < requests.size();) {
             timings[i] = run_one_http(client, requests[i]);
           }

@@ -1,6 +1,8 @@
 #include "rpc/http_server.h"
 
 #include <httplib.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 
 #include <nlohmann/json.hpp>
@@ -311,9 +313,12 @@ HttpServer::HttpServer(runtime::Engine& engine, const runtime::Model& model, Pro
   // its listen backlog of 5 makes a burst of new connections (hundreds of clients at once) wait
   // out SYN retries. Keep the socket to raise the backlog once it listens.
   auto listening_fd = std::make_shared<int>(-1);
+  // TCP_NODELAY (which accepted sockets inherit on Linux): a streamed chunk goes out in several
+  // small writes, which Nagle's algorithm would hold back until the previous one is acknowledged.
   http_->set_socket_options([listening_fd](int fd) {
     const int yes = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &yes, sizeof(yes));
     *listening_fd = fd;
   });
   port_ = options.port == 0 ? http_->bind_to_any_port(options.host)

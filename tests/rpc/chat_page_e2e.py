@@ -13,7 +13,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 import urllib.request
 
@@ -21,18 +20,13 @@ from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 
+from e2e_checks import check, finish, metric
+
 BIN = os.environ["TPSERVE_BIN"]
 MODEL = os.path.join(os.environ["TPSERVE_FIXTURES"], "qwen2_tied")
 MPIRUN = os.environ["TPSERVE_MPIRUN"].split()
 ARTIFACTS = os.environ.get("TPSERVE_ARTIFACTS", os.getcwd())
 
-failures = []
-
-
-def check(label, condition, detail=""):
-    print(f"ok: {label}" if condition else f"FAIL: {label} {detail}")
-    if not condition:
-        failures.append(label)
 
 
 def start_server():
@@ -47,11 +41,6 @@ def start_server():
         process.kill()
         raise RuntimeError(f"serve did not start: {line!r}")
     return process, *map(int, match.groups())
-
-
-def metric(port, name):
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode()
-    return float(re.search(rf"^{name} (\S+)$", text, re.M).group(1))
 
 
 def api_reply(http_port, message, max_tokens):
@@ -157,10 +146,7 @@ def main():
             process.wait(30)
         except subprocess.TimeoutExpired:
             process.kill()
-    if failures:
-        print(f"{len(failures)} check(s) failed: {failures}")
-        sys.exit(1)
-    print("all checks passed")
+    finish()
 
 
 if __name__ == "__main__":

@@ -11,12 +11,12 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
 
 import openai
+
+from e2e_checks import check, finish, metric
 
 try:  # the HTTP library the installed openai client is built on (newer releases: httpx2)
     import httpx2 as httpx
@@ -30,15 +30,6 @@ MODEL = os.path.join(FIXTURES, "qwen2_tied")
 MODEL_NAME = "qwen2_tied"
 HELLO = [{"role": "user", "content": "Hello, who are you?"}]
 
-failures = []
-
-
-def check(label, condition, detail=""):
-    if condition:
-        print(f"ok: {label}")
-    else:
-        print(f"FAIL: {label} {detail}")
-        failures.append(label)
 
 
 class Server:
@@ -69,8 +60,7 @@ class Server:
         return httpx.post(f"http://127.0.0.1:{self.http_port}{path}", json=body).json()
 
     def metric(self, name):
-        text = urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics").read().decode()
-        return float(re.search(rf"^{name} (\S+)$", text, re.M).group(1))
+        return metric(self.metrics_port, name)
 
     def stop(self):
         if self.process.poll() is None:
@@ -434,10 +424,7 @@ def main():
         finally:
             server.stop()
         test_key_and_tls(directory)
-    if failures:
-        print(f"{len(failures)} check(s) failed: {failures}")
-        sys.exit(1)
-    print("all checks passed")
+    finish()
 
 
 if __name__ == "__main__":
