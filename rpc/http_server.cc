@@ -13,6 +13,7 @@
 #include "rpc/chat_page.h"
 #include "rpc/listen_probe.h"
 #include "rpc/openai_job.h"
+#include "rpc/tls_files.h"
 
 namespace tpserve::rpc {
 
@@ -290,13 +291,8 @@ namespace {
 
 std::unique_ptr<httplib::Server> make_server(const HttpOptions& options) {
   if (options.tls_cert.empty()) return std::make_unique<httplib::Server>();
-  auto server = std::make_unique<httplib::SSLServer>(options.tls_cert.c_str(),
-                                                     options.tls_key.c_str());
-  if (!server->is_valid()) {
-    raise(ErrorCode::kInvalidArgument, "--tls-cert {} / --tls-key {}: not a PEM certificate and "
-          "its private key", options.tls_cert, options.tls_key);
-  }
-  return server;
+  check_tls_files(options.tls_cert, options.tls_key);
+  return std::make_unique<httplib::SSLServer>(options.tls_cert.c_str(), options.tls_key.c_str());
 }
 
 }  // namespace

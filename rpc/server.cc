@@ -5,15 +5,14 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <fstream>
 #include <map>
-#include <sstream>
 
 #include "common/log.h"
 #include "rpc/api_key.h"
 #include "rpc/convert.h"
 #include "rpc/listen_probe.h"
 #include "rpc/status.h"
+#include "rpc/tls_files.h"
 #include "tpserve/v1/generation.grpc.pb.h"
 
 namespace tpserve::rpc {
@@ -190,18 +189,9 @@ class Server::GenerationService final : public v1::Generation::Service {
 
 namespace {
 
-std::string read_pem(const std::string& path, const char* flag) {
-  std::ifstream file(path, std::ios::binary);
-  std::stringstream text;
-  text << file.rdbuf();
-  if (!file || text.str().find("-----BEGIN") == std::string::npos) {
-    raise(ErrorCode::kInvalidArgument, "{} {}: cannot read a PEM file there", flag, path);
-  }
-  return text.str();
-}
-
 std::shared_ptr<grpc::ServerCredentials> credentials(const ServerOptions& options) {
   if (options.tls_cert.empty()) return grpc::InsecureServerCredentials();
+  check_tls_files(options.tls_cert, options.tls_key);
   grpc::SslServerCredentialsOptions ssl;
   ssl.pem_key_cert_pairs.push_back({read_pem(options.tls_key, "--tls-key"),
                                     read_pem(options.tls_cert, "--tls-cert")});
