@@ -5,6 +5,9 @@
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
+#include <sys/wait.h>
+
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -95,6 +98,22 @@ TEST(AccessControl, ApiKeyOverTlsOnGrpc) {
   }
   // Health stays open, so load balancers need no key.
   EXPECT_EQ(health(*secure), grpc::health::v1::HealthCheckResponse::SERVING);
+  // tpserve chat with the key and the certificate; and without the key.
+  auto chat = [&](const std::string& flags) {
+    const std::string command = std::string("printf 'Hi\\n\\n' | ") + TPSERVE_BIN + " chat --addr " +
+                                server.address() + " --max-tokens 2 --tls-ca " + tls.cert + " " +
+                                flags + " 2>&1";
+    FILE* pipe = popen(command.c_str(), "r");
+    std::string output;
+    char buffer[256];
+    while (pipe != nullptr && fgets(buffer, sizeof(buffer), pipe) != nullptr) output += buffer;
+    return std::pair{pipe == nullptr ? -1 : WEXITSTATUS(pclose(pipe)), output};
+  };
+  auto [keyed_status, keyed_output] = chat("--api-key s3cret");
+  EXPECT_EQ(keyed_status, 0) << keyed_output;
+  auto [bare_status, bare_output] = chat("");
+  EXPECT_EQ(bare_status, 1) << bare_output;
+  EXPECT_NE(bare_output.find("API key is required"), std::string::npos) << bare_output;
   // A plaintext client cannot talk to a TLS server.
   auto plain = grpc::CreateChannel(server.address(), grpc::InsecureChannelCredentials());
   EXPECT_EQ(model_info(*plain, "Bearer s3cret").error_code(), grpc::StatusCode::UNAVAILABLE);
