@@ -2,7 +2,11 @@
 // requests with random token-id prompts (lengths drawn uniformly around the given means), either
 // at a fixed concurrency or at a Poisson request rate, and reports throughput, time to first
 // token, inter-token latency and end-to-end latency percentiles. --json FILE writes the same.
+// With --http HOST:PORT the same requests go to the OpenAI HTTP API instead (/v1/completions,
+// token-id prompts, streamed), so both front ends of one server can be compared; gRPC's ModelInfo
+// still supplies the vocabulary.
 #include <grpcpp/grpcpp.h>
+#include <httplib.h>
 
 #include <fmt/format.h>
 
@@ -41,6 +45,7 @@ struct BenchServeOptions {
   int max_tokens = 0;
   uint64_t seed = 0;
   std::string json_path;
+  std::string http_address;  // HOST:PORT of serve --http-port: bench the HTTP API instead
 };
 
 struct RequestTiming {
@@ -94,6 +99,55 @@ RequestTiming run_one(v1::Generation::Stub& stub, const v1::GenerateRequest& req
   return timing;
 }
 
+// The same request over HTTP: one SSE chunk per step that produced text, the usage at the end.
+RequestTiming run_one_http(httplib::Client& client, const v1::GenerateRequest& request) {
+  RequestTiming timing;
+  nlohmann::json body = {{"prompt", request.token_ids().ids()}, {"stream", true},
+                         {"stream_options", {{"include_usage", true}}},
+                         {"max_tokens", request.sampling().max_tokens()}, {"ignore_eos", true},
+                         {"temperature", 0}};
+  const auto start = Clock::now();
+  auto last = start;
+  std::string buffer;
+  int chunks = 0;
+  httplib::Request http;
+  http.method = "POST";
+  http.path = "/v1/completions";
+  http.body = body.dump();
+  http.set_header("Content-Type", "application/json");
+  http.content_receiver = [&](const char* data, size_t size, uint64_t, uint64_t) {
+    buffer.append(data, size);
+    for (size_t end; (end = buffer.find("\n\n")) != std::string::npos; buffer.erase(0, end + 2)) {
+      const std::string event = buffer.substr(0, end);
+      if (!event.starts_with("data: {")) continue;
+      const auto chunk = nlohmann::json::parse(event.substr(6), nullptr, false);
+      if (chunk.contains("usage") && chunk["usage"].is_object()) {
+        timing.prompt_tokens = chunk["usage"]["prompt_tokens"].get<int64_t>();
+        timing.output_tokens = chunk["usage"]["completion_tokens"].get<int64_t>();
+      }
+      if (!chunk.contains("choices") || chunk["choices"].empty()) continue;
+      const auto now = Clock::now();
+      const double gap = std::chrono::duration<double>(now - last).count();
+      // A chunk carries one step's text: one token (a held-back partial character aside).
+      if (chunks++ == 0) {
+        timing.ttft = gap;
+      } else {
+        timing.itl.push_back(gap);
+      }
+      last = now;
+    }
+    return true;
+  };
+  const httplib::Result result = client.send(http);
+  timing.ok = result && result->status == 200 && timing.output_tokens > 0;
+  if (!timing.ok) {
+    timing.error = !result ? fmt::format("HTTP: {}", httplib::to_string(result.error()))
+                           : fmt::format("HTTP status {}: {}", result->status, result->body);
+  }
+  timing.latency = std::chrono::duration<double>(Clock::now() - start).count();
+  return timing;
+}
+
 std::vector<v1::GenerateRequest> make_requests(const BenchServeOptions& o, int64_t vocab) {
   std::mt19937_64 rng(o.seed);
   auto length = [&](int mean) {
@@ -137,6 +191,10 @@ int run_bench_serve(const BenchServeOptions& o) {
   std::vector<RequestTiming> timings(requests.size());
   std::atomic<size_t> next{0};
   const auto start = Clock::now();
+  if (o.rate > 0 && !o.http_address.empty()) {
+    std::fprintf(stderr, "error: --http runs at a fixed --concurrency; drop --rate\n");
+    return 1;
+  }
   if (o.rate > 0) {
     // Poisson arrivals: each request on its own thread at its exponential-gap start time.
     std::mt19937_64 rng(o.seed + 1);
@@ -155,6 +213,16 @@ int run_bench_serve(const BenchServeOptions& o) {
     std::vector<std::thread> workers;
     for (int w = 0; w < o.concurrency; ++w) {
       workers.emplace_back([&] {
+        if (!o.http_address.empty()) {
+          // One kept-alive connection per worker, as an HTTP client pool would hold.
+          httplib::Client client("http://" + o.http_address);
+          client.set_read_timeout(600);
+          client.set_tcp_nodelay(true);
+          for (size_t i; (i = next++) < requests.size();) {
+            timings[i] = run_one_http(client, requests[i]);
+          }
+          return;
+        }
         for (size_t i; (i = next++) < requests.size();) timings[i] = run_one(*stub, requests[i]);
       });
     }
@@ -177,7 +245,8 @@ int run_bench_serve(const BenchServeOptions& o) {
     output_tokens += t.output_tokens;
   }
   nlohmann::json report = {
-      {"address", o.address}, {"architecture", info.architecture()}, {"tp_size", info.tp_size()},
+      {"address", o.address}, {"front_end", o.http_address.empty() ? "grpc" : "http"},
+      {"architecture", info.architecture()}, {"tp_size", info.tp_size()},
       {"backend", info.backend()}, {"requests", o.requests}, {"failed", failed},
       {"first_error", first_error},
       {"concurrency", o.rate > 0 ? 0 : o.concurrency}, {"rate", o.rate},
@@ -190,8 +259,9 @@ int run_bench_serve(const BenchServeOptions& o) {
       report[fmt::format("{}_p{}_ms", name, static_cast<int>(p))] = percentile(*values, p) * 1e3;
     }
   }
-  std::printf("%s tp=%d %s: %d requests (%d failed) in %.2f s\n", info.architecture().c_str(),
-              info.tp_size(), info.backend().c_str(), o.requests, failed, elapsed);
+  std::printf("%s tp=%d %s over %s: %d requests (%d failed) in %.2f s\n",
+              info.architecture().c_str(), info.tp_size(), info.backend().c_str(),
+              o.http_address.empty() ? "gRPC" : "HTTP", o.requests, failed, elapsed);
   if (failed) std::fprintf(stderr, "error: the first failed request: %s\n", first_error.c_str());
   std::printf("throughput: %.2f req/s, %.1f output tok/s, %.1f total tok/s\n",
               report["request_throughput"].get<double>(), report["output_tokens_per_s"].get<double>(),
@@ -249,6 +319,8 @@ void register_bench_serve_command(CLI::App& app, CommandRunner& runner) {
       ->check(CLI::Range(0, 1 << 20));
   sub->add_option("--seed", o->seed, "Seed for the prompts and arrivals");
   sub->add_option("--json", o->json_path, "Write the report as JSON to this file");
+  sub->add_option("--http", o->http_address,
+                  "HOST:PORT of serve --http-port: send the requests over the OpenAI HTTP API");
   sub->callback([o, &runner] { runner = [o] { return run_bench_serve(*o); }; });
 }
 

@@ -5,8 +5,10 @@
 #include <grpcpp/grpcpp.h>
 
 #include <chrono>
+#include <fstream>
 #include <iostream>
 #include <optional>
+#include <sstream>
 #include <string>
 
 #include "launch/command.h"
@@ -23,6 +25,8 @@ struct ChatOptions {
   float temperature = 0.7f;
   float top_p = 0.9f;
   double connect_timeout_s = 10;
+  std::string api_key;  // --api-key / TPSERVE_API_KEY: sent as "authorization: Bearer KEY"
+  std::string tls_ca;   // --tls-ca: PEM roots to trust; set, the channel is TLS
 };
 
 // The server answered UNAVAILABLE (it is gone, draining or a rank failed): the chat ends, exit 1.
@@ -37,6 +41,7 @@ std::optional<std::string> stream_reply(v1::Generation::Stub& stub, const v1::Ch
   request.mutable_sampling()->set_temperature(options.temperature);
   request.mutable_sampling()->set_top_p(options.top_p);
   grpc::ClientContext context;
+  if (!options.api_key.empty()) context.AddMetadata("authorization", "Bearer " + options.api_key);
   auto reader = stub.GenerateStream(&context, request);
   std::string reply;
   v1::GenerateResponse response;
@@ -65,8 +70,16 @@ std::optional<std::string> stream_reply(v1::Generation::Stub& stub, const v1::Ch
 int run_chat(const ChatOptions& options) {
   grpc::ChannelArguments arguments;
   arguments.SetMaxReceiveMessageSize(-1);  // replies are bounded by the server's own limit
-  auto channel = grpc::CreateCustomChannel(options.address, grpc::InsecureChannelCredentials(),
-                                           arguments);
+  std::shared_ptr<grpc::ChannelCredentials> credentials = grpc::InsecureChannelCredentials();
+  if (!options.tls_ca.empty()) {
+    grpc::SslCredentialsOptions ssl;
+    std::ifstream file(options.tls_ca);
+    std::stringstream pem;
+    pem << file.rdbuf();
+    ssl.pem_root_certs = pem.str();
+    credentials = grpc::SslCredentials(ssl);
+  }
+  auto channel = grpc::CreateCustomChannel(options.address, credentials, arguments);
   const auto connect_deadline = std::chrono::system_clock::now() +
       std::chrono::milliseconds(static_cast<int64_t>(options.connect_timeout_s * 1000));
   if (!channel->WaitForConnected(connect_deadline)) {
@@ -124,6 +137,11 @@ void register_chat_command(CLI::App& app, CommandRunner& runner) {
   sub->add_option("--max-tokens", options->max_tokens, "Tokens per reply")->check(CLI::Range(1, 1 << 20));
   sub->add_option("--temperature", options->temperature, "Sampling temperature")->check(CLI::Range(0.0, 100.0));
   sub->add_option("--top-p", options->top_p, "Nucleus sampling")->check(CLI::Range(0.0, 1.0));
+  sub->add_option("--api-key", options->api_key, "The server's --api-key")
+      ->envname("TPSERVE_API_KEY");
+  sub->add_option("--tls-ca", options->tls_ca,
+                  "PEM certificate(s) to trust: talk TLS to a server started with --tls-cert")
+      ->check(CLI::ExistingFile);
   sub->add_option("--connect-timeout", options->connect_timeout_s,
                   "Seconds to wait for the server before giving up (exit 1)")
       ->check(CLI::Range(0.1, 3600.0));

@@ -1,6 +1,7 @@
-// `tpserve serve`: the gRPC server on rank 0, every rank running the engine's steps.
+// `tpserve serve`: the gRPC server on rank 0 (and, with --http-port, the OpenAI-compatible HTTP
+// API and web chat), every rank running the engine's steps.
 //
-//   mpirun -np 2 tpserve serve --model DIR --port 50051
+//   mpirun -np 2 tpserve serve --model DIR --port 50051 [--http-port 8000]
 //
 // SIGTERM or SIGINT to rank 0 (or to every rank, as Slurm's scancel does; the others wait for
 // rank 0), or SIGUSR1 to mpirun (it forwards that one to every rank; launch/mpirun.sh sends it when
@@ -14,6 +15,7 @@
 #include <atomic>
 #include <csignal>
 #include <cstdio>
+#include <filesystem>
 #include <thread>
 
 #include "common/error.h"
@@ -21,6 +23,7 @@
 #include "launch/command.h"
 #include "launch/engine_flags.h"
 #include "launch/rank_setup.h"
+#include "rpc/http_server.h"
 #include "rpc/metrics_server.h"
 #include "rpc/server.h"
 #include "runtime/engine/engine.h"
@@ -40,6 +43,9 @@ struct ServeOptions {
   double drain_timeout_s = 30;
   int max_message_mib = 4;
   int metrics_port = -1;  // -1: no metrics endpoint
+  int http_port = -1;     // -1: no OpenAI-compatible HTTP front end
+  std::string api_key;    // --api-key / TPSERVE_API_KEY: both front ends require it
+  std::string tls_cert, tls_key;
   std::string lora_dir;   // --lora: PEFT adapter merged at load
   std::string chat_template_file;  // --chat-template: instead of the model's own template
   runtime::EngineOptions engine;   // KV admission, prefix caching (launch/engine_flags.h)
@@ -69,7 +75,36 @@ struct FrontEnd {
   std::unique_ptr<runtime::Engine> engine;
   std::unique_ptr<rpc::Server> server;
   std::unique_ptr<rpc::MetricsServer> metrics;
+  std::unique_ptr<rpc::HttpServer> http;
 };
+
+bool loopback(const std::string& host) {
+  return host == "localhost" || host == "::1" || host.starts_with("127.");
+}
+
+// The served model's name in the OpenAI API: its directory's name, as vLLM names it by its path.
+std::string model_name(const std::string& model_dir) {
+  std::filesystem::path path(model_dir);
+  if (!path.has_filename()) path = path.parent_path();
+  return path.filename().string();
+}
+
+void start_http(FrontEnd& front, const ServeOptions& options, ServingRank& rank) {
+  rpc::HttpOptions http;
+  http.host = options.host;
+  http.port = options.http_port;
+  http.api_key = options.api_key;
+  http.tls_cert = options.tls_cert;
+  http.tls_key = options.tls_key;
+  // Every request the engine can hold may be a stream holding a thread (rpc/http_server.h).
+  http.threads = options.max_queued + 64;
+  http.max_body_bytes = static_cast<size_t>(options.max_message_mib) << 20;
+  http.model_name = model_name(options.model_dir);
+  front.http = std::make_unique<rpc::HttpServer>(*front.engine, *rank.model,
+                                                 front.server->prompt_context(), http);
+  log().info("OpenAI-compatible HTTP on {}://{}:{}/v1 (web chat at /)",
+             options.tls_cert.empty() ? "http" : "https", options.host, front.http->port());
+}
 
 void start_front_end(FrontEnd& front, const ServeOptions& options, ServingRank& rank,
                      parallel::Communicator& comm) {
@@ -84,6 +119,13 @@ void start_front_end(FrontEnd& front, const ServeOptions& options, ServingRank& 
   server_options.backend = std::string(rank.device.backend->name());
   server_options.dtype = std::string(dtype_name(rank.device.backend->compute_dtype()));
   server_options.chat_template_file = options.chat_template_file;
+  server_options.api_key = options.api_key;
+  server_options.tls_cert = options.tls_cert;
+  server_options.tls_key = options.tls_key;
+  if (!loopback(options.host) && options.api_key.empty()) {
+    log().warn("--host {} is reachable from other machines and no --api-key is set: anyone who "
+               "can reach the port can use the server", options.host);
+  }
   front.server = std::make_unique<rpc::Server>(*front.engine, *rank.model, rank.tokenizer.get(),
                                                server_options);
   if (options.metrics_port >= 0) {
@@ -91,6 +133,7 @@ void start_front_end(FrontEnd& front, const ServeOptions& options, ServingRank& 
                                                          options.metrics_port);
     log().info("metrics on http://{}:{}/metrics", options.host, front.metrics->port());
   }
+  if (options.http_port >= 0) start_http(front, options, rank);
 }
 
 int run_serve(const ServeOptions& options) {
@@ -120,9 +163,10 @@ int run_serve(const ServeOptions& options) {
   runtime::Engine& engine = *front.engine;
   rpc::Server& server = *front.server;
   // One line on stdout that scripts (and the end-to-end tests) read for the ports.
-  std::printf("serving %s on %s:%d (tp %d, metrics port %d, pid %d)\n",
+  std::printf("serving %s on %s:%d (tp %d, metrics port %d, http port %d, pid %d)\n",
               rank.model->config().architecture.c_str(), options.host.c_str(), server.port(),
-              comm.size(), front.metrics ? front.metrics->port() : -1, static_cast<int>(getpid()));
+              comm.size(), front.metrics ? front.metrics->port() : -1,
+              front.http ? front.http->port() : -1, static_cast<int>(getpid()));
   std::fflush(stdout);
   log().info("serving on {}:{}; SIGTERM drains and exits", options.host, server.port());
   std::thread watcher([&] {
@@ -144,11 +188,13 @@ int run_serve(const ServeOptions& options) {
     server.set_serving(false);
     // The handlers already hold their requests' UNAVAILABLE answer; let them send it.
     server.shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+    if (front.http) front.http->stop();
     parallel::abort_job(kExitPeerFailure);
   }
   g_stop_requested.store(true);
   watcher.join();
   server.shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
+  if (front.http) front.http->stop();
   log().info("drained; exiting");
   return 0;
 }
@@ -181,6 +227,20 @@ void register_serve_command(CLI::App& app, CommandRunner& runner) {
   sub->add_option("--metrics-port", options->metrics_port,
                   "Serve Prometheus metrics on this port (0 picks one; default off)")
       ->check(CLI::Range(0, 65535));
+  sub->add_option("--http-port", options->http_port,
+                  "Serve the OpenAI-compatible HTTP API and the web chat on this port (0 picks "
+                  "one; default off)")
+      ->check(CLI::Range(0, 65535));
+  sub->add_option("--api-key", options->api_key,
+                  "Require 'Authorization: Bearer KEY' on HTTP and gRPC (health stays open)")
+      ->envname("TPSERVE_API_KEY");
+  auto* cert = sub->add_option("--tls-cert", options->tls_cert,
+                               "PEM certificate: serve HTTPS and gRPC over TLS (with --tls-key)")
+                   ->check(CLI::ExistingFile);
+  auto* key = sub->add_option("--tls-key", options->tls_key, "PEM private key of --tls-cert")
+                  ->check(CLI::ExistingFile);
+  cert->needs(key);
+  key->needs(cert);
   add_engine_flags(*sub, options->engine);
   add_rank_options(*sub, options->rank);
   sub->callback([options, &runner] { runner = [options] { return run_serve(*options); }; });

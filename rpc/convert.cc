@@ -1,5 +1,7 @@
 #include "rpc/convert.h"
 
+#include <algorithm>
+
 #include "common/error.h"
 
 namespace tpserve::rpc {
@@ -93,6 +95,9 @@ runtime::SamplingParams sampling_params(const v1::SamplingParams& wire,
   params.ignore_eos = wire.ignore_eos();
   if (wire.has_n()) params.n = wire.n();
   params.logprobs = wire.logprobs();
+  // Sorted by id, so the same request always applies its biases in the same order.
+  params.logit_bias.assign(wire.logit_bias().begin(), wire.logit_bias().end());
+  std::sort(params.logit_bias.begin(), params.logit_bias.end());
   return params;
 }
 

@@ -8,9 +8,11 @@
 #include <map>
 
 #include "common/log.h"
+#include "rpc/api_key.h"
 #include "rpc/convert.h"
 #include "rpc/listen_probe.h"
 #include "rpc/status.h"
+#include "rpc/tls_files.h"
 #include "tpserve/v1/generation.grpc.pb.h"
 
 namespace tpserve::rpc {
@@ -47,6 +49,7 @@ class Server::GenerationService final : public v1::Generation::Service {
 
   grpc::Status Generate(grpc::ServerContext* context, const v1::GenerateRequest* request,
                         v1::GenerateResponse* response) override {
+    if (!authorized(*context)) return unauthenticated();
     std::map<int32_t, v1::Choice> choices;
     grpc::Status status = run(context, *request, [&](const runtime::RequestEvent& event) {
       for (const auto& delta : event.deltas) append(choices[delta.index], delta);
@@ -59,6 +62,7 @@ class Server::GenerationService final : public v1::Generation::Service {
 
   grpc::Status GenerateStream(grpc::ServerContext* context, const v1::GenerateRequest* request,
                               grpc::ServerWriter<v1::GenerateResponse>* writer) override {
+    if (!authorized(*context)) return unauthenticated();
     return run(context, *request, [&](const runtime::RequestEvent& event) {
       v1::GenerateResponse response;
       for (const auto& delta : event.deltas) append(*response.add_choices(), delta);
@@ -67,8 +71,9 @@ class Server::GenerationService final : public v1::Generation::Service {
     });
   }
 
-  grpc::Status Tokenize(grpc::ServerContext*, const v1::TokenizeRequest* request,
+  grpc::Status Tokenize(grpc::ServerContext* context, const v1::TokenizeRequest* request,
                         v1::TokenizeResponse* response) override {
+    if (!authorized(*context)) return unauthenticated();
     try {
       for (int32_t id : tokenize(*request, prompts_)) response->add_token_ids(id);
       return grpc::Status::OK;
@@ -77,8 +82,9 @@ class Server::GenerationService final : public v1::Generation::Service {
     }
   }
 
-  grpc::Status ModelInfo(grpc::ServerContext*, const v1::ModelInfoRequest*,
+  grpc::Status ModelInfo(grpc::ServerContext* context, const v1::ModelInfoRequest*,
                          v1::ModelInfoResponse* response) override {
+    if (!authorized(*context)) return unauthenticated();
     const runtime::ModelConfig& config = model_.config();
     response->set_architecture(config.architecture);
     response->set_model_type(config.model_type);
@@ -101,8 +107,9 @@ class Server::GenerationService final : public v1::Generation::Service {
     return grpc::Status::OK;
   }
 
-  grpc::Status Stats(grpc::ServerContext*, const v1::StatsRequest*,
+  grpc::Status Stats(grpc::ServerContext* context, const v1::StatsRequest*,
                      v1::StatsResponse* response) override {
+    if (!authorized(*context)) return unauthenticated();
     const runtime::EngineStats stats = engine_.stats();
     response->set_requests_in_flight(stats.queued_requests);
     response->set_running_sequences(stats.running_sequences);
@@ -122,6 +129,20 @@ class Server::GenerationService final : public v1::Generation::Service {
   }
 
  private:
+  bool authorized(const grpc::ServerContext& context) const {
+    if (options_.api_key.empty()) return true;
+    const auto& metadata = context.client_metadata();
+    auto found = metadata.find("authorization");
+    if (found == metadata.end()) return false;
+    return rpc::authorized(std::string_view(found->second.data(), found->second.size()),
+                           options_.api_key);
+  }
+
+  static grpc::Status unauthenticated() {
+    return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
+                        "a valid API key is required: send metadata 'authorization: Bearer KEY'");
+  }
+
   static void set_usage(v1::GenerateResponse& response, const runtime::Usage& usage) {
     response.mutable_usage()->set_prompt_tokens(usage.prompt_tokens);
     response.mutable_usage()->set_completion_tokens(usage.completion_tokens);
@@ -173,21 +194,33 @@ class Server::GenerationService final : public v1::Generation::Service {
   ServerOptions options_;
 };
 
+namespace {
+
+std::shared_ptr<grpc::ServerCredentials> credentials(const ServerOptions& options) {
+  if (options.tls_cert.empty()) return grpc::InsecureServerCredentials();
+  check_tls_files(options.tls_cert, options.tls_key);
+  grpc::SslServerCredentialsOptions ssl;
+  ssl.pem_key_cert_pairs.push_back({read_pem(options.tls_key, "--tls-key"),
+                                    read_pem(options.tls_cert, "--tls-cert")});
+  return grpc::SslServerCredentials(ssl);
+}
+
+}  // namespace
+
 Server::Server(runtime::Engine& engine, const runtime::Model& model,
                const runtime::Tokenizer* tokenizer, const ServerOptions& options) {
-  PromptContext prompts;
-  prompts.tokenizer = tokenizer;
+  prompts_.tokenizer = tokenizer;
   if (tokenizer != nullptr) {
     chat_template_ = std::make_unique<runtime::ChatTemplate>(
         runtime::chat_template_for_model(model.config().dir, *tokenizer, options.chat_template_file));
-    prompts.chat_template = chat_template_.get();
+    prompts_.chat_template = chat_template_.get();
   }
-  service_ = std::make_unique<GenerationService>(engine, model, prompts, options);
+  service_ = std::make_unique<GenerationService>(engine, model, prompts_, options);
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   builder.AddListeningPort(options.host + ":" + std::to_string(options.port),
-                           grpc::InsecureServerCredentials(), &port_);
+                           credentials(options), &port_);
   // gRPC sets SO_REUSEPORT by default: a second server on the same port would bind too and take
   // half of the connections. Bind exclusively, so a port in use is an error.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);

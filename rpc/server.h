@@ -1,5 +1,6 @@
 // The gRPC front end on rank 0: tpserve.v1.Generation, grpc.health.v1.Health (SERVING while the
-// engine accepts work, NOT_SERVING once it drains) and server reflection. Handlers run on gRPC's
+// engine accepts work, NOT_SERVING once it drains) and server reflection. With an API key every
+// Generation call needs it (UNAUTHENTICATED otherwise); health and reflection stay open. Handlers run on gRPC's
 // threads and talk to the engine only through Engine::submit and the request streams.
 #pragma once
 
@@ -8,6 +9,7 @@
 #include <memory>
 #include <string>
 
+#include "rpc/convert.h"
 #include "runtime/engine/engine.h"
 #include "runtime/model/model.h"
 #include "runtime/tokenizer/chat_template.h"
@@ -22,6 +24,8 @@ struct ServerOptions {
   std::string backend = "cpu";              // reported by ModelInfo
   std::string dtype = "F32";
   std::string chat_template_file;  // --chat-template: a Jinja file used instead of the model's own
+  std::string api_key;             // --api-key: required as "authorization: Bearer KEY" metadata
+  std::string tls_cert, tls_key;   // PEM files: TLS when both are set
 };
 
 class Server {
@@ -32,6 +36,8 @@ class Server {
   ~Server();
 
   int port() const { return port_; }
+  // The tokenizer and chat template requests are converted with (the HTTP front end shares them).
+  const PromptContext& prompt_context() const { return prompts_; }
   void set_serving(bool serving);
   // Stops accepting calls; waits for running handlers until `deadline`, then cancels them.
   void shutdown(std::chrono::system_clock::time_point deadline);
@@ -40,6 +46,7 @@ class Server {
   class GenerationService;
 
   std::unique_ptr<runtime::ChatTemplate> chat_template_;
+  PromptContext prompts_;
   std::unique_ptr<GenerationService> service_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;

@@ -48,6 +48,7 @@ struct Workspace {
   std::vector<float> logits;          // penalised logits
   std::vector<Candidate> candidates;  // tokens still in the running
   std::vector<int32_t> counts;        // output token counts; all zero between calls
+  std::vector<float> biased;          // logits + logit_bias, what the repetition penalty scales
 };
 
 Workspace& workspace() {
@@ -240,6 +241,7 @@ SequenceSampler::SequenceSampler(const SamplingParams& params)
       presence_penalty_(params.presence_penalty),
       frequency_penalty_(params.frequency_penalty),
       logprobs_(params.logprobs),
+      logit_bias_(params.logit_bias),
       seed_(params.seed ? *params.seed : fresh_seed()),
       key_(mix64(seed_ + kGamma)) {}
 
@@ -255,15 +257,26 @@ std::span<const float> SequenceSampler::penalise(std::span<const float> logits,
                                                  std::span<const int32_t> output_ids) const {
   const bool repetition = repetition_penalty_ != 1.0f;
   const bool output_penalties = frequency_penalty_ != 0.0f || presence_penalty_ != 0.0f;
-  if (!repetition && !output_penalties) return logits;
+  if (!repetition && !output_penalties && logit_bias_.empty()) return logits;
   Workspace& ws = workspace();
   const size_t vocab = logits.size();
   check_ids(prompt_ids, vocab);
   check_ids(output_ids, vocab);
   ws.logits.assign(logits.begin(), logits.end());
+  // The repetition penalty scales the biased logit, as vLLM's penalties follow the bias.
+  std::span<const float> biased = logits;
+  if (!logit_bias_.empty()) {
+    for (const auto& [id, bias] : logit_bias_) {
+      TPS_CHECK(id >= 0 && static_cast<size_t>(id) < vocab,
+                "logit_bias id {} outside the {} logits", id, vocab);
+      ws.logits[id] += bias;
+    }
+    ws.biased.assign(ws.logits.begin(), ws.logits.end());
+    biased = ws.biased;
+  }
   if (repetition) {
-    apply_repetition_penalty(logits, prompt_ids, repetition_penalty_, ws.logits);
-    apply_repetition_penalty(logits, output_ids, repetition_penalty_, ws.logits);
+    apply_repetition_penalty(biased, prompt_ids, repetition_penalty_, ws.logits);
+    apply_repetition_penalty(biased, output_ids, repetition_penalty_, ws.logits);
   }
   if (output_penalties) {
     if (ws.counts.size() < vocab) ws.counts.resize(vocab, 0);

@@ -1,6 +1,7 @@
 // Token sampling for one sequence, on rank 0, from its float32 logits on the host.
 //
 // Order of processing (vLLM's; the filters in the order of its V0 sampler):
+//   0. logit_bias (OpenAI): logit += bias, before the penalties, as vLLM V1 applies it.
 //   1. repetition penalty (HF / CTRL style) over tokens in prompt + output:
 //        logit > 0 ? logit / penalty : logit * penalty
 //   2. frequency and presence penalties (OpenAI style) over output tokens:
@@ -71,7 +72,7 @@ class SequenceSampler {
 
  private:
   bool greedy() const;
-  // Steps 1-2: the logits themselves when no penalty applies, else a penalised copy.
+  // Steps 0-2: the logits themselves when no bias or penalty applies, else a penalised copy.
   std::span<const float> penalise(std::span<const float> logits,
                                   std::span<const int32_t> prompt_ids,
                                   std::span<const int32_t> output_ids) const;
@@ -89,6 +90,7 @@ class SequenceSampler {
   float presence_penalty_;
   float frequency_penalty_;
   int32_t logprobs_;
+  std::vector<std::pair<int32_t, float>> logit_bias_;
   uint64_t seed_;
   uint64_t key_;        // splitmix64(seed_): keys of nearby seeds (seed + i for n > 1) unrelated
   uint64_t draws_ = 0;  // the counter

@@ -87,6 +87,24 @@ void validate_stops(const SamplingParams& p, const SamplingLimits& limits) {
   }
 }
 
+void validate_logit_bias(const SamplingParams& p, const SamplingLimits& limits) {
+  if (p.logit_bias.size() > static_cast<size_t>(limits.max_logit_bias)) {
+    raise(ErrorCode::kOutOfRange, "logit_bias: at most {} tokens may be biased, got {}",
+          limits.max_logit_bias, p.logit_bias.size());
+  }
+  for (const auto& [id, bias] : p.logit_bias) {
+    if (id < 0 || id >= limits.vocab_size) {
+      raise(ErrorCode::kOutOfRange, "logit_bias: token {} is outside the vocabulary [0, {})", id,
+            limits.vocab_size);
+    }
+    // OpenAI's documented range.
+    if (!within(bias, -100.0f, 100.0f)) {
+      raise(ErrorCode::kInvalidArgument, "logit_bias: the bias of token {} must be in [-100, 100], "
+            "got {}", id, bias);
+    }
+  }
+}
+
 }  // namespace
 
 SamplingParams sampling_defaults(const GenerationConfig& generation, int32_t vocab_size) {
@@ -105,6 +123,7 @@ void validate(const SamplingParams& params, const SamplingLimits& limits) {
   validate_scalars(params, limits);
   validate_counts(params, limits);
   validate_stops(params, limits);
+  validate_logit_bias(params, limits);
 }
 
 }  // namespace tpserve::runtime

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "runtime/tokenizer/model_files.h"
@@ -27,6 +28,9 @@ struct SamplingParams {
   bool ignore_eos = false;
   int32_t n = 1;         // independent sequences per request
   int32_t logprobs = 0;  // top alternatives per token, 0 = none
+  // OpenAI's logit_bias: added to the token's logit before any penalty (vLLM's order), in
+  // [-100, 100]; -100 in effect bans a token, 100 forces it.
+  std::vector<std::pair<int32_t, float>> logit_bias;
 };
 
 // What this server accepts. vocab_size is the model's (its logits' width) and must be set.
@@ -36,6 +40,7 @@ struct SamplingLimits {
   int32_t max_logprobs = 20;  // OpenAI's top_logprobs limit
   int32_t max_stop = 16;
   int32_t max_stop_length = 256;  // bytes
+  int32_t max_logit_bias = 300;   // OpenAI's limit on biased tokens
 };
 
 // The values a request's unset sampling fields take: vLLM's / the OpenAI API's (the initialisers
@@ -50,7 +55,7 @@ SamplingParams sampling_defaults(const GenerationConfig& generation, int32_t voc
 //     0, an empty stop string, n < 1, max_tokens < 1, ...);
 //   kOutOfRange for a meaningful value beyond this server's limits or the vocabulary (n > max_n,
 //     logprobs > max_logprobs, too many or too long stop strings, top_k > vocab, stop token ids
-//     outside [0, vocab)).
+//     or logit_bias ids outside [0, vocab), more than max_logit_bias biases).
 // The prompt's own checks (empty, ids, prompt + max_tokens vs context) belong to the caller.
 void validate(const SamplingParams& params, const SamplingLimits& limits);
 

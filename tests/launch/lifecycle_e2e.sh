@@ -25,6 +25,8 @@ expect_refusal "serve --port in use" "--port $busy: cannot listen on 127.0.0.1:$
 [[ $out == *serving* ]] && fail "serve --port in use: printed '$out'"
 run 2 90 serve --model "$model" --port 0 --metrics-port "$busy"
 expect_refusal "serve --metrics-port in use" "--metrics-port $busy: cannot listen on 127.0.0.1:$busy for metrics: Address already in use"
+run 2 90 serve --model "$model" --port 0 --http-port "$busy"
+expect_refusal "serve --http-port in use" "--http-port $busy: cannot listen on 127.0.0.1:$busy for HTTP: Address already in use"
 kill "$listener"
 wait "$listener" 2>/dev/null
 
@@ -38,6 +40,19 @@ for default in "--port .*=50051" "--max-seqs .*=32" "--max-queued .*=256" "--dra
 done
 "$TPSERVE_BIN" chat --help | grep -qE -- "--max-tokens .*=256\b" || fail "chat --help lacks its defaults"
 ((failures == before)) && echo "ok: --help shows defaults"
+
+# TLS files: one that is not PEM, a key that is not the certificate's, and a certificate alone.
+echo "not a certificate" >"$scratch/bad.pem"
+run 1 60 serve --model "$model" --port 0 --tls-cert "$scratch/bad.pem" --tls-key "$scratch/bad.pem"
+expect_refusal "serve --tls-cert not PEM" "--tls-cert $scratch/bad.pem / --tls-key $scratch/bad.pem: not a PEM certificate and its private key"
+for name in one two; do
+  openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost -keyout "$scratch/$name.key" \
+    -out "$scratch/$name.crt" >/dev/null 2>&1 || fail "openssl could not make a test certificate"
+done
+run 1 60 serve --model "$model" --port 0 --http-port 0 --tls-cert "$scratch/one.crt" --tls-key "$scratch/two.key"
+expect_refusal "serve --tls-key of another certificate" "--tls-cert $scratch/one.crt / --tls-key $scratch/two.key: not a PEM certificate and its private key"
+run 1 60 serve --model "$model" --port 0 --tls-cert "$scratch/one.crt"
+expect_refusal "serve --tls-cert without --tls-key" "--tls-cert requires --tls-key"
 
 # chat with nobody listening: exit 1 and a line naming --addr.
 timeout 30 "$TPSERVE_BIN" chat --addr "127.0.0.1:$busy" --connect-timeout 1 </dev/null \

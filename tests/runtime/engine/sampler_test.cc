@@ -112,6 +112,31 @@ TEST(Sampler, PenaltiesMatchHandComputedLogits) {
   expect_probs(distribution_of(params, logits, prompt, output), softmax(expected));
 }
 
+TEST(Sampler, LogitBiasIsAddedBeforeThePenalties) {
+  const std::vector<float> logits = {1.0f, -1.0f, 0.5f, 2.0f, 0.0f};
+  const auto params = with([](auto& p) {
+    p.logit_bias = {{1, 2.0f}, {3, -1.0f}};
+    p.repetition_penalty = 1.5f;
+  });
+  // token 1: (-1 + 2) = 1 > 0, in the prompt: 1 / 1.5 (penalising the raw -1 would give -1.5).
+  // token 3: 2 - 1 = 1. The others as they are.
+  expect_probs(distribution_of(params, logits, {1}, {}), softmax({1.0, 1.0 / 1.5, 0.5, 1.0, 0.0}));
+}
+
+TEST(Sampler, LogitBiasBansAndForcesGreedyTokens) {
+  SequenceSampler banned(with([](auto& p) {
+    p.temperature = 0;
+    p.logit_bias = {{1, -100.0f}};
+  }));
+  const std::vector<float> logits = {0.0f, 3.0f, -1.0f, 2.0f};
+  EXPECT_EQ(banned.sample(logits, kNoIds, kNoIds).token_id, 3);
+  SequenceSampler forced(with([](auto& p) {
+    p.temperature = 0;
+    p.logit_bias = {{2, 100.0f}};
+  }));
+  EXPECT_EQ(forced.sample(logits, kNoIds, kNoIds).token_id, 2);
+}
+
 TEST(Sampler, NegativePenaltiesEncourageRepeats) {
   const std::vector<float> logits = {0.0f, 0.0f};
   const auto params = with([](auto& p) { p.presence_penalty = -1.0f; });

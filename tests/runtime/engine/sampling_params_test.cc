@@ -33,6 +33,7 @@ TEST(SamplingParamsValidate, AcceptsDefaultsAndEdges) {
   params.logprobs = 20;
   params.stop = {std::string(256, 'x')};
   params.stop_token_ids = {0, 99};
+  params.logit_bias = {{0, -100.0f}, {99, 100.0f}};
   EXPECT_NO_THROW(validate(params, limits));
 }
 
@@ -81,6 +82,11 @@ TEST(SamplingParamsValidate, RejectsEachBadFieldNamingIt) {
        },
        range},
       {"stop_token_ids[0]", [](auto& p) { p.stop_token_ids = {-1}; }, range},
+      {"logit_bias", [](auto& p) { p.logit_bias = {{100, 1.0f}}; }, range},
+      {"logit_bias", [](auto& p) { p.logit_bias = {{-1, 1.0f}}; }, range},
+      {"logit_bias", [](auto& p) { p.logit_bias = {{5, 100.5f}}; }, invalid},
+      {"logit_bias", [=](auto& p) { p.logit_bias = {{5, nan}}; }, invalid},
+      {"logit_bias", [](auto& p) { p.logit_bias.assign(301, {1, 0.0f}); }, range},
   };
   const SamplingLimits limits{.vocab_size = 100};
   for (const BadParams& bad : cases) {
