@@ -157,10 +157,16 @@ TEST(QuantizedLoad, ShardCutsInsideAGroupAreRefusedNamingValidTpSizes) {
   ModelConfig act_order = c;
   act_order.quant.desc_act = true;
   for (int tp = 1; tp <= 8; ++tp) EXPECT_NO_THROW(rank_shape(act_order, tp, 0)) << tp;
-  // Too few groups of the MLP for the ranks: 256 / 128 = 2 groups cannot feed 4 ranks.
-  const ModelConfig wide = quantized_llama(16, 128);
-  EXPECT_THROW(rank_shape(wide, 4, 0), Error);
+  // Heads of 128 cut on group boundaries at any TP; the MLP's 256 / 128 = 2 groups feed 2 ranks.
+  const ModelConfig wide = quantized_llama(128, 128);
   EXPECT_NO_THROW(rank_shape(wide, 2, 0));
+  try {
+    rank_shape(wide, 3, 0);
+    ADD_FAILURE() << "accepted";
+  } catch (const Error& e) {
+    EXPECT_TRUE(std::string(e.what()).ends_with("intermediate_size 256); valid TP sizes: 1, 2"))
+        << e.what();
+  }
 }
 
 TEST(QuantizedLoad, PlanCountsPackedBytes) {
