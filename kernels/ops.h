@@ -16,6 +16,7 @@
 #include <string_view>
 
 #include "common/dtype.h"
+#include "kernels/quantized.h"
 
 namespace tpserve::kernels {
 
@@ -96,6 +97,11 @@ class Backend {
   // out[M,N] = x[M,K] W[N,K]^T (+ bias[N]).
   virtual void linear(const void* x, const void* weight, const void* bias, int m, int64_t n,
                       int64_t k, void* out) = 0;
+
+  // out[M, weight.rows] = x[M, weight.cols] W^T (+ bias) with W quantized (kernels/quantized.h;
+  // scales and mins in the compute dtype). A backend without the kernel refuses by name.
+  virtual void quantized_linear(const void* x, const QuantizedMatrix& weight, const void* bias,
+                                int m, void* out);
 
   // Rotates, in place, the first rotary_dim dims of each of num_heads heads of every token's row
   // of x by angle position * inv_freq. Token t's heads start at x + t * row_stride (elements), so

@@ -37,6 +37,7 @@
 #include "runtime/model/local_shard_communicator.h"
 #include "runtime/model/model.h"
 #include "runtime/planning/memory_plan.h"
+#include "launch/bench_gemv.h"
 #include "runtime/planning/scaling_model.h"
 
 namespace tpserve::launch {
@@ -64,6 +65,7 @@ struct BenchOptions {
   uint64_t seed = 1234;
   std::string json_path;
   std::string csv_path;
+  GemvBenchOptions gemv;  // --gemv: the kernel comparison alone, no model
 };
 
 struct DecodeResult {
@@ -544,7 +546,19 @@ void register_bench_command(CLI::App& app, CommandRunner& runner) {
   command->add_option("--seed", options->seed, "Seed of the synthetic weights");
   command->add_option("--json", options->json_path, "Write results as JSON to this file");
   command->add_option("--csv", options->csv_path, "Write results as CSV to this file");
-  command->callback([options, &runner] { runner = [options] { return run_bench(*options); }; });
+  command->add_option("--gemv", options->gemv.shape,
+                      "Instead of a model: the CPU quantized GEMV of an OUTxIN matrix at batch 1 "
+                      "vs the f32 GEMV on it dequantized (bytes/s of each), e.g. 11008x4096");
+  command->add_option("--gemv-bits", options->gemv.bits, "--gemv code width: 4 or 8");
+  command->add_option("--gemv-group", options->gemv.group_size, "--gemv input columns per group");
+  command->callback([options, &runner] {
+    runner = [options] {
+      if (options->gemv.shape.empty()) return run_bench(*options);
+      GemvBenchOptions gemv = options->gemv;
+      gemv.iters = options->iters;
+      return run_gemv_bench(gemv);
+    };
+  });
 }
 
 }  // namespace tpserve::launch

@@ -55,6 +55,10 @@ class CpuBackend final : public Backend {
               void* out) override {
     cpu::linear(f(x), f(weight), f(bias), m, n, k, f(out));
   }
+  void quantized_linear(const void* x, const QuantizedMatrix& weight, const void* bias, int m,
+                        void* out) override {
+    cpu::quantized_linear(f(x), weight, f(bias), m, f(out));
+  }
   void rope(void* x, int64_t row_stride, const int32_t* positions, int num_tokens, int num_heads,
             const RopeParams& params) override {
     cpu::rope(f(x), row_stride, positions, num_tokens, num_heads, params);

@@ -5,6 +5,7 @@
 #include <cstdint>
 
 #include "kernels/ops.h"
+#include "kernels/quantized.h"
 
 namespace tpserve::kernels::cpu {
 
@@ -13,6 +14,10 @@ void embedding(const int32_t* ids, int num_tokens, const float* table, int64_t r
 void rms_norm(const float* x, const float* weight, int rows, int64_t cols, float eps, float* out);
 void linear(const float* x, const float* weight, const float* bias, int m, int64_t n, int64_t k,
             float* out);
+// linear with W quantized: dequantized per row (decode GEMV) or per tile (prefill), never whole
+// (quantized_linear.cc).
+void quantized_linear(const float* x, const QuantizedMatrix& w, const float* bias, int m,
+                      float* out);
 void rope(float* x, int64_t row_stride, const int32_t* positions, int num_tokens, int num_heads,
           const RopeParams& params);
 void cache_write(const float* key, const float* value, int64_t row_stride,

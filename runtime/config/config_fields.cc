@@ -16,8 +16,7 @@ constexpr FieldRule kPretrained[] = {
     {"bos_token_id", kSupported, "the BOS id"},
     {"tie_word_embeddings", kSupported, "lm_head shares the embedding"},
     {"hidden_act", kSupported, "silu only; others are refused by read_common_fields"},
-    // Quantized checkpoints store packed codes and scales, not the weights the decoder reads.
-    {"quantization_config", kRefused, "quantized checkpoints (GPTQ/AWQ weights) are not supported yet"},
+    {"quantization_config", kSupported, "GPTQ / AWQ settings (runtime/config/quant_config.h)"},
     // Bookkeeping: who wrote the file and how to load it.
     {"transformers_version", kHarmless, "the writer's version"},
     {"_name_or_path", kHarmless, "where the checkpoint came from"},

@@ -8,7 +8,7 @@
 namespace tpserve::runtime {
 
 // transformers' PretrainedConfig (configuration_utils.py): bookkeeping, task heads, the legacy
-// generation defaults, and the fields read_common_fields reads; quantization_config is refused.
+// generation defaults, and the fields read_common_fields reads.
 extern const FieldTable kPretrainedConfigFields;
 
 // The fields read_llama_style_fields reads (LlamaConfig's names, shared by Qwen2, Qwen2-MoE and

@@ -11,6 +11,7 @@
 
 #include "common/dtype.h"
 #include "runtime/config/moe_config.h"
+#include "runtime/config/quant_config.h"
 
 namespace tpserve::runtime {
 
@@ -81,6 +82,7 @@ struct ModelConfig {
   std::vector<int32_t> eos_token_ids;
   int32_t bos_token_id = -1;
   SparseMoeConfig moe;  // sparse MLPs (Qwen2-MoE); num_experts 0 for dense families
+  QuantConfig quant;    // GPTQ / AWQ linear weights; method kNone for float checkpoints
   // config.json fields that no table of the family knows (rope_scaling keys as
   // "rope_scaling.<key>"), logged once at load: see common/field_table.h.
   std::vector<std::string> unknown_fields;

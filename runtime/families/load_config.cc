@@ -23,21 +23,7 @@ std::string architecture_of(const ConfigReader& reader) {
 
 }  // namespace
 
-namespace {
-
-// Quantization settings that AutoGPTQ (quantize_config.json) and AutoAWQ (quant_config.json) write
-// beside the weights; transformers' own exports put them in config.json's quantization_config.
-constexpr const char* kQuantizationFiles[] = {"quantize_config.json", "quant_config.json"};
-
-}  // namespace
-
 ModelConfig load_model_config(const std::filesystem::path& dir) {
-  for (const char* name : kQuantizationFiles) {
-    if (std::filesystem::exists(dir / name)) {
-      raise(ErrorCode::kUnimplemented, "{}: quantized checkpoints (GPTQ/AWQ weights) are not "
-            "supported yet", (dir / name).string());
-    }
-  }
   ModelConfig config = read_config_file(dir / "config.json");
   config.dir = dir;
   return config;
@@ -65,6 +51,9 @@ ModelConfig read_config_file(const std::filesystem::path& file) {
   read_common_fields(reader, config);
   architecture->read_config(reader, config);
   check_shape_sizes(reader, config, architecture->shape_fields);
+  config.quant = read_quant_config(root, config.dir);
+  config.unknown_fields.insert(config.unknown_fields.end(), config.quant.unknown_fields.begin(),
+                               config.quant.unknown_fields.end());
   warn_unknown_fields(file, config.unknown_fields);
   return config;
 }

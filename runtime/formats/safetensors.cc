@@ -512,22 +512,18 @@ std::vector<std::string> Checkpoint::tensor_names() const {
   return names;
 }
 
-void Checkpoint::read_f32(std::string_view name, int64_t row_begin, int64_t row_end,
-                          int64_t col_begin, int64_t col_end, float* out) const {
+void Checkpoint::read_block(std::string_view name, int64_t row_begin, int64_t row_end,
+                            int64_t col_begin, int64_t col_end,
+                            const std::function<void(const std::byte*, int64_t)>& sink) const {
   const Located& located = locate(name);
   const TensorEntry& entry = *located.entry;
-  const std::string file = located.file->path().string();
-  if (!is_weight_dtype(entry.dtype)) {
-    raise(ErrorCode::kUnimplemented, "{}: tensor '{}' is {}; read_f32 reads F32, F16 or BF16", file,
-          name, dtype_name(entry.dtype));
-  }
   const int64_t rows = entry.rows();
   const int64_t cols = entry.cols();
   if (row_begin < 0 || row_begin > row_end || row_end > rows || col_begin < 0 ||
       col_begin > col_end || col_end > cols) {
     raise(ErrorCode::kOutOfRange,
           "{}: tensor '{}': block rows [{}, {}) x cols [{}, {}) is outside its {} x {} matrix",
-          file, name, row_begin, row_end, col_begin, col_end, rows, cols);
+          located.file->path().string(), name, row_begin, row_end, col_begin, col_end, rows, cols);
   }
   const auto element = static_cast<uint64_t>(dtype_size(entry.dtype));
   const int64_t width = col_end - col_begin;
@@ -536,17 +532,44 @@ void Checkpoint::read_f32(std::string_view name, int64_t row_begin, int64_t row_
     const int64_t count = (row_end - row_begin) * cols;
     auto bytes = located.file->bytes(entry, static_cast<uint64_t>(row_begin * cols) * element,
                                      static_cast<uint64_t>(count) * element);
-    convert_to_f32(entry.dtype, bytes.data(), out, count);
+    sink(bytes.data(), count);
     bytes_read_.fetch_add(bytes.size(), std::memory_order_relaxed);
     return;
   }
   for (int64_t row = row_begin; row < row_end; ++row) {
     auto bytes = located.file->bytes(entry, static_cast<uint64_t>(row * cols + col_begin) * element,
                                      static_cast<uint64_t>(width) * element);
-    convert_to_f32(entry.dtype, bytes.data(), out, width);
-    out += width;
+    sink(bytes.data(), width);
     bytes_read_.fetch_add(bytes.size(), std::memory_order_relaxed);
   }
+}
+
+void Checkpoint::read_f32(std::string_view name, int64_t row_begin, int64_t row_end,
+                          int64_t col_begin, int64_t col_end, float* out) const {
+  const TensorEntry& entry = tensor(name);
+  if (!is_weight_dtype(entry.dtype)) {
+    raise(ErrorCode::kUnimplemented, "{}: tensor '{}' is {}; read_f32 reads F32, F16 or BF16",
+          file_of(name).path().string(), name, dtype_name(entry.dtype));
+  }
+  read_block(name, row_begin, row_end, col_begin, col_end,
+             [&](const std::byte* bytes, int64_t count) {
+               convert_to_f32(entry.dtype, bytes, out, count);
+               out += count;
+             });
+}
+
+void Checkpoint::read_i32(std::string_view name, int64_t row_begin, int64_t row_end,
+                          int64_t col_begin, int64_t col_end, int32_t* out) const {
+  const TensorEntry& entry = tensor(name);
+  if (entry.dtype != DType::kI32) {
+    raise(ErrorCode::kUnimplemented, "{}: tensor '{}' is {}; read_i32 reads I32",
+          file_of(name).path().string(), name, dtype_name(entry.dtype));
+  }
+  read_block(name, row_begin, row_end, col_begin, col_end,
+             [&](const std::byte* bytes, int64_t count) {
+               std::memcpy(out, bytes, static_cast<size_t>(count) * sizeof(int32_t));
+               out += count;
+             });
 }
 
 }  // namespace tpserve::runtime

@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <span>
@@ -85,7 +86,11 @@ class Checkpoint {
   // Other dtypes -> kUnimplemented; a range outside the tensor -> kOutOfRange.
   void read_f32(std::string_view name, int64_t row_begin, int64_t row_end, int64_t col_begin,
                 int64_t col_end, float* out) const;
-  // Total bytes read through read_f32 so far (for load-throughput reports).
+  // The same block of an I32 tensor (GPTQ / AWQ packed codes, g_idx), copied as stored
+  // (little-endian, as safetensors writes). Other dtypes -> kUnimplemented.
+  void read_i32(std::string_view name, int64_t row_begin, int64_t row_end, int64_t col_begin,
+                int64_t col_end, int32_t* out) const;
+  // Total bytes read through read_f32 / read_i32 so far (for load-throughput reports).
   uint64_t bytes_read() const { return bytes_read_.load(std::memory_order_relaxed); }
 
  private:
@@ -97,6 +102,10 @@ class Checkpoint {
   Checkpoint() = default;
   void open_index(const std::filesystem::path& index_path);
   const Located& locate(std::string_view name) const;
+  // Bounds-checks the block, then hands its bytes to sink one contiguous run at a time
+  // (bytes, element count).
+  void read_block(std::string_view name, int64_t row_begin, int64_t row_end, int64_t col_begin,
+                  int64_t col_end, const std::function<void(const std::byte*, int64_t)>& sink) const;
 
   std::filesystem::path dir_;
   std::vector<std::unique_ptr<SafetensorsFile>> files_;

@@ -140,10 +140,11 @@ void Model::load(const Checkpoint& checkpoint,
   const Architecture* architecture = find_architecture(config_.architecture);
   TPS_CHECK(architecture != nullptr, "no adapter for {}", config_.architecture);
   const std::vector<WeightShard> plan = plan_weights(config_, *architecture, shape_);
-  validate_weights(checkpoint, plan);  // a missing or misshapen tensor says more than an extra one
+  // A missing or misshapen tensor says more than an extra one.
+  validate_weights(checkpoint, plan, config_.quant);
   unused_tensors_ = check_unused_tensors(checkpoint, accounted_tensors(config_, *architecture),
                                          options_.allow_unused_tensors);
-  weights_.load(checkpoint, plan, backend_, progress, lora);
+  weights_.load(checkpoint, plan, backend_, progress, lora, config_.quant);
   bind_weights();
 }
 
@@ -175,8 +176,12 @@ void Model::bind_weights() {
   layers_.clear();
   for (int layer = 0; layer < config_.num_layers; ++layer) {
     const auto w = [&](const char* part) { return weights_.find(layer_weight(layer, part)); };
-    layers_.push_back({w("attn_norm"), w("qkv"), w("qkv_bias"), w("o"), w("o_bias"), w("mlp_norm"),
-                       w("gate_up"), w("gate_up_bias"), w("down"), w("down_bias")});
+    const auto linear = [&](const char* part) {
+      return weights_.find_linear(layer_weight(layer, part));
+    };
+    layers_.push_back({w("attn_norm"), linear("qkv"), w("qkv_bias"), linear("o"), w("o_bias"),
+                       w("mlp_norm"), linear("gate_up"), w("gate_up_bias"), linear("down"),
+                       w("down_bias")});
   }
 }
 
@@ -245,7 +250,7 @@ void Model::run_layer(int layer, const kernels::PagedBatch& batch, int tokens) {
 
   // Attention block. normed_ already holds rms_norm(hidden_) by this layer's attn_norm: forward
   // normed layer 0's input, and each layer's last residual add is fused with the norm after it.
-  backend_.linear(normed_.data(), w.qkv, w.qkv_bias, tokens, qkv_width_, hidden, q);
+  run_linear(backend_, normed_.data(), w.qkv, w.qkv_bias, tokens, qkv_width_, hidden, q);
   // RoPE of q and k in place in the fused QKV rows, and k, v into the cache: one op.
   backend_.rope_cache_write(q, qkv_width_, token_pos_.as<int32_t>(), tokens, heads_, rope_, batch,
                             key_cache_[layer].data(), value_cache_[layer].data());
@@ -254,8 +259,8 @@ void Model::run_layer(int layer, const kernels::PagedBatch& batch, int tokens) {
                      heads_, scale, attn_.data());
   // Row-parallel: each rank holds a slice of the input columns; the bias is added once (rank 0)
   // so the all-reduce sums it exactly once.
-  backend_.linear(attn_.data(), w.o, first_rank ? w.o_bias : nullptr, tokens, hidden, q_width_,
-                  proj_.data());
+  run_linear(backend_, attn_.data(), w.o, first_rank ? w.o_bias : nullptr, tokens, hidden,
+             q_width_, proj_.data());
   comm_.all_reduce_sum(proj_.data(), static_cast<size_t>(tokens * hidden), backend_.compute_dtype());
   // Residual add fused with the MLP norm.
   backend_.add_rms_norm(hidden_.data(), proj_.data(), w.mlp_norm, tokens, hidden,
@@ -265,11 +270,11 @@ void Model::run_layer(int layer, const kernels::PagedBatch& batch, int tokens) {
   if (config_.moe.sparse(layer)) {
     moe_.run(layer, normed_.data(), tokens, proj_.data());  // this rank's partial sum
   } else {
-    backend_.linear(normed_.data(), w.gate_up, w.gate_up_bias, tokens, 2 * inter_, hidden,
-                    gate_up_.data());
+    run_linear(backend_, normed_.data(), w.gate_up, w.gate_up_bias, tokens, 2 * inter_, hidden,
+               gate_up_.data());
     backend_.silu_mul(gate_up_.data(), tokens, inter_, mlp_act_.data());
-    backend_.linear(mlp_act_.data(), w.down, first_rank ? w.down_bias : nullptr, tokens, hidden,
-                    inter_, proj_.data());
+    run_linear(backend_, mlp_act_.data(), w.down, first_rank ? w.down_bias : nullptr, tokens,
+               hidden, inter_, proj_.data());
   }
   comm_.all_reduce_sum(proj_.data(), static_cast<size_t>(tokens * hidden), backend_.compute_dtype());
   // Residual add (dense MLP or MoE alike) fused with the norm that comes next: the next layer's

@@ -92,14 +92,14 @@ class Model {
  private:
   struct LayerWeights {
     const void* attn_norm;
-    const void* qkv;
+    LinearWeight qkv;
     const void* qkv_bias;
-    const void* o;
+    LinearWeight o;
     const void* o_bias;
     const void* mlp_norm;
-    const void* gate_up;
+    LinearWeight gate_up;
     const void* gate_up_bias;
-    const void* down;
+    LinearWeight down;
     const void* down_bias;
   };
 

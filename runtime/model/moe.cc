@@ -120,11 +120,11 @@ void SparseMoe::bind(const WeightStore& weights) {
     LayerWeights& w = layers_[static_cast<size_t>(layer)];
     w.router = weights.get(layer_weight(layer, "router"));
     for (int e = 0; e < moe_.num_experts; ++e) {
-      w.gate_up.push_back(weights.get(expert_weight(layer, e, "gate_up")));
-      w.down.push_back(weights.get(expert_weight(layer, e, "down")));
+      w.gate_up.push_back(weights.get_linear(expert_weight(layer, e, "gate_up")));
+      w.down.push_back(weights.get_linear(expert_weight(layer, e, "down")));
     }
-    w.shared_gate_up = weights.get(layer_weight(layer, "shared_gate_up"));
-    w.shared_down = weights.get(layer_weight(layer, "shared_down"));
+    w.shared_gate_up = weights.get_linear(layer_weight(layer, "shared_gate_up"));
+    w.shared_down = weights.get_linear(layer_weight(layer, "shared_down"));
   }
 }
 
@@ -163,11 +163,11 @@ void SparseMoe::route(int tokens) {
   }
 }
 
-void SparseMoe::expert_mlp(const void* gate_up, const void* down, int64_t units, const void* x,
-                           int rows, void* out) {
-  backend_.linear(x, gate_up, nullptr, rows, 2 * units, hidden_, gate_up_);
+void SparseMoe::expert_mlp(const LinearWeight& gate_up, const LinearWeight& down, int64_t units,
+                           const void* x, int rows, void* out) {
+  run_linear(backend_, x, gate_up, nullptr, rows, 2 * units, hidden_, gate_up_);
   backend_.silu_mul(gate_up_, rows, units, act_);
-  backend_.linear(act_, down, nullptr, rows, hidden_, units, out);
+  run_linear(backend_, act_, down, nullptr, rows, hidden_, units, out);
 }
 
 void SparseMoe::run(int layer, const void* x, int tokens, void* out) {

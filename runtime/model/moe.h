@@ -54,15 +54,15 @@ class SparseMoe {
  private:
   struct LayerWeights {
     const void* router = nullptr;  // [num_experts + 1, hidden]: router rows, then shared gate
-    std::vector<const void*> gate_up;
-    std::vector<const void*> down;
-    const void* shared_gate_up = nullptr;
-    const void* shared_down = nullptr;
+    std::vector<LinearWeight> gate_up;
+    std::vector<LinearWeight> down;
+    LinearWeight shared_gate_up;
+    LinearWeight shared_down;
   };
 
   void route(int tokens);
-  void expert_mlp(const void* gate_up, const void* down, int64_t units, const void* x, int rows,
-                  void* out);
+  void expert_mlp(const LinearWeight& gate_up, const LinearWeight& down, int64_t units,
+                  const void* x, int rows, void* out);
 
   SparseMoeConfig moe_;
   int64_t hidden_ = 0;

@@ -45,6 +45,7 @@ WeightShard gate_up(std::string name, const std::string& gate, const std::string
   w.cols = hidden;
   w.blocks.push_back(block(gate, width, hidden, meaning, units, {0, hidden}));
   w.blocks.push_back(block(up, width, hidden, meaning, units, {0, hidden}));
+  w.linear = true;
   return w;
 }
 
@@ -56,6 +57,7 @@ WeightShard down(std::string name, const std::string& tensor, int64_t width, int
   w.rows = hidden;
   w.cols = units.size();
   w.blocks.push_back(block(tensor, hidden, width, meaning, {0, hidden}, units));
+  w.linear = true;
   return w;
 }
 

@@ -1,6 +1,12 @@
 #include "runtime/model/weight_plan.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include <numeric>
+
+#include "common/error.h"
+#include "runtime/model/quantized_load.h"
 
 #include "runtime/model/moe_plan.h"
 
@@ -43,6 +49,7 @@ class Planner {
   void row(std::string name, std::string tensor, int64_t rows, int64_t full_cols,
            const char* meaning, Range cols) {
     WeightShard& w = add(std::move(name), ShardKind::kRow, rows, cols.size());
+    w.linear = true;
     w.blocks.push_back({std::move(tensor), rows, full_cols, meaning, {0, rows}, cols});
   }
 
@@ -75,6 +82,7 @@ void plan_qkv(Planner& p, const ModelConfig& c, const Architecture& a, const Ran
               int layer, const char* suffix, int64_t cols) {
   const int d = c.head_dim;
   WeightShard& w = p.column(layer_weight(layer, cols == 1 ? "qkv_bias" : "qkv"), cols);
+  w.linear = cols != 1;
   if (!a.qkv.fused.empty()) {
     const int64_t full = static_cast<int64_t>(c.num_heads + 2 * c.num_kv_heads) * d;
     const std::string tensor = layer_name(a.qkv.fused, layer, suffix);
@@ -100,6 +108,7 @@ void plan_qkv(Planner& p, const ModelConfig& c, const Architecture& a, const Ran
 void plan_gate_up(Planner& p, const ModelConfig& c, const Architecture& a, const RankShape& s,
                   int layer, const char* suffix, int64_t cols) {
   WeightShard& w = p.column(layer_weight(layer, cols == 1 ? "gate_up_bias" : "gate_up"), cols);
+  w.linear = cols != 1;
   const int64_t inter = c.intermediate_size;
   if (!a.gate_up.fused.empty()) {
     const std::string tensor = layer_name(a.gate_up.fused, layer, suffix);
@@ -116,10 +125,61 @@ void plan_gate_up(Planner& p, const ModelConfig& c, const Architecture& a, const
 
 }  // namespace
 
-int64_t intermediate_align(const ModelConfig&) {
-  // Float weights cut between any two units. Quantized ones (packed codes with per-group scales,
-  // DESIGN.md) will return their group size here, so no rank's slice splits a group.
-  return 1;
+int64_t intermediate_align(const ModelConfig& config) {
+  // Float weights cut between any two units; quantized ones only between groups and packs, so no
+  // rank's slice splits a group (DESIGN.md).
+  if (!config.quant.enabled()) return 1;
+  return std::lcm(config.quant.input_align(), config.quant.output_align());
+}
+
+namespace {
+
+// Whether every rank of tp_size cuts the quantized weights on group / pack boundaries: o_proj's
+// input at this rank's first query head, q/k/v's outputs at whole heads, the MLP with a group for
+// every rank.
+bool quantized_split_fits(const ModelConfig& c, int tp_size) {
+  if (tp_size > c.num_heads) return false;
+  const QuantConfig& q = c.quant;
+  if (c.head_dim % q.output_align() != 0) return false;
+  for (int rank = 0; rank < tp_size; ++rank) {
+    const parallel::HeadShard h = parallel::shard_heads(c.num_heads, c.num_kv_heads, tp_size, rank);
+    if (int64_t{h.q_head_begin} * c.head_dim % q.input_align() != 0) return false;
+  }
+  const int64_t align = intermediate_align(c);
+  const auto enough = [&](int64_t units) { return units == 0 || (units + align - 1) / align >= tp_size; };
+  return enough(c.intermediate_size) && enough(c.moe.expert_intermediate_size) &&
+         enough(c.moe.shared_expert_intermediate_size);
+}
+
+void check_quantized_split(const ModelConfig& c, int tp_size) {
+  if (!c.quant.enabled() || quantized_split_fits(c, tp_size)) return;
+  std::vector<int> valid;
+  for (int n = 1; n <= c.num_heads; ++n) {
+    if (quantized_split_fits(c, n)) valid.push_back(n);
+  }
+  raise(ErrorCode::kInvalidArgument,
+        "{}: {}-bit {} with group_size {} cannot be split over {} ranks: a rank's cut would fall "
+        "inside a group or a pack (num_attention_heads {} x head_dim {}, intermediate_size {}); "
+        "valid TP sizes: {}",
+        c.quant.file.string(), c.quant.bits, quant_method_name(c.quant.method),
+        c.quant.group_size > 0 ? c.quant.group_size : -1, tp_size, c.num_heads, c.head_dim,
+        c.intermediate_size, fmt::join(valid, ", "));
+}
+
+}  // namespace
+
+int64_t shard_bytes(const WeightShard& weight, const QuantConfig& quant, int element_size) {
+  if (!weight.linear || !quant.enabled() || weight.blocks.empty()) {
+    return weight.numel() * element_size;
+  }
+  const int64_t in = weight.blocks.front().full_cols;
+  const int64_t group = quant.group_size > 0 ? quant.group_size : in;
+  // A row shard's columns start on a group boundary unless act-order scatters them over every group.
+  const int64_t groups =
+      quant.desc_act ? (in + group - 1) / group : (weight.cols + group - 1) / group;
+  const int64_t index = quant.desc_act ? weight.cols * int64_t{sizeof(int32_t)} : 0;
+  return weight.rows * kernels::code_row_bytes(quant.bits, weight.cols) +
+         2 * weight.rows * groups * element_size + index;
 }
 
 std::string layer_weight(int layer, const char* part) {
@@ -127,6 +187,7 @@ std::string layer_weight(int layer, const char* part) {
 }
 
 RankShape rank_shape(const ModelConfig& config, int tp_size, int rank) {
+  check_quantized_split(config, tp_size);
   RankShape shape;
   shape.tp_size = tp_size;
   shape.rank = rank;
@@ -144,7 +205,13 @@ std::set<std::string> accounted_tensors(const ModelConfig& config,
                                         const Architecture& architecture) {
   std::set<std::string> names;
   for (const WeightShard& weight : plan_weights(config, architecture, rank_shape(config, 1, 0))) {
-    for (const SourceBlock& block : weight.blocks) names.insert(block.tensor);
+    for (const SourceBlock& block : weight.blocks) {
+      names.insert(block.tensor);
+      // A quantized checkpoint stores a linear weight as these instead (whichever it ships).
+      if (weight.linear && config.quant.enabled()) {
+        for (std::string& name : quantized_tensor_names(block.tensor)) names.insert(std::move(name));
+      }
+    }
   }
   for (const std::string& pattern : architecture.unread) {
     if (pattern.find("{}") == std::string::npos) {

@@ -32,6 +32,9 @@ struct WeightShard {
   int64_t rows = 0;
   int64_t cols = 0;
   std::vector<SourceBlock> blocks;
+  // A linear layer's weight (qkv, o, gate_up, down, an expert's): loaded quantized where the
+  // checkpoint stores it so (runtime/model/quantized_load.h), else as floats.
+  bool linear = false;
   int64_t numel() const { return rows * cols; }
 };
 
@@ -48,11 +51,13 @@ struct RankShape {
 };
 
 // Throws (kInvalidArgument, naming the numbers) when tp_size exceeds the query heads (or, for a
-// sparse model, an expert's units).
+// sparse model, an expert's units), and for a quantized model when a rank's cut would fall inside
+// a group or a pack (naming the TP sizes that work).
 RankShape rank_shape(const ModelConfig& config, int tp_size, int rank);
 
 // The indivisible block of the MLP's units (and experts'), split_range's `align`: 1 for float
-// weights.
+// weights; for quantized ones a whole group of down's input columns that is also a whole pack of
+// gate/up's output rows (QuantConfig::input_align, output_align).
 int64_t intermediate_align(const ModelConfig& config);
 
 std::vector<WeightShard> plan_weights(const ModelConfig& config, const Architecture& architecture,
@@ -62,6 +67,11 @@ std::vector<WeightShard> plan_weights(const ModelConfig& config, const Architect
 // it), plus the adapter's unread tensors for each layer: what strict tensor accounting expects.
 std::set<std::string> accounted_tensors(const ModelConfig& config,
                                         const Architecture& architecture);
+
+// Bytes of a shard on a device whose compute dtype has `element_size` bytes: numel elements, or for
+// a linear shard of a quantized model its packed codes plus a scale and a min per (row, group) and,
+// with act-order, a group index per input column (kernels/quantized.h).
+int64_t shard_bytes(const WeightShard& weight, const QuantConfig& quant, int element_size);
 
 // Canonical names, shared by the plan and the model.
 std::string layer_weight(int layer, const char* part);  // "layers.<layer>.<part>"

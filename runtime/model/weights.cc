@@ -8,11 +8,17 @@
 
 #include "common/check.h"
 #include "common/error.h"
+#include "runtime/model/quantized_load.h"
 
 namespace tpserve::runtime {
 
-void validate_weights(const Checkpoint& checkpoint, const std::vector<WeightShard>& plan) {
+void validate_weights(const Checkpoint& checkpoint, const std::vector<WeightShard>& plan,
+                      const QuantConfig& quant) {
   for (const WeightShard& weight : plan) {
+    if (shard_is_quantized(checkpoint, quant, weight)) {
+      validate_quantized_shard(checkpoint, quant, weight);
+      continue;
+    }
     for (const SourceBlock& block : weight.blocks) {
       const TensorEntry& entry = checkpoint.tensor(block.tensor);  // kNotFound names the tensor
       const std::string file = checkpoint.file_of(block.tensor).path().string();
@@ -70,19 +76,32 @@ void WeightStore::store(const WeightShard& weight, DeviceBuffer buffer, LoadProg
 void WeightStore::load(const Checkpoint& checkpoint, const std::vector<WeightShard>& plan,
                        kernels::Backend& backend,
                        const std::function<void(const LoadProgress&)>& progress,
-                       const LoraAdapter* lora) {
-  validate_weights(checkpoint, plan);
+                       const LoraAdapter* lora, const QuantConfig& quant) {
+  validate_weights(checkpoint, plan, quant);
   if (lora != nullptr) lora->validate(plan);
   const int element = dtype_size(backend.compute_dtype());
   LoadProgress state;
   state.weights_total = plan.size();
   int64_t largest = 0;
-  for (const WeightShard& weight : plan) {
-    state.bytes_total += weight.numel() * element;
-    largest = std::max(largest, weight.numel());
+  std::vector<bool> quantized(plan.size());
+  for (size_t i = 0; i < plan.size(); ++i) {
+    const WeightShard& weight = plan[i];
+    quantized[i] = shard_is_quantized(checkpoint, quant, weight);
+    if (quantized[i] && lora != nullptr) {
+      raise(ErrorCode::kUnimplemented, "{}: LoRA adapters on quantized weights ('{}') are not "
+            "supported", checkpoint.dir().string(), weight.blocks.front().tensor);
+    }
+    state.bytes_total += quantized[i] ? shard_bytes(weight, quant, element) : weight.numel() * element;
+    if (!quantized[i]) largest = std::max(largest, weight.numel());
   }
   std::vector<float> staging(static_cast<size_t>(largest));
-  for (const WeightShard& weight : plan) {
+  for (size_t i = 0; i < plan.size(); ++i) {
+    const WeightShard& weight = plan[i];
+    if (quantized[i]) {
+      store_quantized(weight, read_quantized_shard(checkpoint, quant, weight), backend, state,
+                      progress);
+      continue;
+    }
     float* cursor = staging.data();
     for (const SourceBlock& block : weight.blocks) {
       checkpoint.read_f32(block.tensor, block.rows.begin, block.rows.end, block.cols.begin,
@@ -181,6 +200,55 @@ void WeightStore::load_synthetic(const std::vector<WeightShard>& plan, kernels::
     }
     store(weight, std::move(buffer), state, progress);
   }
+}
+
+void WeightStore::store_quantized(const WeightShard& weight,
+                                  const kernels::QuantizedHostMatrix& host,
+                                  kernels::Backend& backend, LoadProgress& state,
+                                  const std::function<void(const LoadProgress&)>& progress) {
+  const int element = dtype_size(backend.compute_dtype());
+  QuantizedShard shard;
+  const auto upload_bytes = [&](DeviceBuffer& buffer, const void* data, size_t bytes) {
+    buffer = DeviceBuffer(backend, bytes);
+    backend.copy_to_device(buffer.data(), data, bytes);
+  };
+  const auto upload_floats = [&](DeviceBuffer& buffer, const std::vector<float>& values) {
+    buffer = DeviceBuffer(backend, values.size() * static_cast<size_t>(element));
+    backend.upload_f32(buffer.data(), values.data(), static_cast<int64_t>(values.size()));
+  };
+  upload_bytes(shard.codes, host.codes().data(), host.codes().size());
+  upload_floats(shard.scales, host.scales());
+  upload_floats(shard.mins, host.mins());
+  if (!host.group_index().empty()) {
+    upload_bytes(shard.group_index, host.group_index().data(),
+                 host.group_index().size() * sizeof(int32_t));
+  }
+  shard.matrix = host.view();
+  shard.matrix.codes = shard.codes.as<uint8_t>();
+  shard.matrix.scales = shard.scales.data();
+  shard.matrix.mins = shard.mins.data();
+  shard.matrix.group_index =
+      host.group_index().empty() ? nullptr : shard.group_index.as<int32_t>();
+  const size_t bytes = shard.codes.bytes() + shard.scales.bytes() + shard.mins.bytes() +
+                       shard.group_index.bytes();
+  bytes_ += bytes;
+  state.bytes_done += static_cast<int64_t>(bytes);
+  TPS_CHECK(quantized_.emplace(weight.name, std::move(shard)).second, "duplicate weight {}",
+            weight.name);
+  ++state.weights_done;
+  if (progress) progress(state);
+}
+
+LinearWeight WeightStore::find_linear(const std::string& name) const {
+  auto it = quantized_.find(name);
+  if (it != quantized_.end()) return {nullptr, &it->second.matrix};
+  return {find(name), nullptr};
+}
+
+LinearWeight WeightStore::get_linear(const std::string& name) const {
+  const LinearWeight weight = find_linear(name);
+  TPS_CHECK(weight.present(), "weight '{}' was not loaded", name);
+  return weight;
 }
 
 const void* WeightStore::find(const std::string& name) const {

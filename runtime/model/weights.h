@@ -10,17 +10,21 @@
 #include <string>
 #include <vector>
 
+#include "kernels/quantized_host.h"
 #include "runtime/formats/safetensors.h"
 #include "runtime/model/device_buffer.h"
+#include "runtime/model/linear_weight.h"
 #include "runtime/model/lora.h"
 #include "runtime/model/weight_plan.h"
 
 namespace tpserve::runtime {
 
 // Checks every source block against the checkpoint before anything is read: the tensor exists,
-// is F32/F16/BF16 and has the shape the config implies. Throws a tpserve::Error naming the
-// checkpoint, the tensor and both shapes.
-void validate_weights(const Checkpoint& checkpoint, const std::vector<WeightShard>& plan);
+// is F32/F16/BF16 and has the shape the config implies — or, for a linear weight the checkpoint
+// stores quantized, its qweight / qzeros / scales / g_idx do (runtime/model/quantized_load.h).
+// Throws a tpserve::Error naming the checkpoint, the tensor and both shapes.
+void validate_weights(const Checkpoint& checkpoint, const std::vector<WeightShard>& plan,
+                      const QuantConfig& quant = {});
 
 // Strict tensor accounting: the checkpoint's tensors that `accounted` (accounted_tensors of the
 // weight plan) does not name, sorted. A tensor no adapter rule reads is a config.json that does not
@@ -47,11 +51,12 @@ class WeightStore {
 
   // Validates, then loads every shard of the plan. `progress` (optional) is called after each.
   // With a LoRA adapter, it is validated against the plan too and merged into each staged shard
-  // before upload.
+  // before upload. Linear weights the checkpoint stores quantized (`quant` says how) stay packed:
+  // codes, scales and mins are uploaded as kernels/quantized.h lays them out.
   void load(const Checkpoint& checkpoint, const std::vector<WeightShard>& plan,
             kernels::Backend& backend,
             const std::function<void(const LoadProgress&)>& progress = {},
-            const LoraAdapter* lora = nullptr);
+            const LoraAdapter* lora = nullptr, const QuantConfig& quant = {});
 
   // Synthetic weights of the plan's shapes, no checkpoint (tpserve bench, memory checks):
   // deterministic in `seed`, uniform in [-0.02, 0.02) (norm weights 1, vocab padding rows 0),
@@ -63,6 +68,9 @@ class WeightStore {
   const void* find(const std::string& name) const;
   // As find, but a missing weight is a broken invariant.
   const void* get(const std::string& name) const;
+  // A linear weight, float or quantized; present() false when the plan has none by that name.
+  LinearWeight find_linear(const std::string& name) const;
+  LinearWeight get_linear(const std::string& name) const;
 
   size_t bytes() const { return bytes_; }
 
@@ -70,8 +78,18 @@ class WeightStore {
   // Keeps `buffer` as `weight`'s shard and reports the progress.
   void store(const WeightShard& weight, DeviceBuffer buffer, LoadProgress& state,
              const std::function<void(const LoadProgress&)>& progress);
+  // Uploads a quantized shard and keeps it under `weight`'s name.
+  void store_quantized(const WeightShard& weight, const kernels::QuantizedHostMatrix& host,
+                       kernels::Backend& backend, LoadProgress& state,
+                       const std::function<void(const LoadProgress&)>& progress);
+
+  struct QuantizedShard {
+    DeviceBuffer codes, scales, mins, group_index;
+    kernels::QuantizedMatrix matrix;  // pointing into the buffers above
+  };
 
   std::map<std::string, DeviceBuffer> buffers_;
+  std::map<std::string, QuantizedShard> quantized_;
   size_t bytes_ = 0;
 };
 

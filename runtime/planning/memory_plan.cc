@@ -20,7 +20,8 @@ PlanModel read_plan_model(const std::filesystem::path& config_file, std::string 
   return model;
 }
 
-int64_t rank_weight_numel(const PlanModel& model, const RankShape& shape, int64_t* replicated) {
+int64_t rank_weight_bytes(const PlanModel& model, const RankShape& shape, int element_size,
+                          int64_t* replicated) {
   const Architecture* architecture = find_architecture(model.config.architecture);
   if (architecture == nullptr) {
     raise(ErrorCode::kUnimplemented, "{}: no adapter for {}", model.name, model.config.architecture);
@@ -28,8 +29,9 @@ int64_t rank_weight_numel(const PlanModel& model, const RankShape& shape, int64_
   int64_t total = 0;
   int64_t shared = 0;
   for (const WeightShard& weight : plan_weights(model.config, *architecture, shape)) {
-    total += weight.numel();
-    if (weight.kind == parallel::ShardKind::kReplicated) shared += weight.numel();
+    const int64_t bytes = shard_bytes(weight, model.config.quant, element_size);
+    total += bytes;
+    if (weight.kind == parallel::ShardKind::kReplicated) shared += bytes;
   }
   if (replicated != nullptr) *replicated = shared;
   return total;
@@ -47,11 +49,11 @@ MemoryPlan plan_memory(const PlanModel& model, const MemoryPlanOptions& options)
     RankSplit& split = plan.ranks.emplace_back();
     split.shape = rank_shape(c, n, rank);  // throws when n does not fit the heads
     int64_t replicated = 0;
-    split.weight_bytes = rank_weight_numel(model, split.shape, &replicated) * options.dtype_bytes;
+    split.weight_bytes = rank_weight_bytes(model, split.shape, options.dtype_bytes, &replicated);
     split.kv_bytes_per_token = kv_bytes_per_token(c, split.shape, options.dtype_bytes);
     split.decode_bytes = decode_bytes(c, split.shape, 1, 0, options.dtype_bytes).total();
     plan.weight_bytes = std::max(plan.weight_bytes, split.weight_bytes);
-    plan.replicated_weight_bytes = replicated * options.dtype_bytes;
+    plan.replicated_weight_bytes = replicated;
     plan.workspace_bytes = std::max(
         plan.workspace_bytes,
         static_cast<int64_t>(

@@ -66,9 +66,11 @@ struct MemoryPlan {
 // Throws (kInvalidArgument, the shard plan's message) when tp_size exceeds the query heads.
 MemoryPlan plan_memory(const PlanModel& model, const MemoryPlanOptions& options);
 
-// Elements of one rank's shards (the weight plan's, MoE experts included); `replicated` receives
+// Bytes of one rank's shards (the weight plan's, MoE experts included) in a compute dtype of
+// `element_size` bytes, quantized linears as they are stored (shard_bytes); `replicated` receives
 // the replicated part.
-int64_t rank_weight_numel(const PlanModel& model, const RankShape& shape, int64_t* replicated);
+int64_t rank_weight_bytes(const PlanModel& model, const RankShape& shape, int element_size,
+                          int64_t* replicated);
 
 // "80GiB", "80 GB", "81920MiB", "1.5TiB", "1024" (bytes): KB/MB/GB/TB are powers of 1000,
 // KiB/MiB/GiB/TiB of 1024, case-insensitive. Throws kInvalidArgument naming the text.

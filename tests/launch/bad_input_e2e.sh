@@ -89,12 +89,12 @@ sed -i 's/"vocab_size": 512/"vocab_size": 1000000000000/' "$d/config.json"
 expect_every_rank "1e12 vocabulary" "config.json: field 'vocab_size': 1000000000000 is out of range" 2 \
   --model "$d" "${prompt[@]}"
 
-# Issue 20: quantized checkpoints and unsupported adapter fields are refused by name.
+# Issue 20 / 15: quantization settings tpserve does not read (AWQ GEMV) and unsupported adapter fields are refused by name.
 d=$(copy llama_gqa)
-sed -i 's/"vocab_size": 512/"vocab_size": 512, "quantization_config": {"quant_method": "awq", "bits": 4}/' \
+sed -i 's/"vocab_size": 512/"vocab_size": 512, "quantization_config": {"quant_method": "awq", "bits": 4, "group_size": 128, "version": "gemv"}/' \
   "$d/config.json"
 expect_every_rank "quantized checkpoint" \
-  "config.json: field 'quantization_config': .* \(GPTQ/AWQ weights\) are not supported yet" 2 \
+  "config.json: field 'quantization_config.version': 'gemv' is not supported \(AWQ's GEMM layout is\)" 2 \
   --model "$d" "${prompt[@]}"
 
 d=$(copy qwen2_tied_lora)

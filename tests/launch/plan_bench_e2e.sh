@@ -89,6 +89,22 @@ PY
 check_bench qwen2.5-7b --preset qwen2.5-7b --layers 1 --tp 4
 check_bench qwen2_tied --model "$TPSERVE_FIXTURES/qwen2_tied"
 
+# Quantized checkpoints: plan counts packed bytes and refuses a TP whose cuts fall inside a group.
+run1 30 plan --model "$TPSERVE_FIXTURES/awq_llama" --tp 2 --gpu-mem 1GiB
+[[ $status -eq 0 ]] || fail "plan of the AWQ fixture at TP=2: status $status, $err"
+run1 30 plan --model "$TPSERVE_FIXTURES/awq_llama" --tp 3 --gpu-mem 1GiB
+[[ $status -ne 0 ]] && grep -q 'cannot be split over 3 ranks.*valid TP sizes: 1, 2, 4' <<<"$err" ||
+  fail "plan of the AWQ fixture at TP=3: status $status, $err"
+
+# The CPU quantized GEMV against the f32 one (numbers are for the report; only the lines are checked).
+run1 60 bench --gemv 256x512 --gemv-bits 4 --gemv-group 128 --iters 2
+[[ $status -eq 0 ]] && grep -q '^gemv 256x512 batch 1, 4-bit group 128' <<<"$out" &&
+  grep -Eq '^  quantized / f32 step time: [0-9.]+' <<<"$out" || fail "bench --gemv: status $status, $out $err"
+run1 30 bench --gemv 256x
+[[ $status -ne 0 ]] && grep -q "\-\-gemv '256x': expected OUTxIN" <<<"$err" || fail "bench --gemv 256x: $status $err"
+run1 30 bench --gemv 256x500 --gemv-group 128
+[[ $status -ne 0 ]] && grep -q "an even group size that divides 500" <<<"$err" || fail "bench --gemv group: $status $err"
+
 run1 30 bench --device cuda --model "$TPSERVE_FIXTURES/qwen2_tied"
 if [[ $status -eq 0 ]]; then
   echo "note: a CUDA device is present; --device cuda ran"

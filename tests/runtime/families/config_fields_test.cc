@@ -63,7 +63,8 @@ class ConfigFields : public ::testing::Test {
 };
 
 constexpr const char* kFixtures[] = {"llama_gqa", "llama_bias_f16", "llama_dynamic", "qwen2_tied",
-                                     "qwen2_moe", "qwen_v1", "qwen_v1_ntk", "internlm2", "chatglm"};
+                                     "qwen2_moe", "qwen_v1", "qwen_v1_ntk", "internlm2", "chatglm",
+                                     "gptq_llama_act_order", "gptq_qwen2_int8", "awq_llama"};
 
 TEST_F(ConfigFields, EveryFixtureFieldIsInItsFamilysTable) {
   for (const char* fixture : kFixtures) {
@@ -90,8 +91,8 @@ TEST_F(ConfigFields, UnknownFieldsAreListedAndLoggedOnceOnOneLine) {
 
 TEST_F(ConfigFields, CommonFieldsAcrossFamilies) {
   for (const char* fixture : kFixtures) {
-    run({fixture, {{"quantization_config", {{"quant_method", "gptq"}, {"bits", 4}}}},
-         "quantization_config", nullptr});
+    run({fixture, {{"quantization_config", {{"quant_method", "bitsandbytes"}, {"bits", 4}}}},
+         "quantization_config.quant_method", nullptr});
     run({fixture, {{"is_encoder_decoder", true}}, "is_encoder_decoder", nullptr});
     run({fixture, {{"tie_word_embeddings", true}}, nullptr,
          [](const ModelConfig& c) { EXPECT_TRUE(c.tie_word_embeddings); }});
@@ -101,23 +102,66 @@ TEST_F(ConfigFields, CommonFieldsAcrossFamilies) {
   }
 }
 
-TEST_F(ConfigFields, QuantizeConfigFilesAreRefusedByName) {
-  for (const char* file : {"quantize_config.json", "quant_config.json"}) {
+// The quantization settings as the quantizers write them: AutoGPTQ's quantize_config.json (no
+// quant_method; zero points stored minus one), GPTQModel's checkpoint_format gptq_v2, AutoAWQ's
+// quant_config.json (w_bit, q_group_size, version), and config.json's quantization_config.
+TEST_F(ConfigFields, QuantizationSettingsFromEachFile) {
+  const auto load_with = [&](const char* file, const nlohmann::json& settings) {
     next();
     std::filesystem::create_directories(dir());
     std::filesystem::copy(testing::fixtures_dir() / "llama_gqa" / "config.json", dir() / "config.json");
-    std::ofstream(dir() / file) << R"({"bits": 4, "group_size": 128})";
-    try {
-      load_model_config(dir());
-      ADD_FAILURE() << file;
-    } catch (const Error& e) {
-      EXPECT_EQ(e.code(), ErrorCode::kUnimplemented);
-      EXPECT_NE(std::string(e.what()).find((dir() / file).string() + ": quantized checkpoints "
-                                           "(GPTQ/AWQ weights) are not supported yet"),
-                std::string::npos)
-          << e.what();
-    }
-  }
+    std::ofstream(dir() / file) << settings.dump();
+    return load_model_config(dir()).quant;
+  };
+  QuantConfig q = load_with("quantize_config.json", {{"bits", 4}, {"group_size", 128},
+                                                     {"desc_act", true}, {"damp_percent", 0.01}});
+  EXPECT_EQ(q.method, QuantMethod::kGptq);
+  EXPECT_EQ(q.bits, 4);
+  EXPECT_EQ(q.group_size, 128);
+  EXPECT_TRUE(q.desc_act);
+  EXPECT_EQ(q.zero_offset, 1);
+  EXPECT_EQ(q.input_align(), 8);  // act-order: one int32 word of codes, not a group
+  q = load_with("quantize_config.json", {{"bits", 8}, {"group_size", -1}, {"checkpoint_format", "gptq_v2"}});
+  EXPECT_EQ(q.group_size, 0);
+  EXPECT_EQ(q.zero_offset, 0);
+  q = load_with("quant_config.json",
+                {{"w_bit", 4}, {"q_group_size", 64}, {"zero_point", true}, {"version", "GEMM"}});
+  EXPECT_EQ(q.method, QuantMethod::kAwq);
+  EXPECT_EQ(q.group_size, 64);
+  EXPECT_EQ(q.zero_offset, 0);
+  EXPECT_EQ(q.input_align(), 64);
+  next();
+  const ModelConfig c = load_edited(
+      "qwen2_tied", {{"quantization_config", {{"quant_method", "gptq"}, {"bits", 8}, {"group_size", 32},
+                                              {"sym", true}, {"new_knob", 1}}}});
+  EXPECT_EQ(c.quant.method, QuantMethod::kGptq);
+  EXPECT_EQ(c.quant.bits, 8);
+  EXPECT_EQ(c.unknown_fields, (std::vector<std::string>{"quantization_config.new_knob"}));
+}
+
+TEST_F(ConfigFields, QuantizationSettingsRefusedByName) {
+  const auto gptq = [](nlohmann::json extra) {
+    nlohmann::json q = {{"quant_method", "gptq"}, {"bits", 4}, {"group_size", 128}};
+    q.merge_patch(extra);
+    return nlohmann::json{{"quantization_config", q}};
+  };
+  const Toggle toggles[] = {
+      {"llama_gqa", gptq({{"bits", 3}}), "quantization_config.bits", nullptr},
+      {"llama_gqa", gptq({{"group_size", 7}}), "quantization_config.group_size", nullptr},
+      {"llama_gqa", gptq({{"group_size", nullptr}}), "quantization_config.group_size", nullptr},
+      {"llama_gqa", gptq({{"checkpoint_format", "marlin"}}), "quantization_config.checkpoint_format",
+       nullptr},
+      {"llama_gqa", gptq({{"is_marlin_format", true}}), "quantization_config.is_marlin_format", nullptr},
+      {"llama_gqa", gptq({{"lm_head", true}}), "quantization_config.lm_head", nullptr},
+      {"llama_gqa", gptq({{"dynamic", {{"-:.*down.*", nlohmann::json::object()}}}}),
+       "quantization_config.dynamic", nullptr},
+      {"llama_gqa", gptq({{"quant_method", "awq"}, {"bits", 8}}), "quantization_config.bits", nullptr},
+      {"llama_gqa", gptq({{"quant_method", "awq"}, {"version", "gemv"}}),
+       "quantization_config.version", nullptr},
+      {"llama_gqa", gptq({{"quant_method", "awq"}, {"zero_point", false}}),
+       "quantization_config.zero_point", nullptr},
+  };
+  for (const Toggle& toggle : toggles) run(toggle);
 }
 
 // LlamaConfig (modeling_llama.py): attention_bias puts a bias on q/k/v AND o_proj; mlp_bias on

@@ -207,7 +207,7 @@ TEST(MemoryPlan, CountsQwen2MoeExperts) {
   EXPECT_EQ(model.config.moe.experts_per_token, 8);
   EXPECT_TRUE(model.config.moe.sparse(27));
   int64_t replicated = 0;
-  EXPECT_EQ(rank_weight_numel(model, rank_shape(model.config, 1, 0), &replicated), 57408658944);
+  EXPECT_EQ(rank_weight_bytes(model, rank_shape(model.config, 1, 0), 1, &replicated), 57408658944);
   EXPECT_EQ(replicated, 28 * (7168 + 229376 + 3584) + 3584);
 }
 

@@ -57,7 +57,7 @@ TEST(ScalingModel, HandComputedCommunicationQwen2_72bTp4) {
 TEST(ScalingModel, DecodeBytesAgreeWithTheMemoryPlan) {
   const PlanModel model = preset("qwen2-72b");
   const RankShape shape = rank_shape(model.config, 8, 0);
-  const int64_t shard_bytes = rank_weight_numel(model, shape, nullptr) * 2;
+  const int64_t shard_bytes = rank_weight_bytes(model, shape, 2, nullptr);
   const int64_t embed_bytes = shape.vocab.padded_rows * model.config.hidden_size * 2;
   const DecodeBytes bytes = decode_bytes(model.config, shape, 32, 1024, 2);
   EXPECT_EQ(bytes.weight, shard_bytes - embed_bytes + 32 * 8192 * 2);
