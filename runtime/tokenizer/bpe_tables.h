@@ -37,6 +37,32 @@ inline uint64_t hash_bytes(std::string_view bytes) {
   return h ^ (h >> 32);
 }
 
+// Equality of two byte strings of length n, inline: most are a few bytes long, where a call to
+// memcmp costs more than the compare.
+inline bool bytes_equal(const char* a, const char* b, size_t n) {
+  auto load8 = [](const char* p) {
+    uint64_t word;
+    std::memcpy(&word, p, 8);
+    return word;
+  };
+  auto load4 = [](const char* p) {
+    uint32_t word;
+    std::memcpy(&word, p, 4);
+    return word;
+  };
+  if (n >= 8) {
+    for (size_t i = 0; i + 8 <= n; i += 8) {
+      if (load8(a + i) != load8(b + i)) return false;
+    }
+    return load8(a + n - 8) == load8(b + n - 8);  // the tail, overlapping the last full word
+  }
+  if (n >= 4) return load4(a) == load4(b) && load4(a + n - 4) == load4(b + n - 4);
+  for (size_t i = 0; i < n; ++i) {
+    if (a[i] != b[i]) return false;
+  }
+  return true;
+}
+
 // Token bytes -> id. The bytes live in one arena; a slot holds their offset, length and the id.
 class TokenTable {
  public:
@@ -49,7 +75,7 @@ class TokenTable {
     for (size_t i = hash_bytes(bytes) & mask_;; i = (i + 1) & mask_) {
       const Slot& slot = slots_[i];
       if (slot.id < 0) return -1;
-      if (slot.size == bytes.size() && std::memcmp(arena_.data() + slot.offset, bytes.data(), bytes.size()) == 0) {
+      if (slot.size == bytes.size() && bytes_equal(arena_.data() + slot.offset, bytes.data(), bytes.size())) {
         return slot.id;
       }
     }

@@ -36,6 +36,7 @@ void BytePairModel::add_token(std::string bytes, int32_t id) {
   id_limit_ = std::max(id_limit_, id + 1);
   if (token_ids_.insert(bytes, id) && bytes.size() == 1) byte_ids_[static_cast<unsigned char>(bytes[0])] = id;
   id_bytes_[id] = std::move(bytes);
+  serial_ = PieceCache::next_serial();
 }
 
 const std::string* BytePairModel::bytes_of(int32_t id) const {
@@ -51,6 +52,10 @@ void BytePairModel::encode(std::string_view piece, std::vector<int32_t>& out) co
       return;
     }
   }
+  PieceCache& cache = PieceCache::local();
+  const bool cacheable = piece.size() <= PieceCache::kMaxBytes;
+  const uint64_t hash = cacheable ? hash_bytes(piece) : 0;
+  if (cacheable && cache.find(serial_, piece, hash, out)) return;
   thread_local std::vector<int32_t> symbols;
   symbols.clear();
   for (unsigned char byte : piece) {
@@ -61,6 +66,7 @@ void BytePairModel::encode(std::string_view piece, std::vector<int32_t>& out) co
   } else {
     merge_long(symbols);
   }
+  if (cacheable) cache.store(serial_, piece, hash, symbols.data(), symbols.size());
   out.insert(out.end(), symbols.begin(), symbols.end());
 }
 

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "runtime/tokenizer/bpe_tables.h"
+#include "runtime/tokenizer/piece_cache.h"
 
 namespace tpserve::runtime {
 
@@ -31,11 +32,15 @@ class BytePairModel {
   // `left` + `right` -> `merged`, applied in increasing `rank`. The first listing of a pair wins.
   void add_merge(int32_t left, int32_t right, int32_t merged, int32_t rank) {
     merges_.insert(left, right, {rank, merged});
+    serial_ = PieceCache::next_serial();
   }
 
   // Look the whole piece up first and use it when it is a token: tokenizers' `ignore_merges`
   // (Llama-3) and tiktoken's encode (Qwen v1) both do this before merging.
-  void set_whole_piece_lookup(bool on) { whole_piece_lookup_ = on; }
+  void set_whole_piece_lookup(bool on) {
+    whole_piece_lookup_ = on;
+    serial_ = PieceCache::next_serial();
+  }
 
   // Appends the ids of `piece` (raw bytes). Bytes with no token of their own are dropped, as
   // tokenizers' BPE does without an unk token.
@@ -62,6 +67,9 @@ class BytePairModel {
   int32_t byte_ids_[256];
   MergeTable merges_;
   bool whole_piece_lookup_ = false;
+  // Names this model's entries in the per-thread PieceCache; a new one after every change, so
+  // results cached before it are never reused.
+  uint64_t serial_ = PieceCache::next_serial();
 };
 
 }  // namespace tpserve::runtime
