@@ -70,9 +70,11 @@ class TokenTable {
   // whether it was added.
   bool insert(std::string_view bytes, int32_t id);
   // The id of `bytes`, or -1.
-  int32_t find(std::string_view bytes) const {
+  int32_t find(std::string_view bytes) const { return find(bytes, hash_bytes(bytes)); }
+  // The same, with hash_bytes(bytes) already at hand.
+  int32_t find(std::string_view bytes, uint64_t hash) const {
     if (slots_.empty()) return -1;
-    for (size_t i = hash_bytes(bytes) & mask_;; i = (i + 1) & mask_) {
+    for (size_t i = hash & mask_;; i = (i + 1) & mask_) {
       const Slot& slot = slots_[i];
       if (slot.id < 0) return -1;
       if (slot.size == bytes.size() && bytes_equal(arena_.data() + slot.offset, bytes.data(), bytes.size())) {

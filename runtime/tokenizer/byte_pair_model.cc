@@ -46,16 +46,25 @@ const std::string* BytePairModel::bytes_of(int32_t id) const {
 
 void BytePairModel::encode(std::string_view piece, std::vector<int32_t>& out) const {
   if (piece.empty()) return;
-  if (piece.size() == 1 || whole_piece_lookup_) {
+  if (piece.size() == 1) {
     if (int32_t id = token_ids_.find(piece); id >= 0) {
       out.push_back(id);
       return;
     }
   }
+  // The cache first, even before the whole-piece lookup: it is small enough to stay in the CPU's
+  // caches, where the token table (megabytes) is a memory access away.
   PieceCache& cache = PieceCache::local();
   const bool cacheable = piece.size() <= PieceCache::kMaxBytes;
-  const uint64_t hash = cacheable ? hash_bytes(piece) : 0;
+  const uint64_t hash = hash_bytes(piece);
   if (cacheable && cache.find(serial_, piece, hash, out)) return;
+  if (whole_piece_lookup_) {
+    if (int32_t id = token_ids_.find(piece, hash); id >= 0) {
+      if (cacheable) cache.store(serial_, piece, hash, &id, 1);
+      out.push_back(id);
+      return;
+    }
+  }
   thread_local std::vector<int32_t> symbols;
   symbols.clear();
   for (unsigned char byte : piece) {

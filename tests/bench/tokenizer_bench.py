@@ -16,7 +16,8 @@ Two vocabularies, each on one thread:
 The corpus: 4 MB of documents, Python standard-library sources (English and code) and the tokenizer fixture
 corpus (Chinese, Japanese, Korean, Russian, Arabic, emoji, digits, whitespace runs). tpserve reads it as JSONL
 ({"text": doc}) through `tokenize --input --no-special --bench 3`, which times only the encode, best of
-three rounds (tpserve's load and I/O excluded, as the Python timings exclude theirs). The script checks that
+three rounds (tpserve's load and I/O excluded, as the Python timings exclude theirs). Both sides are timed
+by the encoding thread's CPU time (time.thread_time here), so a busy machine slows neither figure. The script checks that
 tpserve's ids equal the library's on every document and prints MB/s and the ratios.
 """
 import argparse
@@ -56,12 +57,14 @@ def make_corpus(target_bytes=4 << 20, doc_bytes=4096):
     return docs
 
 
-def time_best(fn, rounds=3):
+def time_best(fn, rounds=3, clock=time.thread_time):
+    """Best of `rounds`, by this thread's CPU time (as tpserve's --bench reports it), so that other
+    work on the machine does not skew the comparison; clock=time.perf_counter for the wall clock."""
     best = float("inf")
     for _ in range(rounds):
-        start = time.perf_counter()
+        start = clock()
         fn()
-        best = min(best, time.perf_counter() - start)
+        best = min(best, clock() - start)
     return best
 
 
@@ -71,7 +74,7 @@ def run_tpserve(binary, model_dir, corpus):
                            "jsonl", "--no-special", "--bench", "3", "--quiet"], capture_output=True, text=True)
     if proc.returncode != 0:
         sys.exit(f"tpserve tokenize failed: {proc.stderr.strip()}")
-    bench = re.search(r"= ([0-9.]+) MB/s", proc.stderr)
+    bench = re.search(r"s CPU = ([0-9.]+) MB/s", proc.stderr)
     ids = [[int(t) for t in line.split()] for line in proc.stdout.splitlines()]
     return ids, float(bench.group(1))
 
@@ -157,11 +160,11 @@ def main():
         tok = smollm2_tokenizer_json(gguf_path, smol_dir)
         ref_ids = [tok.encode(d, add_special_tokens=False).ids for d in docs]
         ref_s = time_best(lambda: [tok.encode(d, add_special_tokens=False) for d in docs])
-        batch_s = time_best(lambda: tok.encode_batch(docs, add_special_tokens=False))
+        batch_s = time_best(lambda: tok.encode_batch(docs, add_special_tokens=False), clock=time.perf_counter)
         ours_ids, ours_mbs = run_tpserve(args.tpserve, smol_dir, corpus)
         ok &= report("SmolLM2 tokenizer.json", docs, total, ours_ids, ours_mbs, ref_ids,
                      f"tokenizers {tokenizers.__version__}", ref_s)
-        print(f"  (tokenizers encode_batch on {os.cpu_count()} cores: {total / batch_s / 1e6:.2f} MB/s)")
+        print(f"  (tokenizers encode_batch on {os.cpu_count()} cores, wall clock: {total / batch_s / 1e6:.2f} MB/s)")
     sys.exit(0 if ok else 1)
 
 

@@ -70,7 +70,7 @@ model=$fixtures/qwen2
 printf '{"text": "Hello, world!", "id": 3, "meta": {"x": 1}}\n\n{"prompt": "你好"}\n' >"$scratch/in.jsonl"
 tok --model "$model" --input - --input-format jsonl --bench 2 <"$scratch/in.jsonl"
 [[ $status -eq 0 && "$out" == $'9707 11 1879 0\n\n108386' ]] || fail "stdin jsonl: status $status, out '$out' $err"
-grep -q "^bench: 2 texts, 19 bytes, 5 tokens; encode best of 2 rounds" <<<"$err" || fail "--bench report: $err"
+grep -q "^bench: 2 texts, 19 bytes, 5 tokens; encode, best of 2 rounds, one thread: .* MB/s" <<<"$err" || fail "--bench report: $err"
 printf 'Hello, world!\r\n你好' >"$scratch/crlf.txt"
 tok --model "$model" --input - <"$scratch/crlf.txt"
 [[ $status -eq 0 && "$out" == $'9707 11 1879 0\n108386' ]] || fail "stdin text with CRLF and no final newline: '$out' $err"
