@@ -71,23 +71,28 @@ void BytePairModel::encode(std::string_view piece, std::vector<int32_t>& out) co
     if (byte_ids_[byte] >= 0) symbols.push_back(byte_ids_[byte]);
   }
   if (symbols.size() <= kShortPiece) {
-    merge_short(symbols);
+    merge_short(piece, symbols);
   } else {
-    merge_long(symbols);
+    merge_long(piece, symbols);
   }
   if (cacheable) cache.store(serial_, piece, hash, symbols.data(), symbols.size());
   out.insert(out.end(), symbols.begin(), symbols.end());
 }
 
-void BytePairModel::merge_short(std::vector<int32_t>& symbols) const {
+// Symbol i covers piece[starts[i], starts[i + 1]) (by-rank models have a symbol per byte to start
+// with; a merge-list model does not look at the bytes, so its dropped bytes do not matter).
+void BytePairModel::merge_short(std::string_view piece, std::vector<int32_t>& symbols) const {
   // ranks[i] / merged[i]: the merge of symbols[i] and symbols[i + 1], INT_MAX when there is none.
   int32_t ranks[kShortPiece], merged[kShortPiece];
+  uint32_t starts[kShortPiece + 1];
   size_t n = symbols.size();
   int32_t* ids = symbols.data();
+  for (size_t i = 0; i <= n; ++i) starts[i] = static_cast<uint32_t>(i);
   auto look = [&](size_t i) {
-    const MergeTable::Merge* merge = merges_.find(ids[i], ids[i + 1]);
-    ranks[i] = merge != nullptr ? merge->rank : INT_MAX;
-    merged[i] = merge != nullptr ? merge->merged : -1;
+    MergeTable::Merge merge;
+    bool found = find_merge(ids[i], ids[i + 1], piece, starts[i], starts[i + 2], merge);
+    ranks[i] = found ? merge.rank : INT_MAX;
+    merged[i] = found ? merge.merged : -1;
   };
   for (size_t i = 0; i + 1 < n; ++i) look(i);
   while (n > 1) {
@@ -103,6 +108,7 @@ void BytePairModel::merge_short(std::vector<int32_t>& symbols) const {
       ranks[i] = ranks[i + 1];
       merged[i] = merged[i + 1];
     }
+    for (size_t i = best + 1; i < n; ++i) starts[i] = starts[i + 1];
     --n;
     if (best + 1 < n) look(best);
     if (best > 0) look(best - 1);
@@ -110,7 +116,7 @@ void BytePairModel::merge_short(std::vector<int32_t>& symbols) const {
   symbols.resize(n);
 }
 
-void BytePairModel::merge_long(std::vector<int32_t>& ids) const {
+void BytePairModel::merge_long(std::string_view piece, std::vector<int32_t>& ids) const {
   thread_local std::vector<Symbol> symbols;
   thread_local std::vector<Candidate> heap;
   symbols.clear();
@@ -120,11 +126,20 @@ void BytePairModel::merge_long(std::vector<int32_t>& ids) const {
     symbols.push_back({id, index - 1, -1});
     if (index > 0) symbols[index - 1].next = index;
   }
-  auto push_pair = [&](int32_t pos) {
+  // A live symbol at index i covers piece[i, index of the next live symbol), as in merge_short.
+  auto end_of = [&](int32_t pos) {
     int32_t next = symbols[pos].next;
-    if (next < 0) return;
-    if (const MergeTable::Merge* merge = merges_.find(symbols[pos].id, symbols[next].id)) {
-      heap.push_back({merge->rank, pos, merge->merged});
+    return next < 0 ? symbols.size() : static_cast<size_t>(next);
+  };
+  auto lookup = [&](int32_t pos, MergeTable::Merge& merge) {
+    int32_t next = symbols[pos].next;
+    return find_merge(symbols[pos].id, symbols[next].id, piece, pos, end_of(next), merge);
+  };
+  auto push_pair = [&](int32_t pos) {
+    if (symbols[pos].next < 0) return;
+    MergeTable::Merge merge;
+    if (lookup(pos, merge)) {
+      heap.push_back({merge.rank, pos, merge.merged});
       std::push_heap(heap.begin(), heap.end());
     }
   };
@@ -135,8 +150,8 @@ void BytePairModel::merge_long(std::vector<int32_t>& ids) const {
     heap.pop_back();
     Symbol& left = symbols[top.pos];
     if (left.id < 0 || left.next < 0) continue;
-    const MergeTable::Merge* merge = merges_.find(left.id, symbols[left.next].id);
-    if (merge == nullptr || merge->merged != top.merged || merge->rank != top.rank) continue;  // stale
+    MergeTable::Merge merge;
+    if (!lookup(top.pos, merge) || merge.merged != top.merged || merge.rank != top.rank) continue;  // stale
     Symbol& right = symbols[left.next];
     left.id = top.merged;
     left.next = right.next;

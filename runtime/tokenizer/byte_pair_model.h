@@ -35,6 +35,18 @@ class BytePairModel {
     serial_ = PieceCache::next_serial();
   }
 
+  // tiktoken's rule instead of a merge list: two adjacent symbols merge when their bytes together
+  // are a token, the lowest id first (a tiktoken file's ids are its ranks). The same merges as
+  // registering every cut of every token, without the million-entry table. Requires every single
+  // byte to be a token (true of tiktoken files; has_every_byte() tells).
+  void set_merges_by_rank() {
+    merges_by_rank_ = true;
+    serial_ = PieceCache::next_serial();
+  }
+  bool has_every_byte() const {
+    return std::all_of(std::begin(byte_ids_), std::end(byte_ids_), [](int32_t id) { return id >= 0; });
+  }
+
   // Look the whole piece up first and use it when it is a token: tokenizers' `ignore_merges`
   // (Llama-3) and tiktoken's encode (Qwen v1) both do this before merging.
   void set_whole_piece_lookup(bool on) {
@@ -58,8 +70,20 @@ class BytePairModel {
 
  private:
   // The merge loop once the piece is one symbol per byte in `symbols`.
-  void merge_short(std::vector<int32_t>& symbols) const;
-  void merge_long(std::vector<int32_t>& symbols) const;
+  void merge_short(std::string_view piece, std::vector<int32_t>& symbols) const;
+  void merge_long(std::string_view piece, std::vector<int32_t>& symbols) const;
+  // The merge of adjacent symbols `left` and `right`, whose bytes are piece[begin, end) together.
+  bool find_merge(int32_t left, int32_t right, std::string_view piece, size_t begin, size_t end,
+                  MergeTable::Merge& merge) const {
+    if (merges_by_rank_) {
+      int32_t id = token_ids_.find(piece.substr(begin, end - begin));
+      merge = {id, id};
+      return id >= 0;
+    }
+    const MergeTable::Merge* found = merges_.find(left, right);
+    if (found != nullptr) merge = *found;
+    return found != nullptr;
+  }
 
   TokenTable token_ids_;
   std::unordered_map<int32_t, std::string> id_bytes_;  // for decode
@@ -67,6 +91,7 @@ class BytePairModel {
   int32_t byte_ids_[256];
   MergeTable merges_;
   bool whole_piece_lookup_ = false;
+  bool merges_by_rank_ = false;
   // Names this model's entries in the per-thread PieceCache; a new one after every change, so
   // results cached before it are never reused.
   uint64_t serial_ = PieceCache::next_serial();

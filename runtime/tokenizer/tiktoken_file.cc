@@ -1,8 +1,9 @@
 // tiktoken rank files: one "base64(token bytes) rank" per line, ranks 0..N-1. tiktoken merges the
 // adjacent pair whose concatenation has the lowest rank, after first taking a piece whole when it is
-// a token; BytePairModel does exactly that once every split of every token into two tokens is
-// registered as a merge ranked by the whole token (how transformers' TikTokenConverter writes the
-// equivalent tokenizer.json merges).
+// a token; BytePairModel does exactly that with merges by rank (set_merges_by_rank: a pair merges
+// when its bytes together are a token, ranked by that token), which is what registering every split
+// of every token into two tokens as a merge ranked by the whole token amounts to (how transformers'
+// TikTokenConverter writes the equivalent tokenizer.json merges).
 #include <fstream>
 
 #include "common/error.h"
@@ -128,13 +129,19 @@ std::unique_ptr<ByteLevelBpeTokenizer> load_tiktoken(const std::filesystem::path
             rank);
     }
   }
-  for (size_t rank = 0; rank < tokens.size(); ++rank) {
-    const std::string& token = tokens[rank];
-    for (size_t cut = 1; cut < token.size(); ++cut) {
-      auto left = config.model.find(std::string_view(token).substr(0, cut));
-      if (!left) continue;
-      if (auto right = config.model.find(std::string_view(token).substr(cut))) {
-        config.model.add_merge(*left, *right, static_cast<int32_t>(rank), static_cast<int32_t>(rank));
+  if (config.model.has_every_byte()) {
+    config.model.set_merges_by_rank();
+  } else {
+    // A file without every byte (only a hand-made one) gets the merge list that tiktoken's rule
+    // amounts to: every cut of every token into two tokens, ranked by the whole token.
+    for (size_t rank = 0; rank < tokens.size(); ++rank) {
+      const std::string& token = tokens[rank];
+      for (size_t cut = 1; cut < token.size(); ++cut) {
+        auto left = config.model.find(std::string_view(token).substr(0, cut));
+        if (!left) continue;
+        if (auto right = config.model.find(std::string_view(token).substr(cut))) {
+          config.model.add_merge(*left, *right, static_cast<int32_t>(rank), static_cast<int32_t>(rank));
+        }
       }
     }
   }
