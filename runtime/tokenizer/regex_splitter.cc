@@ -40,8 +40,9 @@ struct RegexSplitter::Compiled {
   bool jit = false;
 };
 
-RegexSplitter::RegexSplitter(std::string_view pattern, std::string_view where)
+RegexSplitter::RegexSplitter(std::string_view pattern, std::string_view where, bool use_pcre2_only)
     : pattern_(pattern), compiled_(std::make_unique<Compiled>()) {
+  if (!use_pcre2_only) known_ = known_split_pattern(pattern_);
   int error_code = 0;
   PCRE2_SIZE error_offset = 0;
   compiled_->code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern_.data()), pattern_.size(),
@@ -56,6 +57,10 @@ RegexSplitter::RegexSplitter(std::string_view pattern, std::string_view where)
 RegexSplitter::~RegexSplitter() { pcre2_code_free(compiled_->code); }
 
 void RegexSplitter::split(std::string_view text, std::vector<std::string_view>& pieces) const {
+  if (known_) {
+    split_known_pattern(*known_, text, pieces);
+    return;
+  }
   ThreadScratch& scratch = thread_scratch();
   auto subject = reinterpret_cast<PCRE2_SPTR>(text.data());
   size_t gap_start = 0, offset = 0;

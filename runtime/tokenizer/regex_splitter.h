@@ -4,9 +4,12 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include "runtime/tokenizer/split_patterns.h"
 
 namespace tpserve::runtime {
 
@@ -19,11 +22,17 @@ inline constexpr std::string_view kGpt2SplitPattern =
 inline constexpr std::string_view kQwenSplitPattern =
     R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
 
+// Llama-3's pattern (Meta's tokenizer.py pat_str, and Llama-3's tokenizer.json): like Qwen's but
+// digits in groups of up to three.
+inline constexpr std::string_view kLlama3SplitPattern =
+    R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
+
 class RegexSplitter {
  public:
   // Compiles (and JIT-compiles) `pattern` in UTF + UCP mode; `where` names the file and field for
-  // the error when the pattern does not compile.
-  RegexSplitter(std::string_view pattern, std::string_view where);
+  // the error when the pattern does not compile. The patterns of split_patterns.h are then split by
+  // their hand-written matchers (same pieces, faster) unless `use_pcre2_only`.
+  RegexSplitter(std::string_view pattern, std::string_view where, bool use_pcre2_only = false);
   ~RegexSplitter();
   RegexSplitter(const RegexSplitter&) = delete;
   RegexSplitter& operator=(const RegexSplitter&) = delete;
@@ -38,6 +47,7 @@ class RegexSplitter {
   struct Compiled;
   std::string pattern_;
   std::unique_ptr<Compiled> compiled_;
+  std::optional<SplitPattern> known_;
 };
 
 }  // namespace tpserve::runtime

@@ -1,8 +1,9 @@
 // tiktoken rank files: one "base64(token bytes) rank" per line, ranks 0..N-1. tiktoken merges the
 // adjacent pair whose concatenation has the lowest rank, after first taking a piece whole when it is
-// a token; BytePairModel does exactly that once every split of every token into two tokens is
-// registered as a merge ranked by the whole token (how transformers' TikTokenConverter writes the
-// equivalent tokenizer.json merges).
+// a token; BytePairModel does exactly that with merges by rank (set_merges_by_rank: a pair merges
+// when its bytes together are a token, ranked by that token), which is what registering every split
+// of every token into two tokens as a merge ranked by the whole token amounts to (how transformers'
+// TikTokenConverter writes the equivalent tokenizer.json merges).
 #include <fstream>
 
 #include "common/error.h"
@@ -56,10 +57,6 @@ std::vector<std::string> llama3_specials() {
   for (int i = 2; names.size() < 256; ++i) names.push_back("<|reserved_special_token_" + std::to_string(i) + "|>");
   return names;
 }
-
-// Llama-3's pattern (Meta's tokenizer.py pat_str): like Qwen's but digits in groups of up to three.
-constexpr std::string_view kLlama3SplitPattern =
-    R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
 
 // Registering merges tries every cut of every token, quadratic in its length. Real tokens are short
 // (qwen.tiktoken's longest is 128 bytes); the cap keeps a hostile file from turning that into a hang.
@@ -132,13 +129,19 @@ std::unique_ptr<ByteLevelBpeTokenizer> load_tiktoken(const std::filesystem::path
             rank);
     }
   }
-  for (size_t rank = 0; rank < tokens.size(); ++rank) {
-    const std::string& token = tokens[rank];
-    for (size_t cut = 1; cut < token.size(); ++cut) {
-      auto left = config.model.find(std::string_view(token).substr(0, cut));
-      if (!left) continue;
-      if (auto right = config.model.find(std::string_view(token).substr(cut))) {
-        config.model.add_merge(*left, *right, static_cast<int32_t>(rank), static_cast<int32_t>(rank));
+  if (config.model.has_every_byte()) {
+    config.model.set_merges_by_rank();
+  } else {
+    // A file without every byte (only a hand-made one) gets the merge list that tiktoken's rule
+    // amounts to: every cut of every token into two tokens, ranked by the whole token.
+    for (size_t rank = 0; rank < tokens.size(); ++rank) {
+      const std::string& token = tokens[rank];
+      for (size_t cut = 1; cut < token.size(); ++cut) {
+        auto left = config.model.find(std::string_view(token).substr(0, cut));
+        if (!left) continue;
+        if (auto right = config.model.find(std::string_view(token).substr(cut))) {
+          config.model.add_merge(*left, *right, static_cast<int32_t>(rank), static_cast<int32_t>(rank));
+        }
       }
     }
   }

@@ -9,9 +9,10 @@
 
 namespace tpserve::runtime {
 
-// True when `text` (valid UTF-8) is certainly NFC already: every code point is below U+0300
-// (ASCII, Latin-1 and the precomposed Latin blocks, none of which decompose-then-recompose
-// differently or combine) or a CJK unified ideograph (U+4E00..U+9FFF). The common case is a scan.
+// True when `text` (valid UTF-8) is certainly NFC already: every code point is a starter that NFC
+// keeps as it is and that cannot merge into the character before it (ASCII, Latin, CJK, kana,
+// Hangul syllables, Cyrillic, emoji, ...; each code point is checked against libutf8proc once, then
+// remembered). Text with a combining mark or a composition's second character gets a full NFC.
 bool is_nfc_quick(std::string_view text);
 
 // NFC of valid UTF-8: canonical decomposition, canonical ordering, canonical composition.

@@ -56,6 +56,33 @@ TEST(NfcTest, HandComputedCases) {
   EXPECT_EQ(to_nfc("\xEF\xAC\x81"), "\xEF\xAC\x81");                    // ﬁ is compatibility-only
   EXPECT_TRUE(is_nfc_quick("plain ASCII and 中文 and \xC3\xA9"));
   EXPECT_FALSE(is_nfc_quick("e\xCC\x81"));
+  EXPECT_TRUE(is_nfc_quick("Ещё й, カタカナ, 한국어, 😀👍🏽"));  // precomposed: no full NFC needed
+  EXPECT_FALSE(is_nfc_quick("\xE1\x84\x80\xE1\x85\xA1"));         // jamo ᄀ ᅡ compose
+  EXPECT_FALSE(is_nfc_quick("\xEA\xB0\x80\xE1\x86\xA8"));         // 가 + ᆨ -> 각
+  EXPECT_FALSE(is_nfc_quick("\xE3\x81\x8B\xE3\x82\x99"));         // か + U+3099 -> が
+  EXPECT_FALSE(is_nfc_quick("\xE2\x84\xAB"));                        // U+212B is a singleton
+  EXPECT_FALSE(is_nfc_quick("\xE0\xB3\x86\xE0\xB3\x82"));         // Kannada U+0CC6 + U+0CC2 compose
+}
+
+// The fast path never says "already NFC" of text that NFC changes: every code point up to U+2FFFF,
+// alone and after starters that begin compositions (Latin, Hangul L and LV, kana, Kannada, Sinhala),
+// checked against libutf8proc's full NFC.
+TEST(NfcTest, QuickCheckAgreesWithFullNfcOnEveryCodePoint) {
+  const char32_t bases[] = {0, U'A', U'e', 0x1100, 0xAC00, 0x304B, 0x0CC6, 0x0DD9, 0x0B47, 0x1025};
+  int quick = 0;
+  for (char32_t cp = 0x80; cp < 0x30000; ++cp) {
+    if (cp >= 0xD800 && cp <= 0xDFFF) continue;
+    for (char32_t base : bases) {
+      std::string text;
+      if (base != 0) utf8::append(text, base);
+      utf8::append(text, cp);
+      if (!is_nfc_quick(text)) continue;
+      ++quick;
+      ASSERT_EQ(to_nfc(text), text) << "U+" << std::hex << static_cast<uint32_t>(cp) << " after U+"
+                                    << static_cast<uint32_t>(base);
+    }
+  }
+  EXPECT_GT(quick, 100000);  // the fast path does cover most of Unicode
 }
 
 TEST(TokenizerFileTest, MalformedFilesGiveOneLineNamingTheProblem) {
