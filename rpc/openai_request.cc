@@ -32,6 +32,7 @@ constexpr FieldRule kSamplingFields[] = {
     {"ignore_eos", FieldUse::kSupported, "vLLM extra"},
     {"stop_token_ids", FieldUse::kSupported, "vLLM extra"},
     {"return_tokens_as_token_ids", FieldUse::kSupported, "vLLM extra: logprob tokens as ids"},
+    {"priority", FieldUse::kSupported, "vLLM extra: lower is scheduled first (gRPC: -priority)"},
     {"user", FieldUse::kHarmless, "an end-user id for the caller's own logs"},
     {"metadata", FieldUse::kHarmless, "the caller's own tags"},
     {"store", FieldUse::kHarmless, "OpenAI-side storage; nothing is stored"},
@@ -249,6 +250,13 @@ std::string message_content(const json& content, const std::string& name) {
 
 }  // namespace
 
+// vLLM's `priority`: a lower value is scheduled first; the engine's (gRPC) priority is the other
+// way round, so the value is negated.
+int32_t engine_priority(const json& body) {
+  const auto value = integer(body, "priority", -kInt32Max, kInt32Max);
+  return value ? static_cast<int32_t>(-*value) : 0;
+}
+
 OpenAiRequest read_chat_request(const json& raw) {
   const json body = require_object(raw);
   check_fields(body, "request", {kSamplingFields, kChatFields});
@@ -273,6 +281,7 @@ OpenAiRequest read_chat_request(const json& raw) {
   }
   if (!wire.has_chat()) wire.mutable_chat();  // an empty list: the conversion names it
   read_sampling(body, *wire.mutable_sampling());
+  wire.set_priority(engine_priority(body));
   // max_completion_tokens is OpenAI's newer name; when both are sent it wins, as in vLLM.
   if (auto v = integer(body, "max_completion_tokens", INT32_MIN, kInt32Max)) {
     wire.mutable_sampling()->set_max_tokens(*v);
@@ -310,12 +319,14 @@ OpenAiRequest read_completion_request(const json& raw) {
   v1::SamplingParams sampling;
   read_sampling(body, sampling);
   if (options.logprobs) sampling.set_logprobs(std::max(1, options.top_logprobs));
+  const int32_t priority = engine_priority(body);
   const json* prompt = field(body, "prompt");
   if (prompt == nullptr) bad("prompt", "missing");
   auto add_text = [&](const json& value, const std::string& name) {
     v1::GenerateRequest& wire = request.prompts.emplace_back();
     wire.set_text(text(value, name));
     *wire.mutable_sampling() = sampling;
+    wire.set_priority(priority);
   };
   auto add_ids = [&](const json& value, const std::string& name) {
     v1::GenerateRequest& wire = request.prompts.emplace_back();
@@ -326,6 +337,7 @@ OpenAiRequest read_completion_request(const json& raw) {
       wire.mutable_token_ids()->add_ids(token_id(id));
     }
     *wire.mutable_sampling() = sampling;
+    wire.set_priority(priority);
   };
   // OpenAI: a string, a list of strings, a list of token ids, or a list of such lists.
   if (prompt->is_string()) {

@@ -235,6 +235,15 @@ def test_errors(server):
     reply = client.chat.completions.create(model=MODEL_NAME, messages=HELLO, max_tokens=2,
                                            extra_body={"no_such_field": 1})
     check("unknown fields ignored", reply.usage.completion_tokens <= 2)
+    # vLLM's priority extra is accepted (lower first, as vLLM has it); a non-integer is a 400.
+    reply = client.chat.completions.create(model=MODEL_NAME, messages=HELLO, max_tokens=2,
+                                           extra_body={"priority": -3})
+    check("priority accepted", reply.usage.completion_tokens <= 2)
+    try:
+        client.chat.completions.create(model=MODEL_NAME, messages=HELLO, extra_body={"priority": "high"})
+        check("400: priority as a string", False, "succeeded")
+    except openai.BadRequestError as e:
+        check("400: priority as a string (param priority)", e.body["param"] == "priority", str(e.body))
     try:
         client.chat.completions.create(model="other-model", messages=HELLO)
         check("404: unknown model", False)
