@@ -11,6 +11,7 @@
 
 #include "common/error.h"
 #include "launch/command.h"
+#include "launch/model_tokenizer.h"
 #include "runtime/tokenizer/chat_template.h"
 #include "runtime/tokenizer/tokenizer.h"
 
@@ -52,7 +53,7 @@ std::vector<int32_t> parse_ids(const std::string& list) {
 }
 
 int run_tokenize(const TokenizeOptions& options) {
-  auto tokenizer = runtime::Tokenizer::load(options.model_dir);
+  auto tokenizer = load_tokenizer(options.model_dir);
   if (!options.decode.empty()) {
     std::vector<int32_t> ids = parse_ids(options.decode);
     std::cout << tokenizer->decode(ids, options.skip_special) << "\n";
@@ -82,7 +83,7 @@ int run_tokenize(const TokenizeOptions& options) {
 void register_tokenize_command(CLI::App& app, CommandRunner& runner) {
   auto options = std::make_shared<TokenizeOptions>();
   CLI::App* command = app.add_subcommand("tokenize", "Encode text to token ids, or decode ids to text");
-  command->add_option("--model", options->model_dir, "Model directory (tokenizer.json / qwen.tiktoken / tokenizer.model)")
+  command->add_option("--model", options->model_dir, "Model directory (tokenizer.json / qwen.tiktoken / tokenizer.model) or GGUF file")
       ->required();
   auto* text = command->add_option("--text", options->text, "Text to encode");
   auto* decode = command->add_option("--decode", options->decode, "Comma-separated token ids to decode");

@@ -19,6 +19,10 @@ inline constexpr std::string_view kGpt2SplitPattern =
 inline constexpr std::string_view kQwenSplitPattern =
     R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
 
+// Llama-3's pattern (Meta's tokenizer.py pat_str): like Qwen's but digits in groups of up to three.
+inline constexpr std::string_view kLlama3SplitPattern =
+    R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
+
 class RegexSplitter {
  public:
   // Compiles (and JIT-compiles) `pattern` in UTF + UCP mode; `where` names the file and field for

@@ -57,10 +57,6 @@ std::vector<std::string> llama3_specials() {
   return names;
 }
 
-// Llama-3's pattern (Meta's tokenizer.py pat_str): like Qwen's but digits in groups of up to three.
-constexpr std::string_view kLlama3SplitPattern =
-    R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
-
 // Registering merges tries every cut of every token, quadratic in its length. Real tokens are short
 // (qwen.tiktoken's longest is 128 bytes); the cap keeps a hostile file from turning that into a hang.
 constexpr size_t kMaxTokenBytes = 512;
