@@ -63,47 +63,33 @@ void scale_min_k4(int j, const std::byte* scales, int& scale, int& min) {
   }
 }
 
-// block_q4_K { half d; half dmin; uint8 scales[12]; uint8 qs[128]; }: eight sub-blocks of 32, each
-// x = d * scale * q - dmin * min; every 32 bytes of qs hold two sub-blocks (low, then high nibbles).
-void q4_k(const std::byte* b, float* y) {
+// block_q4_K { half d; half dmin; uint8 scales[12]; uint8 qs[128]; } and
+// block_q5_K { half d; half dmin; uint8 scales[12]; uint8 qh[32]; uint8 qs[128]; }: eight
+// sub-blocks of 32, each x = d * scale * q - dmin * min; every 32 bytes of qs hold two sub-blocks
+// (low, then high nibbles). Q5_K adds a fifth bit per value from qh: bit 2 * pair for the
+// low-nibble sub-block, 2 * pair + 1 for the high one. `qh` is null for Q4_K.
+void q4_or_q5_k(const std::byte* b, const std::byte* qh, const std::byte* qs, float* y) {
   const float d = f16_at(b);
   const float dmin = f16_at(b + 2);
   const std::byte* scales = b + 4;
-  const std::byte* qs = scales + kScaleBytes;
   for (int pair = 0; pair < 4; ++pair) {
     int sc1, m1, sc2, m2;
     scale_min_k4(2 * pair, scales, sc1, m1);
     scale_min_k4(2 * pair + 1, scales, sc2, m2);
     for (int l = 0; l < 32; ++l) {
       const uint8_t q = u8_at(qs + 32 * pair + l);
-      y[64 * pair + l] = d * sc1 * static_cast<float>(q & 0xF) - dmin * m1;
-      y[64 * pair + 32 + l] = d * sc2 * static_cast<float>(q >> 4) - dmin * m2;
-    }
-  }
-}
-
-// block_q5_K { half d; half dmin; uint8 scales[12]; uint8 qh[32]; uint8 qs[128]; }: as Q4_K with a
-// fifth bit per value from qh (bit 2 * pair for the low-nibble sub-block, 2 * pair + 1 for the
-// high one).
-void q5_k(const std::byte* b, float* y) {
-  const float d = f16_at(b);
-  const float dmin = f16_at(b + 2);
-  const std::byte* scales = b + 4;
-  const std::byte* qh = scales + kScaleBytes;
-  const std::byte* qs = qh + 32;
-  for (int pair = 0; pair < 4; ++pair) {
-    int sc1, m1, sc2, m2;
-    scale_min_k4(2 * pair, scales, sc1, m1);
-    scale_min_k4(2 * pair + 1, scales, sc2, m2);
-    for (int l = 0; l < 32; ++l) {
-      const uint8_t q = u8_at(qs + 32 * pair + l);
-      const uint8_t high = u8_at(qh + l);
+      const int high = qh == nullptr ? 0 : u8_at(qh + l);
       const int low_value = (q & 0xF) + (((high >> (2 * pair)) & 1) << 4);
       const int high_value = (q >> 4) + (((high >> (2 * pair + 1)) & 1) << 4);
       y[64 * pair + l] = d * sc1 * static_cast<float>(low_value) - dmin * m1;
       y[64 * pair + 32 + l] = d * sc2 * static_cast<float>(high_value) - dmin * m2;
     }
   }
+}
+void q4_k(const std::byte* b, float* y) { q4_or_q5_k(b, nullptr, b + 4 + kScaleBytes, y); }
+void q5_k(const std::byte* b, float* y) {
+  const std::byte* qh = b + 4 + kScaleBytes;
+  q4_or_q5_k(b, qh, qh + 32, y);
 }
 
 // block_q6_K { uint8 ql[128]; uint8 qh[64]; int8 scales[16]; half d; }: two halves of 128 values;
