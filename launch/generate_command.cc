@@ -19,11 +19,12 @@
 #include "launch/batch_generate.h"
 #include "launch/engine_flags.h"
 #include "launch/command.h"
+#include "launch/model_tokenizer.h"
 #include "launch/rank_setup.h"
 #include "parallel/mpi_communicator.h"
 #include "runtime/engine/block_allocator.h"
 #include "runtime/engine/greedy.h"
-#include "runtime/families/load_config.h"
+#include "runtime/model/checkpoint_source.h"
 #include "runtime/model/model.h"
 #include "runtime/tokenizer/chat_template.h"
 #include "runtime/tokenizer/tokenizer.h"
@@ -133,10 +134,10 @@ int run_generate(const GenerateOptions& options) {
   // One collective phase: every rank validates and loads; all learn whether all succeeded.
   const bool ok = run_phase(comm, "load", [&] {
     device = make_rank_device(options.rank.device, comm, options.rank.collective_timeout());
-    runtime::ModelConfig config = runtime::load_model_config(options.model_dir);
+    runtime::ModelConfig config = runtime::read_model_config(options.model_dir);
     if (options.text_prompt) {
       // Every rank tokenizes the same text the same way; rank 0 alone decides from here on.
-      tokenizer = runtime::Tokenizer::load(options.model_dir);
+      tokenizer = load_tokenizer(options.model_dir);
       prompt = checked_prompt(options, config, tokenize_prompt(options, *tokenizer));
     } else {
       prompt = checked_prompt(options, config, options.prompt_ids);
@@ -174,7 +175,7 @@ int run_generate(const GenerateOptions& options) {
 void register_generate_command(CLI::App& app, CommandRunner& runner) {
   auto options = std::make_shared<GenerateOptions>();
   CLI::App* sub = app.add_subcommand("generate", "Generate tokens for one prompt (greedy)");
-  sub->add_option("--model", options->model_dir, "Hugging Face model directory")->required();
+  sub->add_option("--model", options->model_dir, "Hugging Face model directory or GGUF file")->required();
   sub->add_option("--lora", options->lora_dir,
                   "PEFT LoRA adapter directory (adapter_config.json + adapter_model.safetensors), "
                   "merged into the weights at load");

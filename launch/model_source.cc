@@ -7,11 +7,12 @@
 #include <cstdlib>
 
 #include "common/error.h"
+#include "runtime/model/checkpoint_source.h"
 
 namespace tpserve::launch {
 
 void add_model_source_options(CLI::App& app, ModelSource& source) {
-  app.add_option("--model", source.model_dir, "Checkpoint folder (its config.json)");
+  app.add_option("--model", source.model_dir, "Checkpoint folder (its config.json) or GGUF file");
   app.add_option("--preset", source.preset,
                  "Shape preset: a file NAME.json in configs/presets (see TPSERVE_CONFIGS)");
 }
@@ -40,6 +41,9 @@ runtime::PlanModel read_model_source(const ModelSource& source) {
   }
   if (!source.model_dir.empty()) {
     const std::filesystem::path dir(source.model_dir);
+    if (runtime::is_gguf_file(dir)) {
+      return {dir.filename().string(), runtime::read_model_config(dir)};
+    }
     return runtime::read_plan_model(dir / "config.json",
                                     std::filesystem::absolute(dir).lexically_normal().filename().string());
   }

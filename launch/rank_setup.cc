@@ -11,8 +11,8 @@
 #include "kernels/cuda_backend.h"
 #include "parallel/gpu_communicator.h"
 #include "parallel/topology.h"
-#include "runtime/families/load_config.h"
-#include "runtime/formats/safetensors.h"
+#include "launch/model_tokenizer.h"
+#include "runtime/model/checkpoint_source.h"
 #include "runtime/model/lora.h"
 #include "runtime/planning/memory_plan.h"
 
@@ -180,7 +180,7 @@ std::unique_ptr<runtime::Model> load_model(runtime::ModelConfig config,
                                            const std::string& lora_dir) {
   const auto start = std::chrono::steady_clock::now();
   runtime::RankShape shape = runtime::rank_shape(config, comm.size(), comm.rank());
-  auto checkpoint = runtime::Checkpoint::open(config.dir);
+  auto checkpoint = runtime::open_checkpoint(config);
   std::unique_ptr<runtime::LoraAdapter> lora;
   if (!lora_dir.empty()) {
     lora = runtime::LoraAdapter::open(lora_dir);
@@ -213,7 +213,7 @@ std::unique_ptr<runtime::Model> load_model(runtime::ModelConfig config,
 void load_serving_rank(ServingRank& rank, parallel::MpiCommunicator& comm,
                        const ServingRankOptions& options) {
   rank.device = make_rank_device(options.rank.device, comm, options.rank.collective_timeout());
-  runtime::ModelConfig config = runtime::load_model_config(options.model_dir);
+  runtime::ModelConfig config = runtime::read_model_config(options.model_dir);
   runtime::ModelOptions model_options = options.rank.model_options();
   model_options.max_seqs = options.max_seqs;
   // One next-token row per sequence, and one per n-gram draft it may send to be verified.
@@ -223,7 +223,7 @@ void load_serving_rank(ServingRank& rank, parallel::MpiCommunicator& comm,
                                                    options.rank.device);
   if (comm.rank() == 0) {
     try {
-      rank.tokenizer = runtime::Tokenizer::load(options.model_dir);
+      rank.tokenizer = load_tokenizer(options.model_dir);
     } catch (const Error& e) {
       if (e.code() != ErrorCode::kNotFound) throw;
       log().warn("no tokenizer ({}): only token-id prompts will be served", e.what());

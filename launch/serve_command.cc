@@ -204,7 +204,7 @@ int run_serve(const ServeOptions& options) {
 void register_serve_command(CLI::App& app, CommandRunner& runner) {
   auto options = std::make_shared<ServeOptions>();
   CLI::App* sub = app.add_subcommand("serve", "Serve generation requests over gRPC (rank 0)");
-  sub->add_option("--model", options->model_dir, "Hugging Face model directory")->required();
+  sub->add_option("--model", options->model_dir, "Hugging Face model directory or GGUF file")->required();
   sub->add_option("--host", options->host, "Address to listen on");
   sub->add_option("--port", options->port, "Port (0 picks a free one)")->check(CLI::Range(0, 65535));
   sub->add_option("--max-seqs", options->max_seqs, "Sequences batched in one step")

@@ -15,6 +15,7 @@
 #include "common/error.h"
 #include "launch/command.h"
 #include "launch/tokenize_input.h"
+#include "launch/model_tokenizer.h"
 #include "runtime/tokenizer/chat_template.h"
 #include "runtime/tokenizer/tokenizer.h"
 
@@ -68,7 +69,7 @@ runtime::ChatTemplate load_chat_template(const TokenizeOptions& options, const r
 }
 
 int run_tokenize(const TokenizeOptions& options) {
-  auto tokenizer = runtime::Tokenizer::load(options.model_dir);
+  auto tokenizer = load_tokenizer(options.model_dir);
   if (!options.input.input.empty()) {
     TokenizeInputOptions input = options.input;
     input.chat = options.chat;
@@ -103,7 +104,7 @@ int run_tokenize(const TokenizeOptions& options) {
 void register_tokenize_command(CLI::App& app, CommandRunner& runner) {
   auto options = std::make_shared<TokenizeOptions>();
   CLI::App* command = app.add_subcommand("tokenize", "Encode text to token ids, or decode ids to text");
-  command->add_option("--model", options->model_dir, "Model directory (tokenizer.json / qwen.tiktoken / tokenizer.model)")
+  command->add_option("--model", options->model_dir, "Model directory (tokenizer.json / qwen.tiktoken / tokenizer.model) or GGUF file")
       ->required();
   auto* text = command->add_option("--text", options->text, "Text to encode");
   auto* decode = command->add_option("--decode", options->decode, "Comma-separated token ids to decode");

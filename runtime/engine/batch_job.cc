@@ -91,6 +91,7 @@ Json id_json(const BatchItem& item) {
 struct Choice {
   std::string text;
   std::vector<int32_t> token_ids;
+  std::vector<float> logprobs;  // of each token, when the request asks for logprobs
   FinishReason finish = FinishReason::kNone;
 };
 
@@ -218,6 +219,7 @@ BatchSummary drive(Engine& engine, const BatchContext& context, const BatchOptio
           Choice& choice = f.choices[delta.index];
           choice.text += delta.text;
           choice.token_ids.insert(choice.token_ids.end(), delta.token_ids.begin(), delta.token_ids.end());
+          choice.logprobs.insert(choice.logprobs.end(), delta.logprobs.begin(), delta.logprobs.end());
           summary.completion_tokens += static_cast<int64_t>(delta.token_ids.size());
           if (delta.finish_reason != FinishReason::kNone) choice.finish = delta.finish_reason;
         }
@@ -234,8 +236,10 @@ BatchSummary drive(Engine& engine, const BatchContext& context, const BatchOptio
         if (event->done) {
           Json choices = Json::array();
           for (const auto& [index, c] : f.choices) {
-            choices.push_back({{"index", index}, {"text", c.text}, {"token_ids", c.token_ids},
-                               {"finish_reason", finish_reason_name(c.finish)}});
+            Json choice = {{"index", index}, {"text", c.text}, {"token_ids", c.token_ids},
+                           {"finish_reason", finish_reason_name(c.finish)}};
+            if (!c.logprobs.empty()) choice["logprobs"] = c.logprobs;
+            choices.push_back(std::move(choice));
           }
           writer.write({{"id", id_json(*f.item)},
                         {"choices", std::move(choices)},

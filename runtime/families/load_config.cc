@@ -30,7 +30,10 @@ ModelConfig load_model_config(const std::filesystem::path& dir) {
 }
 
 ModelConfig read_config_file(const std::filesystem::path& file) {
-  const json root = read_config_json(file);
+  return config_from_json(read_config_json(file), file);
+}
+
+ModelConfig config_from_json(const json& root, const std::filesystem::path& file) {
   if (!root.is_object()) {
     raise(ErrorCode::kInvalidArgument, "{}: expected a JSON object", file.string());
   }

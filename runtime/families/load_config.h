@@ -3,6 +3,8 @@
 // runtime/config/ (the config type and its field readers) knows no family.
 #pragma once
 
+#include <nlohmann/json_fwd.hpp>
+
 #include <filesystem>
 
 #include "runtime/config/model_config.h"
@@ -21,5 +23,8 @@ ModelConfig load_model_config(const std::filesystem::path& dir);
 // As load_model_config, for a config JSON file given by path (the shape presets in
 // configs/presets/ are config.json files under another name); config.dir is the file's folder.
 ModelConfig read_config_file(const std::filesystem::path& file);
+
+// As read_config_file, for a config.json document already parsed (`file` names it in errors).
+ModelConfig config_from_json(const nlohmann::json& root, const std::filesystem::path& file);
 
 }  // namespace tpserve::runtime

@@ -1,14 +1,9 @@
 #include "runtime/formats/safetensors.h"
 
-#include <fcntl.h>
 #include <fmt/format.h>
 #include <fmt/ranges.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <cstring>
 #include <fstream>
 #include <limits>
@@ -20,6 +15,8 @@
 #include "common/check.h"
 #include "common/error.h"
 #include "common/json_brief.h"
+#include "runtime/formats/gguf.h"
+#include "runtime/formats/mapped_file.h"
 
 namespace tpserve::runtime {
 
@@ -60,43 +57,8 @@ uint64_t read_u64_le(const std::byte* bytes) {
   return value;
 }
 
-struct Mapping {
-  const std::byte* data;
-  size_t size;
-};
-
-// mmap the whole file read-only and private; the descriptor is closed at once (the mapping keeps
-// the file alive), so a checkpoint of many shards holds no descriptors.
-Mapping map_file(const fs::path& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    const int error = errno;
-    raise(error == ENOENT || error == ENOTDIR ? ErrorCode::kNotFound : ErrorCode::kInvalidArgument,
-          "{}: cannot open: {}", path.string(), std::strerror(error));
-  }
-  struct stat info {};
-  if (::fstat(fd, &info) != 0 || !S_ISREG(info.st_mode)) {
-    ::close(fd);
-    raise(ErrorCode::kInvalidArgument, "{}: not a regular file", path.string());
-  }
-  const auto size = static_cast<uint64_t>(info.st_size);
-  if (size < kLengthPrefixBytes) {
-    ::close(fd);
-    raise(ErrorCode::kDataLoss, "{}: file is {} bytes, too short for the 8-byte header length",
-          path.string(), size);
-  }
-  void* data = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
-  const int error = errno;
-  ::close(fd);
-  if (data == MAP_FAILED) {
-    raise(ErrorCode::kResourceExhausted, "{}: mmap of {} bytes failed: {}", path.string(), size,
-          std::strerror(error));
-  }
-  return {static_cast<const std::byte*>(data), static_cast<size_t>(size)};
-}
-
 // Bounds the header like the reference: at most kMaxHeaderBytes and inside the file.
-uint64_t header_length(const std::string& file, const Mapping& mapping) {
+uint64_t header_length(const std::string& file, const FileMapping& mapping) {
   const uint64_t length = read_u64_le(mapping.data);
   if (length > kMaxHeaderBytes) {
     raise(ErrorCode::kDataLoss, "{}: header length {} exceeds the {}-byte limit", file, length,
@@ -350,7 +312,8 @@ std::unique_ptr<SafetensorsFile> SafetensorsFile::open(const fs::path& path) {
   std::unique_ptr<SafetensorsFile> file(new SafetensorsFile());
   file->path_ = path;
   const std::string name = path.string();
-  const Mapping mapping = map_file(path);
+  const FileMapping mapping =
+      map_file(path, kLengthPrefixBytes, "the 8-byte header length");
   file->map_ = mapping.data;  // owned from here: the destructor unmaps, also if validation throws
   file->map_size_ = mapping.size;
 
@@ -377,7 +340,7 @@ std::unique_ptr<SafetensorsFile> SafetensorsFile::open(const fs::path& path) {
 }
 
 SafetensorsFile::~SafetensorsFile() {
-  if (map_ != nullptr) ::munmap(const_cast<std::byte*>(map_), map_size_);
+  unmap_file({map_, map_size_});
 }
 
 const TensorEntry* SafetensorsFile::find(std::string_view name) const {
@@ -502,7 +465,17 @@ bool Checkpoint::contains(std::string_view name) const {
 const TensorEntry& Checkpoint::tensor(std::string_view name) const { return *locate(name).entry; }
 
 const SafetensorsFile& Checkpoint::file_of(std::string_view name) const {
-  return *locate(name).file;
+  const Located& located = locate(name);
+  if (located.file == nullptr) {
+    raise(ErrorCode::kInvalidArgument, "{}: tensor '{}' is not in a safetensors file", dir_.string(),
+          name);
+  }
+  return *located.file;
+}
+
+const fs::path& Checkpoint::path_of(std::string_view name) const {
+  const Located& located = locate(name);
+  return located.file == nullptr ? dir_ : located.file->path();
 }
 
 std::vector<std::string> Checkpoint::tensor_names() const {
@@ -516,6 +489,10 @@ void Checkpoint::read_block(std::string_view name, int64_t row_begin, int64_t ro
                             int64_t col_begin, int64_t col_end,
                             const std::function<void(const std::byte*, int64_t)>& sink) const {
   const Located& located = locate(name);
+  if (located.gguf != nullptr) {
+    raise(ErrorCode::kUnimplemented, "{}: tensor '{}' is in a GGUF file: only read_f32 decodes it",
+          path_of(name).string(), name);
+  }
   const TensorEntry& entry = *located.entry;
   const int64_t rows = entry.rows();
   const int64_t cols = entry.cols();
@@ -546,10 +523,15 @@ void Checkpoint::read_block(std::string_view name, int64_t row_begin, int64_t ro
 
 void Checkpoint::read_f32(std::string_view name, int64_t row_begin, int64_t row_end,
                           int64_t col_begin, int64_t col_end, float* out) const {
-  const TensorEntry& entry = tensor(name);
+  const Located& located = locate(name);
+  if (located.gguf != nullptr) {
+    read_gguf(located, name, row_begin, row_end, col_begin, col_end, out);
+    return;
+  }
+  const TensorEntry& entry = *located.entry;
   if (!is_weight_dtype(entry.dtype)) {
     raise(ErrorCode::kUnimplemented, "{}: tensor '{}' is {}; read_f32 reads F32, F16 or BF16",
-          file_of(name).path().string(), name, dtype_name(entry.dtype));
+          located.file->path().string(), name, dtype_name(entry.dtype));
   }
   read_block(name, row_begin, row_end, col_begin, col_end,
              [&](const std::byte* bytes, int64_t count) {
@@ -563,7 +545,7 @@ void Checkpoint::read_i32(std::string_view name, int64_t row_begin, int64_t row_
   const TensorEntry& entry = tensor(name);
   if (entry.dtype != DType::kI32) {
     raise(ErrorCode::kUnimplemented, "{}: tensor '{}' is {}; read_i32 reads I32",
-          file_of(name).path().string(), name, dtype_name(entry.dtype));
+          path_of(name).string(), name, dtype_name(entry.dtype));
   }
   read_block(name, row_begin, row_end, col_begin, col_end,
              [&](const std::byte* bytes, int64_t count) {

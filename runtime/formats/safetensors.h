@@ -20,6 +20,9 @@
 
 namespace tpserve::runtime {
 
+class GgufFile;
+struct GgufTensor;
+
 struct TensorEntry {
   std::string name;
   DType dtype = DType::kF32;
@@ -65,12 +68,28 @@ class SafetensorsFile {
   std::map<std::string, std::string> metadata_;
 };
 
+// How a GGUF tensor appears in a Checkpoint: under the name the family adapter asks for, its rows
+// optionally reordered (row i of the view is row row_order[i] of the file's tensor).
+struct GgufView {
+  std::string name;
+  std::string gguf_name;
+  std::vector<int64_t> row_order;  // empty: the file's order
+};
+
 // A model directory: `model.safetensors`, or `model.safetensors.index.json`
 // ({"metadata": ..., "weight_map": {tensor: file}}) naming several shard files. Like transformers,
-// a single `model.safetensors` wins when both are present.
+// a single `model.safetensors` wins when both are present. Or one GGUF file (open_gguf), whose
+// tensors are decoded to float32 as they are read.
 class Checkpoint {
  public:
   static std::unique_ptr<Checkpoint> open(const std::filesystem::path& dir);
+  // The tensors of `file`: those `views` name under their view names (shape [rows, cols] or [n],
+  // dtype F32: what read_f32 delivers), every other one under its own GGUF name, so that the
+  // tensor accounting sees it. A view naming a tensor the file lacks, a row_order that is not a
+  // permutation of the tensor's rows, or two views of one name -> kInvalidArgument naming the file.
+  static std::unique_ptr<Checkpoint> open_gguf(std::unique_ptr<GgufFile> file,
+                                               std::vector<GgufView> views);
+  ~Checkpoint();
 
   const std::filesystem::path& dir() const { return dir_; }
   bool contains(std::string_view name) const;
@@ -78,6 +97,8 @@ class Checkpoint {
   const TensorEntry& tensor(std::string_view name) const;
   const SafetensorsFile& file_of(std::string_view name) const;
   std::vector<std::string> tensor_names() const;  // sorted
+  // The file holding tensor `name` (a safetensors shard or the GGUF file), for error messages.
+  const std::filesystem::path& path_of(std::string_view name) const;
 
   // Reads the block rows [row_begin, row_end) x cols [col_begin, col_end) of tensor `name` viewed
   // as a matrix (TensorEntry::rows/cols) into `out` (row-major, (row_end - row_begin) *
@@ -95,8 +116,10 @@ class Checkpoint {
 
  private:
   struct Located {
-    const SafetensorsFile* file;
+    const SafetensorsFile* file;  // null for a GGUF tensor
     const TensorEntry* entry;
+    const GgufTensor* gguf = nullptr;
+    const std::vector<int64_t>* row_order = nullptr;  // GGUF views only; empty = file order
   };
 
   Checkpoint() = default;
@@ -106,10 +129,15 @@ class Checkpoint {
   // (bytes, element count).
   void read_block(std::string_view name, int64_t row_begin, int64_t row_end, int64_t col_begin,
                   int64_t col_end, const std::function<void(const std::byte*, int64_t)>& sink) const;
+  void read_gguf(const Located& located, std::string_view name, int64_t row_begin, int64_t row_end,
+                 int64_t col_begin, int64_t col_end, float* out) const;
 
   std::filesystem::path dir_;
   std::vector<std::unique_ptr<SafetensorsFile>> files_;
   std::map<std::string, Located, std::less<>> tensors_;
+  std::unique_ptr<GgufFile> gguf_;
+  std::vector<std::unique_ptr<TensorEntry>> gguf_entries_;
+  std::vector<std::unique_ptr<std::vector<int64_t>>> row_orders_;
   mutable std::atomic<uint64_t> bytes_read_{0};
 };
 

@@ -21,7 +21,7 @@ void validate_weights(const Checkpoint& checkpoint, const std::vector<WeightShar
     }
     for (const SourceBlock& block : weight.blocks) {
       const TensorEntry& entry = checkpoint.tensor(block.tensor);  // kNotFound names the tensor
-      const std::string file = checkpoint.file_of(block.tensor).path().string();
+      const std::string file = checkpoint.path_of(block.tensor).string();
       if (!is_weight_dtype(entry.dtype)) {
         raise(ErrorCode::kInvalidArgument,
               "{}: tensor '{}' has dtype {}; weights must be F32, F16 or BF16", file, block.tensor,
@@ -59,7 +59,7 @@ std::vector<std::string> check_unused_tensors(const Checkpoint& checkpoint,
         "{}: tensor '{}'{} {} not read by the model config.json describes (a config that does not "
         "match the checkpoint, or a variant this adapter does not know); "
         "--allow-unused-tensors loads anyway, ignoring them",
-        checkpoint.file_of(unused[0]).path().string(), unused[0], more,
+        checkpoint.path_of(unused[0]).string(), unused[0], more,
         unused.size() == 1 ? "is" : "are");
 }
 

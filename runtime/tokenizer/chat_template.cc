@@ -137,6 +137,13 @@ ChatTemplate chat_template_for_model(const std::filesystem::path& model_dir, con
     tmpl.special_tokens = read_special_tokens(model_dir);
     return tmpl;
   }
+  // A GGUF file carries its template (and its special tokens) in the tokenizer's metadata.
+  if (const EmbeddedChatTemplate& embedded = tokenizer.embedded_chat_template(); !embedded.text.empty()) {
+    ChatTemplate tmpl;
+    tmpl.jinja = std::make_shared<const jinja::Template>(embedded.text, embedded.origin);
+    for (const auto& [name, text] : embedded.special_tokens) tmpl.special_tokens[name] = text;
+    return tmpl;
+  }
   // No template shipped: the vocabulary says which family's format the model was trained on.
   TokenizerSettings settings = read_tokenizer_settings(model_dir);
   const std::string& type = settings.model_type;

@@ -53,6 +53,11 @@ GenerationConfig read_generation_config(const std::filesystem::path& model_dir);
 // a refused tokenizer_config.json field, and read_generation_config's errors.
 TokenizerSettings read_tokenizer_settings(const std::filesystem::path& model_dir);
 
+// The tokenizer's EOS ids (the configured ones plus the family's end-of-turn tokens its vocabulary
+// has) and BOS id, from the settings.
+class Tokenizer;
+void assign_special_ids(Tokenizer& tokenizer, const TokenizerSettings& settings);
+
 // Parses a JSON file, or throws tpserve::Error(kDataLoss) "<path>: not valid JSON: ...".
 nlohmann::json read_json_file(const std::filesystem::path& path);
 

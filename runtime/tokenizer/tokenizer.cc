@@ -20,27 +20,6 @@ constexpr std::string_view kStopTokens[] = {"<|im_end|>", "<|endoftext|>", "<|eo
                                             "<|eom_id|>"};
 constexpr std::string_view kChatGlmStopTokens[] = {"<|user|>", "<|observation|>"};
 
-void add_unique(std::vector<int32_t>& ids, std::optional<int32_t> id) {
-  if (id && std::find(ids.begin(), ids.end(), *id) == ids.end()) ids.push_back(*id);
-}
-
-void assign_special_ids(Tokenizer& tokenizer, const TokenizerSettings& settings) {
-  std::vector<int32_t> eos;
-  if (settings.eos_token) add_unique(eos, tokenizer.token_to_id(*settings.eos_token));
-  for (int32_t id : settings.eos_token_ids) {
-    if (id >= 0 && id < tokenizer.vocab_size()) add_unique(eos, id);
-  }
-  for (std::string_view name : kStopTokens) add_unique(eos, tokenizer.token_to_id(name));
-  if (settings.model_type == "chatglm") {
-    for (std::string_view name : kChatGlmStopTokens) add_unique(eos, tokenizer.token_to_id(name));
-  }
-  std::optional<int32_t> bos = settings.bos_token_id;
-  if (settings.bos_token) {
-    if (auto id = tokenizer.token_to_id(*settings.bos_token)) bos = id;
-  }
-  tokenizer.set_special_ids(std::move(eos), bos);
-}
-
 std::unique_ptr<Tokenizer> load_backend(const fs::path& dir, const TokenizerSettings& settings) {
   bool has_sentencepiece = fs::exists(dir / "tokenizer.model");
   if (fs::exists(dir / "tokenizer.json")) {
@@ -63,6 +42,30 @@ std::unique_ptr<Tokenizer> load_backend(const fs::path& dir, const TokenizerSett
 }
 
 }  // namespace
+
+namespace {
+void add_unique(std::vector<int32_t>& ids, std::optional<int32_t> id) {
+  if (id && std::find(ids.begin(), ids.end(), *id) == ids.end()) ids.push_back(*id);
+}
+
+}  // namespace
+
+void assign_special_ids(Tokenizer& tokenizer, const TokenizerSettings& settings) {
+  std::vector<int32_t> eos;
+  if (settings.eos_token) add_unique(eos, tokenizer.token_to_id(*settings.eos_token));
+  for (int32_t id : settings.eos_token_ids) {
+    if (id >= 0 && id < tokenizer.vocab_size()) add_unique(eos, id);
+  }
+  for (std::string_view name : kStopTokens) add_unique(eos, tokenizer.token_to_id(name));
+  if (settings.model_type == "chatglm") {
+    for (std::string_view name : kChatGlmStopTokens) add_unique(eos, tokenizer.token_to_id(name));
+  }
+  std::optional<int32_t> bos = settings.bos_token_id;
+  if (settings.bos_token) {
+    if (auto id = tokenizer.token_to_id(*settings.bos_token)) bos = id;
+  }
+  tokenizer.set_special_ids(std::move(eos), bos);
+}
 
 std::unique_ptr<Tokenizer> Tokenizer::load(const fs::path& model_dir) {
   if (!fs::is_directory(model_dir)) {

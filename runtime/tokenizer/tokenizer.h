@@ -23,6 +23,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace tpserve::runtime {
@@ -32,6 +33,14 @@ struct DecodeState {
   bool at_start = true;         // still at the start of the text (SentencePiece's is_bos_ws)
   bool consumed_space = false;  // the previous piece had its leading space dropped
   bool emitted_text = false;    // some text has been produced
+};
+
+// A chat template that came with the tokenizer itself (a GGUF file's tokenizer.chat_template) and
+// the special tokens it is rendered with; text empty when there is none.
+struct EmbeddedChatTemplate {
+  std::string text;
+  std::string origin;  // for error messages
+  std::vector<std::pair<std::string, std::string>> special_tokens;  // {"bos_token", "<|im_start|>"}
 };
 
 class Tokenizer {
@@ -76,7 +85,11 @@ class Tokenizer {
     bos_token_id_ = bos;
   }
 
+  const EmbeddedChatTemplate& embedded_chat_template() const { return embedded_chat_template_; }
+  void set_embedded_chat_template(EmbeddedChatTemplate chat) { embedded_chat_template_ = std::move(chat); }
+
  private:
+  EmbeddedChatTemplate embedded_chat_template_;
   std::vector<int32_t> eos_token_ids_;
   std::optional<int32_t> bos_token_id_;
 };

@@ -1,0 +1,204 @@
+#include "runtime/tokenizer/gguf_vocab.h"
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include <unordered_map>
+
+#include "common/error.h"
+#include "runtime/tokenizer/byte_level_bpe.h"
+#include "runtime/tokenizer/model_files.h"
+
+namespace tpserve::runtime {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+// tokenizer.ggml.token_type values (llama.cpp's llama_token_type).
+constexpr int kControlToken = 3;
+constexpr int kUserDefinedToken = 4;
+
+struct PreTokenizer {
+  const char* name;
+  std::vector<std::string_view> patterns;  // applied in turn, each re-splitting the last's pieces
+  bool nfc;
+};
+
+// tokenizer.ggml.pre -> the split regexes (llama-vocab.cpp's llm_tokenizer_bpe), each equal to the
+// Hugging Face tokenizer.json pre-tokenizer convert_hf_to_gguf hashed to pick that name.
+const std::vector<PreTokenizer>& pre_tokenizers() {
+  static const std::vector<PreTokenizer> table = {
+      {"gpt-2", {kGpt2SplitPattern}, false},
+      // SmolLM / StarCoder: Digits(individual_digits) then ByteLevel(use_regex).
+      {"smollm", {R"(\p{N})", kGpt2SplitPattern}, false},
+      {"starcoder", {R"(\p{N})", kGpt2SplitPattern}, false},
+      {"refact", {R"(\p{N})", kGpt2SplitPattern}, false},
+      // Qwen2 / 2.5: NFC normalizer, then Qwen's Split regex.
+      {"qwen2", {kQwenSplitPattern}, true},
+      {"llama-bpe", {kLlama3SplitPattern}, false},
+  };
+  return table;
+}
+
+[[noreturn]] void fail(const fs::path& file, const std::string& key, const std::string& problem) {
+  raise(ErrorCode::kDataLoss, "{}: metadata '{}': {}", file.string(), key, problem);
+}
+
+const json& array_at(const json& metadata, const fs::path& file, const std::string& key) {
+  auto it = metadata.find(key);
+  if (it == metadata.end() || !it->is_array()) fail(file, key, "missing or not an array");
+  return *it;
+}
+
+// An id key, when present: a non-negative integer below the vocabulary size.
+std::optional<int32_t> id_at(const json& metadata, const fs::path& file, const std::string& key,
+                             int64_t vocab_size) {
+  auto it = metadata.find(key);
+  if (it == metadata.end()) return std::nullopt;
+  if (!it->is_number_integer() || it->get<int64_t>() < 0 || it->get<int64_t>() >= vocab_size) {
+    fail(file, key, fmt::format("{} is not a token id below the vocabulary size {}", it->dump(),
+                                vocab_size));
+  }
+  return it->get<int32_t>();
+}
+
+bool bool_at(const json& metadata, const fs::path& file, const std::string& key, bool fallback) {
+  auto it = metadata.find(key);
+  if (it == metadata.end()) return fallback;
+  if (!it->is_boolean()) fail(file, key, "expected a BOOL");
+  return it->get<bool>();
+}
+
+std::unique_ptr<ByteLevelBpeTokenizer> load_gpt2(const json& metadata, const fs::path& file) {
+  ByteLevelBpeConfig config;
+  config.source = file.string() + " (GGUF byte-level BPE)";
+  const json& tokens = array_at(metadata, file, "tokenizer.ggml.tokens");
+  if (tokens.empty() || static_cast<int64_t>(tokens.size()) > kTokenIdLimit) {
+    fail(file, "tokenizer.ggml.tokens", fmt::format("{} tokens (1 to {} expected)", tokens.size(),
+                                                    kTokenIdLimit));
+  }
+  const json* types = nullptr;
+  if (metadata.contains("tokenizer.ggml.token_type")) {
+    types = &array_at(metadata, file, "tokenizer.ggml.token_type");
+    if (types->size() != tokens.size()) {
+      fail(file, "tokenizer.ggml.token_type", fmt::format("{} entries for {} tokens", types->size(),
+                                                          tokens.size()));
+    }
+  }
+  std::unordered_map<std::string, int32_t> ids;  // byte-level text -> id, for the merges
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    const auto id = static_cast<int32_t>(i);
+    if (!tokens[i].is_string()) fail(file, "tokenizer.ggml.tokens", fmt::format("entry {} is not a string", i));
+    const std::string& text = tokens[i].get_ref<const std::string&>();
+    const int type = types != nullptr && (*types)[i].is_number_integer() ? (*types)[i].get<int>() : 1;
+    if (type == kControlToken || type == kUserDefinedToken) {
+      config.added.add(AddedToken{text, id, type == kControlToken});
+    }
+    std::optional<std::string> bytes = byte_level_to_bytes(text);
+    if (!bytes) {
+      if (type == kControlToken || type == kUserDefinedToken) continue;  // written as text only
+      fail(file, "tokenizer.ggml.tokens", fmt::format("entry {} is not a byte-level token", i));
+    }
+    if (!ids.emplace(text, id).second) {
+      fail(file, "tokenizer.ggml.tokens", fmt::format("entry {} repeats an earlier token", i));
+    }
+    config.model.add_token(std::move(*bytes), id);
+  }
+  const json& merges = array_at(metadata, file, "tokenizer.ggml.merges");
+  auto id_of = [&](const std::string& text, size_t index) {
+    auto it = ids.find(text);
+    if (it == ids.end()) {
+      fail(file, "tokenizer.ggml.merges", fmt::format("entry {} uses a token not in the vocabulary", index));
+    }
+    return it->second;
+  };
+  for (size_t i = 0; i < merges.size(); ++i) {
+    const std::string* merge = merges[i].is_string() ? &merges[i].get_ref<const std::string&>() : nullptr;
+    const size_t space = merge == nullptr ? std::string::npos : merge->find(' ');
+    if (space == std::string::npos) {
+      fail(file, "tokenizer.ggml.merges", fmt::format("entry {} is not \"left right\"", i));
+    }
+    const std::string left = merge->substr(0, space);
+    const std::string right = merge->substr(space + 1);
+    config.model.add_merge(id_of(left, i), id_of(right, i), id_of(left + right, i),
+                           static_cast<int32_t>(i));
+  }
+  auto pre = metadata.find("tokenizer.ggml.pre");
+  const std::string pre_name = pre != metadata.end() && pre->is_string() ? pre->get<std::string>() : "gpt-2";
+  const PreTokenizer* chosen = nullptr;
+  std::string known;
+  for (const PreTokenizer& entry : pre_tokenizers()) {
+    if (pre_name == entry.name) chosen = &entry;
+    known += (known.empty() ? "" : ", ") + std::string(entry.name);
+  }
+  if (chosen == nullptr) {
+    raise(ErrorCode::kUnimplemented, "{}: metadata 'tokenizer.ggml.pre': '{}' is not supported ({} "
+          "are)", file.string(), pre_name.substr(0, 64), known);
+  }
+  config.nfc = chosen->nfc;
+  for (std::string_view pattern : chosen->patterns) {
+    config.splitters.push_back(std::make_unique<RegexSplitter>(pattern, "tokenizer.ggml.pre"));
+  }
+  const auto vocab_size = static_cast<int64_t>(tokens.size());
+  if (bool_at(metadata, file, "tokenizer.ggml.add_bos_token", false)) {
+    auto bos = id_at(metadata, file, "tokenizer.ggml.bos_token_id", vocab_size);
+    if (!bos) fail(file, "tokenizer.ggml.add_bos_token", "is true but tokenizer.ggml.bos_token_id is missing");
+    config.prefix_ids.push_back(*bos);
+  }
+  if (bool_at(metadata, file, "tokenizer.ggml.add_eos_token", false)) {
+    auto eos = id_at(metadata, file, "tokenizer.ggml.eos_token_id", vocab_size);
+    if (!eos) fail(file, "tokenizer.ggml.add_eos_token", "is true but tokenizer.ggml.eos_token_id is missing");
+    config.suffix_ids.push_back(*eos);
+  }
+  return std::make_unique<ByteLevelBpeTokenizer>(std::move(config));
+}
+
+}  // namespace
+
+std::unique_ptr<Tokenizer> load_gguf_tokenizer(const json& metadata, const fs::path& file) {
+  auto model = metadata.find("tokenizer.ggml.model");
+  if (model == metadata.end() || !model->is_string()) {
+    raise(ErrorCode::kNotFound, "{}: metadata 'tokenizer.ggml.model' is missing: the file has no "
+          "tokenizer", file.string());
+  }
+  const std::string name = model->get<std::string>();
+  if (name != "gpt2") {
+    raise(ErrorCode::kUnimplemented, "{}: metadata 'tokenizer.ggml.model': '{}' is not supported "
+          "(gpt2 is)", file.string(), name.substr(0, 64));
+  }
+  std::unique_ptr<Tokenizer> tokenizer = load_gpt2(metadata, file);
+  const int64_t vocab_size = tokenizer->vocab_size();
+  TokenizerSettings settings;
+  auto arch = metadata.find("general.architecture");
+  if (arch != metadata.end() && arch->is_string()) settings.model_type = arch->get<std::string>();
+  settings.bos_token_id = id_at(metadata, file, "tokenizer.ggml.bos_token_id", vocab_size);
+  for (const char* key : {"tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id",
+                          "tokenizer.ggml.eom_token_id"}) {
+    if (auto id = id_at(metadata, file, key, vocab_size)) settings.eos_token_ids.push_back(*id);
+  }
+  assign_special_ids(*tokenizer, settings);
+  // What transformers passes a chat template as bos_token / eos_token / unk_token / pad_token: the
+  // text of those tokens (its GGUF loader sets them from the same ids).
+  EmbeddedChatTemplate chat;
+  auto chat_template = metadata.find("tokenizer.chat_template");
+  if (chat_template != metadata.end()) {
+    if (!chat_template->is_string()) fail(file, "tokenizer.chat_template", "expected a STRING");
+    chat.text = chat_template->get<std::string>();
+    chat.origin = file.string() + " (tokenizer.chat_template)";
+  }
+  const json& tokens = metadata.at("tokenizer.ggml.tokens");
+  for (const auto& [key, name] : {std::pair{"tokenizer.ggml.bos_token_id", "bos_token"},
+                                  std::pair{"tokenizer.ggml.eos_token_id", "eos_token"},
+                                  std::pair{"tokenizer.ggml.unknown_token_id", "unk_token"},
+                                  std::pair{"tokenizer.ggml.padding_token_id", "pad_token"}}) {
+    if (auto id = id_at(metadata, file, key, vocab_size)) {
+      chat.special_tokens.emplace_back(name, tokens[static_cast<size_t>(*id)].get<std::string>());
+    }
+  }
+  tokenizer->set_embedded_chat_template(std::move(chat));
+  return tokenizer;
+}
+
+}  // namespace tpserve::runtime
