@@ -16,8 +16,8 @@ cluster_up 2
 root=$(cd "$cluster_dir/../.." && pwd)
 model=$TPSERVE_FIXTURES/llama_gqa
 reference=$model/reference_greedy.txt
-# Slurm's state, the jobs' files, and each node's own /tmp (PMIx puts per-step directories there
-# whose names do not say which node they are on, as nodes do not share a /tmp) live outside /tmp.
+# Slurm's state, the jobs' files and each node's own TmpFS (PMIx makes per-step directories there
+# whose names do not say which node they are on: real nodes do not share a /tmp).
 slurm=$(mktemp -d /var/tmp/tpserve-slurm.XXXXXX)
 scratch_tmp=$scratch
 trap 'cluster_down; rm -rf "$scratch_tmp" "$slurm"' EXIT
@@ -33,6 +33,7 @@ SlurmUser=root
 SlurmdUser=root
 StateSaveLocation=$slurm/state
 SlurmdSpoolDir=$slurm/spool-%n
+TmpFS=$slurm/tmp-%n
 SlurmctldPidFile=$slurm/slurmctld.pid
 SlurmdPidFile=$slurm/slurmd-%n.pid
 SlurmctldLogFile=$slurm/slurmctld.log
@@ -54,15 +55,14 @@ EOF
 # processes sit in cgroup v1 hierarchies that are not mounted, so each slurmd gets its own v1
 # mounts inside the mount namespace `ip netns exec` made for it (nothing outside changes).
 echo "CgroupPlugin=cgroup/v1" >"$slurm/cgroup.conf"
-cgroups='mount --bind "$SLURM_NODE_TMP" /tmp && mount -t tmpfs cgroup_root /sys/fs/cgroup &&
+cgroups='mount -t tmpfs cgroup_root /sys/fs/cgroup &&
   for c in freezer cpuset memory devices; do
     mkdir -p /sys/fs/cgroup/$c && mount -t cgroup -o $c cgroup /sys/fs/cgroup/$c || exit 1
   done && exec "$@"'
 export SLURM_CONF=$slurm/slurm.conf
 on_node 0 slurmctld -D -i >"$slurm/slurmctld.out" 2>&1 &
 for i in 0 1; do
-  SLURM_NODE_TMP=$slurm/tmp-node$i on_node $i bash -c "$cgroups" _ slurmd -D -N node$i \
-    >"$slurm/slurmd$i.out" 2>&1 &
+  on_node $i bash -c "$cgroups" _ slurmd -D -N node$i >"$slurm/slurmd$i.out" 2>&1 &
 done
 ready=0
 for _ in $(seq 150); do

@@ -368,6 +368,10 @@ def test_512_streams(server):
     errors = [r for r in results if r != "length"][:3]
     check(f"512 concurrent SSE streams open at once and complete ({time.time() - start:.1f} s)",
           good == 512, f"{good} completed; {errors}")
+    if good != 512:  # what the server said, and whether it is still running
+        server.stderr.seek(0)
+        print(f"  serve {'running' if server.process.poll() is None else 'exited ' + str(server.process.poll())};"
+              f" its stderr ends: {server.stderr.read()[-1500:].decode(errors='replace')}", flush=True)
 
 
 def make_cert(directory):
