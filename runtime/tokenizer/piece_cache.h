@@ -43,8 +43,9 @@ class PieceCache {
     entry.serial = serial;
     entry.length = static_cast<uint8_t>(piece.size());
     entry.count = static_cast<uint8_t>(count);
-    std::memcpy(entry.bytes, piece.data(), piece.size());
-    std::memcpy(entry.ids, ids, count * sizeof(int32_t));
+    // A piece can encode to no ids (ids may then be null): memcpy's pointers must not be.
+    if (!piece.empty()) std::memcpy(entry.bytes, piece.data(), piece.size());
+    if (count != 0) std::memcpy(entry.ids, ids, count * sizeof(int32_t));
   }
 
  private:
