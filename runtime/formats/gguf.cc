@@ -230,10 +230,15 @@ class GgufParser {
       raise(ErrorCode::kDataLoss, "{}: {} rows are {} values, not a whole number of {} blocks of {}",
             name_, field, tensor.dims[0], traits->name, traits->block_values);
     }
-    // numel fits int64 and blocks * block_bytes <= numel * 4 (no type takes more than 4 bytes per
-    // value), so this cannot overflow uint64.
-    tensor.bytes = static_cast<uint64_t>(numel / traits->block_values) *
-                   static_cast<uint64_t>(traits->block_bytes);
+    // numel fits int64, but its bytes (up to 4 per value) need not fit uint64: check, or a huge
+    // F32 tensor's size wraps round to a few bytes that the data section holds.
+    const auto blocks = static_cast<uint64_t>(numel / traits->block_values);
+    const auto block_bytes = static_cast<uint64_t>(traits->block_bytes);
+    if (blocks > std::numeric_limits<uint64_t>::max() / block_bytes) {
+      raise(ErrorCode::kDataLoss, "{}: {} has {} {} values: its byte size overflows 64 bits", name_,
+            field, numel, traits->name);
+    }
+    tensor.bytes = blocks * block_bytes;
     tensor.offset = u64(field + " offset");
     if (tensor.offset % file_.alignment_ != 0) {
       raise(ErrorCode::kDataLoss, "{}: {} offset {} is not a multiple of the alignment {}", name_,

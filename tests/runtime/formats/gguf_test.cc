@@ -147,6 +147,10 @@ TEST(GgufFile, RefusesMalformedTensorInfos) {
   expect_refused(with_tensor({1, 1, 1, 1, 1}, 0, 0), ErrorCode::kDataLoss, "5 dimensions");
   expect_refused(with_tensor({32, 0}, 0, 0), ErrorCode::kDataLoss, "ne[1] is 0");
   expect_refused(with_tensor({1ull << 40, 1ull << 40}, 0, 0), ErrorCode::kDataLoss, "within int64");
+  // 2^62 + 64 F32 values: the element count fits int64, the byte size 4 x that wraps uint64 to 256
+  // (found by the gguf fuzz target).
+  expect_refused(with_tensor({32, (1ull << 57) + 2}, 0, 0), ErrorCode::kDataLoss,
+                 "byte size overflows 64 bits");
   expect_refused(with_tensor({32}, 16, 0), ErrorCode::kUnimplemented, "IQ2_XXS");
   expect_refused(with_tensor({33}, 8, 0), ErrorCode::kDataLoss, "not a whole number of Q8_0 blocks");
   expect_refused(with_tensor({4}, 0, 8), ErrorCode::kDataLoss, "not a multiple of the alignment");
