@@ -43,7 +43,7 @@ if [[ -n $multi_host ]]; then
   export TPSERVE_ABORT_FILE=$abort_file
   flags+=(-x TPSERVE_ABORT_FILE)
 fi
-abort_grace=${TPSERVE_ABORT_GRACE:-10}
+abort_grace=10  # seconds
 # mpirun runs in a session of its own so that a terminal's Ctrl-C reaches this script only; stdin
 # is passed on explicitly (a background job's would be /dev/null).
 setsid mpirun "${flags[@]}" "$@" <&0 &
