@@ -37,7 +37,7 @@ void send_error(httplib::Response& res, const Error& error) {
 json parse_body(const httplib::Request& req) {
   try {
     return json::parse(req.body);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, or out_of_range for a number like 1e999
     raise(ErrorCode::kInvalidArgument, "body: not valid JSON: {}", e.what());
   }
 }

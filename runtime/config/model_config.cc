@@ -98,7 +98,7 @@ json read_config_json(const std::filesystem::path& file) {
   if (!stream) raise(ErrorCode::kNotFound, "{}: cannot open (missing or unreadable)", file.string());
   try {
     return json::parse(stream);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, and out_of_range for a number like 1e999
     raise(ErrorCode::kInvalidArgument, "{}: malformed JSON: {}", file.string(), e.what());
   }
 }

@@ -83,7 +83,7 @@ nlohmann::json read_json(const std::filesystem::path& file) {
     nlohmann::json root = nlohmann::json::parse(stream);
     if (!root.is_object()) raise(ErrorCode::kInvalidArgument, "{}: expected a JSON object", file.string());
     return root;
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {  // parse_error, or out_of_range for 1e999
     raise(ErrorCode::kInvalidArgument, "{}: malformed JSON: {}", file.string(), e.what());
   }
 }

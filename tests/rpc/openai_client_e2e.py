@@ -281,6 +281,10 @@ def test_errors(server):
     raw = httpx.post(server.base_url + "/chat/completions", content=b"{not json")
     check("400: a body that is not JSON", raw.status_code == 400
           and raw.json()["error"]["type"] == "invalid_request_error")
+    raw = httpx.post(server.base_url + "/chat/completions",
+                     content=b'{"messages": [], "temperature": 1e999}')
+    check("400: a number past double range (nlohmann's out_of_range, not parse_error)",
+          raw.status_code == 400 and "not valid JSON" in raw.json()["error"]["message"], raw.text)
     raw = httpx.post(server.base_url + "/chat/completions", content=b"x" * (5 << 20))
     check("413: a body over --max-message-mib", raw.status_code == 413 and "error" in raw.json())
 

@@ -111,6 +111,11 @@ TEST_F(BadConfig, MalformedJson) {
   expect_error("{\"architectures\": [", ErrorCode::kInvalidArgument, {"malformed JSON"});
 }
 
+TEST_F(BadConfig, NumberPastDoubleRangeIsMalformedJsonNotACrash) {
+  // nlohmann raises out_of_range (not parse_error) for 1e999; found by the config_json fuzz target.
+  expect_error("{\"hidden_size\": 1e999}", ErrorCode::kInvalidArgument, {"malformed JSON", "1e999"});
+}
+
 TEST_F(BadConfig, NotAnObject) {
   expect_error("[1, 2]", ErrorCode::kInvalidArgument, {"expected a JSON object"});
 }

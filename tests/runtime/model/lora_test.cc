@@ -186,6 +186,19 @@ TEST_F(LoraTest, UnknownFieldsAreListedAndLogged) {
       << capture.text();
 }
 
+TEST_F(LoraTest, NumberPastDoubleRangeNamesTheFile) {
+  q_pair(2, 2).write(dir_.path() / "adapter_model.safetensors");
+  std::ofstream(dir_.path() / "adapter_config.json") << R"({"peft_type": "LORA", "r": 1e999})";
+  try {
+    LoraAdapter::open(dir_.path());
+    FAIL() << "accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
+    EXPECT_NE(std::string(e.what()).find("adapter_config.json: malformed JSON"), std::string::npos)
+        << e.what();
+  }
+}
+
 TEST_F(LoraTest, MissingFilesNameThePath) {
   try {
     LoraAdapter::open(dir_.path());
