@@ -21,6 +21,7 @@ packages=(
   gnuplot-nox  # launch/plot_scaling.sh
   clang libclang-rt-dev  # tests/fuzz/run.sh: libFuzzer, ASan and UBSan runtimes (Debian 12: clang 14)
   iproute2 nftables slurmctld slurmd slurm-client  # tests/launch/{multinode,slurm}_e2e.sh
+  iptables libnetfilter-queue-dev  # tests/launch/link_delay.cc: 20 ms on a link where the kernel has no sch_netem
   python3-venv openssl  # tests/rpc/http_e2e.sh: a virtualenv for the openai client; a TLS cert
   chromium chromium-driver python3-selenium fonts-wqy-microhei  # tests/rpc/chat_page_e2e.sh: the web chat page (and a CJK font for its screenshot)
 )

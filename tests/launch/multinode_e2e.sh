@@ -102,18 +102,60 @@ long=(generate --model "$model" --prompt-ids 1,17,300,42,7 --max-tokens 64 --ign
 mrun node0,node1 2 120 "${long[@]}"
 clean_ids=$(grep '^tokens: ' <<<"$out")
 clean_step=$(grep -oE 'decode: [0-9]+ steps, [0-9.]+ ms/step' <<<"$out" | grep -oE '[0-9.]+ ms/step')
-# netem where the kernel has it (20 ms delay, 1% loss); else 1% loss (nftables) and a 20 Mbit/s
-# token bucket on node1's link.
-if ip netns exec tpserve-n1 tc qdisc add dev eth0 root netem delay 20ms loss 1% 2>/dev/null; then
-  degraded="netem 20 ms delay + 1% loss"
-elif command -v nft >/dev/null && ip netns exec tpserve-n1 nft -f - <<'NFT' &&
+
+# `scale` fitted on this TCP link predicts that two-node step: the ring fit from --measure-comm over
+# node0,node1, per-shard compute measured by `bench` (TP 2 shard, decode at the mean context of the
+# run: 5 + 64/2), against the measured decode ms/step above. Reported, not asserted (a timing).
+mrun node0,node1 2 120 scale --measure-comm
+fit=$(grep -oE 'ring fit: --link-gbps [0-9.]+ --link-latency-us [0-9.]+' <<<"$out" | cut -d' ' -f3-)
+if [[ $status -eq 0 && -n $fit ]] &&
+   OPENBLAS_NUM_THREADS=1 "$TPSERVE_BIN" bench --model "$model" --tp 2 --batch 1 --context 37 \
+     --prompt-len 5 --iters 50 --json "$scratch/bench.json" >/dev/null 2>&1; then
+  # shellcheck disable=SC2086 # $fit is the two flags the fit printed
+  predicted=$("$TPSERVE_BIN" scale --model "$model" --tp 2 --batch 1 --context 37 --dtype f32 $fit \
+    --measured "$scratch/bench.json" --gpu-mem 1GiB 2>&1 |
+    awk '/predicted decode step/ {p = 1} p && $1 == 2 && $2 == 1 && $3 == 37 {print $(NF - 3)}')
+  if [[ -n $predicted ]]; then
+    echo "ok: scale fitted on the TCP link ($fit): predicted ${predicted} ms/step at TP 2 over two" \
+      "nodes, measured ${clean_step:-?}"
+  else
+    fail "scale with the measured fit printed no prediction"
+  fi
+else
+  fail "scale --measure-comm over two nodes or bench: status $status"
+  echo "$err" | tail -5
+fi
+# netem where the kernel has it (20 ms delay, 1% loss). Else the same faults without it: 1% loss
+# both ways (nftables) and 20 ms on node1's egress from tests/launch/link_delay.cc (an iptables
+# NFQUEUE rule hands node1's outgoing packets to it; it holds each for 20 ms). Last resort: the
+# loss and a 20 Mbit/s token bucket.
+delay_pid=""
+lossy() {
+  ip netns exec tpserve-n1 nft -f - <<'NFT'
 table inet lossy {
   chain out { type filter hook output priority 0; numgen random mod 100 0 drop; }
   chain in { type filter hook input priority 0; numgen random mod 100 0 drop; }
 }
 NFT
+}
+if ip netns exec tpserve-n1 tc qdisc add dev eth0 root netem delay 20ms loss 1% 2>/dev/null; then
+  degraded="netem 20 ms delay + 1% loss"
+elif [[ -x ${TPSERVE_LINK_DELAY:-} ]] && command -v iptables-legacy >/dev/null && command -v nft >/dev/null &&
+     lossy; then
+  ip netns exec tpserve-n1 "$TPSERVE_LINK_DELAY" --queue 0 --delay-ms 20 --seconds 600 \
+    >"$scratch/link_delay" 2>&1 &
+  delay_pid=$!
+  for _ in $(seq 50); do grep -q ready "$scratch/link_delay" && break; sleep 0.1; done
+  if grep -q ready "$scratch/link_delay" &&
+     ip netns exec tpserve-n1 iptables-legacy -A OUTPUT -o eth0 -j NFQUEUE --queue-num 0 --queue-bypass; then
+    degraded="20 ms on node1's egress (NFQUEUE, tests/launch/link_delay.cc; no sch_netem in this kernel) + 1% loss both ways (nftables)"
+  else
+    fail "link_delay did not start: $(cat "$scratch/link_delay")"
+    degraded=""
+  fi
+elif command -v nft >/dev/null && lossy &&
      ip netns exec tpserve-n1 tc qdisc add dev eth0 root tbf rate 20mbit burst 32kbit latency 50ms; then
-  degraded="1% loss both ways (nftables) + 20 Mbit/s (tbf); no sch_netem in this kernel"
+  degraded="1% loss both ways (nftables) + 20 Mbit/s (tbf); no sch_netem and no link_delay here"
 else
   degraded=""
   echo "SKIP: degraded link (neither netem nor nftables + tbf available)"
@@ -130,6 +172,16 @@ if [[ -n $degraded ]]; then
   fi
   ip netns exec tpserve-n1 tc qdisc del dev eth0 root 2>/dev/null
   ip netns exec tpserve-n1 nft delete table inet lossy 2>/dev/null
+  ip netns exec tpserve-n1 iptables-legacy -F OUTPUT 2>/dev/null
+fi
+if [[ -n $delay_pid ]]; then
+  kill -TERM "$delay_pid" 2>/dev/null
+  wait "$delay_pid" 2>/dev/null
+  if grep -qE 'held [1-9][0-9]* packets' "$scratch/link_delay"; then
+    echo "ok: $(tail -1 "$scratch/link_delay")"
+  else
+    fail "link_delay held no packet: $(cat "$scratch/link_delay")"
+  fi
 fi
 
 # The link of node1 goes down mid-generation (a batch job long enough to be running whatever the
