@@ -92,29 +92,4 @@ uint16_t f32_to_f16(float value) {
   return sign | static_cast<uint16_t>(((rounded >> 13) - (112 << 10)) & 0x7fff);
 }
 
-void convert_to_f32(DType dtype, const void* src, float* dst, int64_t n) {
-  const auto* bytes = static_cast<const unsigned char*>(src);
-  switch (dtype) {
-    case DType::kF32:
-      std::memcpy(dst, src, static_cast<size_t>(n) * 4);
-      return;
-    case DType::kBF16:
-      for (int64_t i = 0; i < n; ++i) {
-        uint16_t bits;
-        std::memcpy(&bits, bytes + 2 * i, 2);
-        dst[i] = bf16_to_f32(bits);
-      }
-      return;
-    case DType::kF16:
-      for (int64_t i = 0; i < n; ++i) {
-        uint16_t bits;
-        std::memcpy(&bits, bytes + 2 * i, 2);
-        dst[i] = f16_to_f32(bits);
-      }
-      return;
-    default:
-      TPS_CHECK(false, "convert_to_f32: {} is not a weight dtype", dtype_name(dtype));
-  }
-}
-
 }  // namespace tpserve

@@ -41,7 +41,17 @@ float f16_to_f32(uint16_t bits);
 // binary32 -> binary16, round to nearest even.
 uint16_t f32_to_f16(float value);
 
-// Widen n elements of a weight dtype (F32/F16/BF16) to float32. src may be unaligned.
+// Widen n elements of a weight dtype (F32/F16/BF16) to float32, bit for bit f16_to_f32 /
+// bf16_to_f32 of each element (NaN payloads included). src and dst may be unaligned. Vectorized
+// with the best instruction set this processor has (dtype_convert.cc).
 void convert_to_f32(DType dtype, const void* src, float* dst, int64_t n);
+
+// The instruction sets convert_to_f32 dispatches between, for tests and benchmarks.
+enum class ConvertIsa : uint8_t { kScalar, kAvx2, kAvx512 };
+bool convert_isa_supported(ConvertIsa isa);
+ConvertIsa best_convert_isa();
+std::string_view convert_isa_name(ConvertIsa isa);
+// convert_to_f32 on one instruction set (it must be supported: a broken invariant otherwise).
+void convert_to_f32_with(ConvertIsa isa, DType dtype, const void* src, float* dst, int64_t n);
 
 }  // namespace tpserve

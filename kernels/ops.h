@@ -76,6 +76,21 @@ class Backend {
   virtual void fill_zero(void* ptr, size_t bytes) = 0;
   // Host float32 -> n elements of the compute dtype in backend memory (weights, inputs).
   virtual void upload_f32(void* dst, const float* src, int64_t n) = 0;
+  // n elements of `src_dtype` (F32, F16 or BF16) in host memory -> the compute dtype at dst in
+  // backend memory: each element stored exactly as upload_f32 stores its float32 widening (no
+  // rounding at all where src_dtype is the compute dtype: the bytes are copied). This is how
+  // checkpoint weights arrive without a float32 host copy: the CPU widens straight into dst
+  // (vectorized, common/dtype.h); CUDA copies the file's bytes over the bus and converts on the
+  // device. src from allocate_host saves CUDA a staging copy. Returns once src may be reused.
+  // Thread-safe on the CPU backend; CUDA callers serialize their calls.
+  virtual void upload(void* dst, DType src_dtype, const void* src, int64_t n) = 0;
+  // Host memory to stage uploads in: page-locked on CUDA (the DMA reads it directly), 64-byte
+  // aligned ordinary memory on the CPU. Thread-safe.
+  virtual void* allocate_host(size_t bytes) = 0;
+  virtual void release_host(void* ptr) = 0;
+  // Whether allocate() returns ordinary host memory the caller may write directly (the CPU
+  // backend). Such a backend's upload also runs on any number of threads at once.
+  virtual bool host_memory() const { return false; }
   // n elements of the compute dtype in backend memory -> host float32 (logits, checks).
   virtual void download_f32(float* dst, const void* src, int64_t n) = 0;
   virtual void synchronize() = 0;

@@ -38,6 +38,7 @@
 #include "runtime/model/model.h"
 #include "runtime/planning/memory_plan.h"
 #include "launch/bench_gemv.h"
+#include "launch/bench_load.h"
 #include "runtime/planning/scaling_model.h"
 
 namespace tpserve::launch {
@@ -66,6 +67,8 @@ struct BenchOptions {
   std::string json_path;
   std::string csv_path;
   GemvBenchOptions gemv;  // --gemv: the kernel comparison alone, no model
+  std::string load_dir;   // --load: checkpoint load throughput under mpirun, no model run
+  int load_threads = 0;
 };
 
 struct DecodeResult {
@@ -551,8 +554,25 @@ void register_bench_command(CLI::App& app, CommandRunner& runner) {
                       "vs the f32 GEMV on it dequantized (bytes/s of each), e.g. 11008x4096");
   command->add_option("--gemv-bits", options->gemv.bits, "--gemv code width: 4 or 8");
   command->add_option("--gemv-group", options->gemv.group_size, "--gemv input columns per group");
+  command->add_option("--load", options->load_dir,
+                      "Instead of a model run: load the checkpoint in DIR, each rank of mpirun -np N "
+                      "its TP=N shard, and report GB/s against the page-cache read and memory-copy "
+                      "(and pinned host-to-device) bandwidths measured in the same run, peak RSS "
+                      "and bytes read per rank");
+  command->add_option("--load-threads", options->load_threads,
+                      "--load: threads per rank reading the checkpoint (default: cores, at most 8)")
+      ->check(CLI::Range(0, 256));
   command->callback([options, &runner] {
     runner = [options] {
+      if (!options->load_dir.empty()) {
+        LoadBenchOptions load;
+        load.model_dir = options->load_dir;
+        load.device = options->device;
+        load.dtype = options->dtype;
+        load.threads = options->load_threads;
+        load.json_path = options->json_path;
+        return run_load_bench(load);
+      }
       if (options->gemv.shape.empty()) return run_bench(*options);
       GemvBenchOptions gemv = options->gemv;
       gemv.iters = options->iters;

@@ -23,6 +23,7 @@ runtime::ModelOptions RankOptions::model_options() const {
   options.max_tokens_per_step = max_tokens_per_step;
   options.block_size = block_size;
   options.allow_unused_tensors = allow_unused_tensors;
+  options.load_threads = load_threads;
   return options;
 }
 
@@ -41,6 +42,9 @@ void add_rank_options(CLI::App& app, RankOptions& options) {
   app.add_flag("--allow-unused-tensors", options.allow_unused_tensors,
                "Load a checkpoint holding tensors the model does not read (known-harmless extras), "
                "with one warning listing them, instead of refusing it");
+  app.add_option("--load-threads", options.load_threads,
+                 "Threads per rank reading the checkpoint (default: the host's cores, at most 8)")
+      ->check(CLI::Range(0, 256));
   add_device_options(app, options.device);
 }
 
@@ -193,9 +197,12 @@ std::unique_ptr<runtime::Model> load_model(runtime::ModelConfig config,
     const int decile = p.bytes_total == 0 ? 10 : static_cast<int>(10 * p.bytes_done / p.bytes_total);
     if (decile == last_decile) return;
     last_decile = decile;
-    log().info("loading weights: {:3d}% ({:.1f} / {:.1f} MiB on this rank, {} / {} tensors)",
+    const double elapsed =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    log().info("loading weights: {:3d}% ({:.1f} / {:.1f} MiB on this rank, {} / {} tensors, "
+               "{:.2f} GB/s read from the checkpoint)",
                decile * 10, p.bytes_done / 1048576.0, p.bytes_total / 1048576.0, p.weights_done,
-               p.weights_total);
+               p.weights_total, p.file_bytes_read / 1e9 / std::max(elapsed, 1e-9));
   }, lora.get());
   if (!model->unused_tensors().empty() && comm.rank() == 0) {
     log().warn("--allow-unused-tensors: ignoring {} checkpoint tensor(s) the model does not read: {}",

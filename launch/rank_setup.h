@@ -31,6 +31,7 @@ struct RankOptions {
   double collective_timeout_s = 300;  // while loading (ranks may load at different speeds)
   double step_timeout_s = 30;         // once serving: no step takes this long
   bool allow_unused_tensors = false;  // checkpoint tensors no adapter rule reads: warn, not refuse
+  int load_threads = 0;               // threads reading the checkpoint; 0: cores, at most 8
   DeviceOptions device;
 
   std::chrono::milliseconds collective_timeout() const {

@@ -106,6 +106,59 @@ class CudaBackend final : public Backend {
       done += count;
     }
   }
+  // The file's bytes cross the bus as they are (bf16 / fp16: half the bytes of float32) and are
+  // converted on the device. They land in dst itself when the element sizes match (converted in
+  // place where the dtypes differ, f16 <-> bf16), else (float32 files) in the device staging
+  // buffer, one chunk at a time. A pinned src is copied from directly; any other goes through the
+  // pinned staging buffers first, as in upload_f32. Returns once the last copy has read src.
+  void upload(void* dst, DType src_dtype, const void* src, int64_t n) override {
+    if (!is_weight_dtype(src_dtype)) {
+      raise(ErrorCode::kInvalidArgument, "cuda upload: {} is not a weight dtype",
+            dtype_name(src_dtype));
+    }
+    if (n <= 0) return;
+    activate();
+    const int64_t in_element = dtype_size(src_dtype);
+    const int64_t out_element = dtype_size(dtype_);
+    const bool pinned = is_pinned(src);
+    const bool in_place = in_element == out_element;
+    const int64_t staging_bytes = kStagingFloats * int64_t{sizeof(float)};
+    const int64_t chunk = in_place && pinned ? n : staging_bytes / in_element;
+    const char* from = static_cast<const char*>(src);
+    char* out = static_cast<char*>(dst);
+    int64_t index = 0;
+    for (int64_t done = 0; done < n; ++index) {
+      const int64_t count = std::min(chunk, n - done);
+      const int b = static_cast<int>(index % 2);
+      const void* host = from + done * in_element;
+      if (!pinned) {
+        char* staging = reinterpret_cast<char*>(host_staging_ + b * kStagingFloats);
+        TPSERVE_CUDA_CHECK(cudaEventSynchronize(staging_free_[b]));
+        std::memcpy(staging, host, static_cast<size_t>(count * in_element));
+        host = staging;
+      }
+      void* landing = in_place ? static_cast<void*>(out + done * out_element)
+                               : static_cast<void*>(device_staging_ + b * kStagingFloats);
+      TPSERVE_CUDA_CHECK(cudaMemcpyAsync(landing, host, static_cast<size_t>(count * in_element),
+                                         cudaMemcpyHostToDevice, stream_));
+      TPSERVE_CUDA_CHECK(cudaEventRecord(staging_free_[b], stream_));
+      if (src_dtype != dtype_) {
+        launch_convert_weights(src_dtype, dtype_, stream_, landing, count, out + done * out_element);
+      }
+      done += count;
+    }
+    // The last copy's event is recorded after every earlier one on the stream.
+    TPSERVE_CUDA_CHECK(cudaEventSynchronize(staging_free_[(index - 1) % 2]));
+  }
+  void* allocate_host(size_t bytes) override {
+    activate();
+    void* ptr = nullptr;
+    TPSERVE_CUDA_CHECK(cudaHostAlloc(&ptr, std::max<size_t>(bytes, 64), cudaHostAllocPortable));
+    return ptr;
+  }
+  void release_host(void* ptr) override {
+    if (ptr != nullptr) TPSERVE_CUDA_CHECK(cudaFreeHost(ptr));
+  }
   void download_f32(float* dst, const void* src, int64_t n) override {
     activate();
     const char* in = static_cast<const char*>(src);
@@ -217,6 +270,16 @@ class CudaBackend final : public Backend {
   // The current device is per host thread; the engine may call from a thread other than the one
   // that built the backend. cudaSetDevice to the already-current device is a cheap no-op.
   void activate() { TPSERVE_CUDA_CHECK(cudaSetDevice(device_)); }
+
+  // Page-locked host memory (cudaHostAlloc / cudaHostRegister): the DMA can read it directly.
+  static bool is_pinned(const void* ptr) {
+    cudaPointerAttributes attributes{};
+    if (cudaPointerGetAttributes(&attributes, ptr) != cudaSuccess) {
+      (void)cudaGetLastError();  // pageable memory on old drivers: an error, not a type
+      return false;
+    }
+    return attributes.type == cudaMemoryTypeHost;
+  }
 
   // Grown geometrically, so steady-state steps allocate nothing.
   void ensure_attention_scratch(size_t bytes) {

@@ -42,6 +42,12 @@ void launch_argmax(DType dtype, cudaStream_t stream, const void* logits, int row
                    int32_t* out);
 void launch_f32_to_dtype(DType dtype, cudaStream_t stream, const float* src, int64_t n, void* dst);
 void launch_dtype_to_f32(DType dtype, cudaStream_t stream, const void* src, int64_t n, float* dst);
+// n weights of src_dtype (F32, F16 or BF16) on the device -> dst_dtype (the compute dtype, F16 or
+// BF16): dst[i] = the compute dtype rounded from the exact float32 value of src[i], the same
+// rounding launch_f32_to_dtype applies (convert.cu). src == dst is allowed when both dtypes have
+// the same size (each element is read and written by one thread).
+void launch_convert_weights(DType src_dtype, DType dst_dtype, cudaStream_t stream, const void* src,
+                            int64_t n, void* dst);
 
 // How one attention call is cut into CTAs: grid (token, kv head x q-head chunk, kv split).
 struct AttentionPlan {

@@ -473,6 +473,10 @@ const SafetensorsFile& Checkpoint::file_of(std::string_view name) const {
   return *located.file;
 }
 
+const SafetensorsFile* Checkpoint::safetensors_of(std::string_view name) const {
+  return locate(name).file;
+}
+
 const fs::path& Checkpoint::path_of(std::string_view name) const {
   const Located& located = locate(name);
   return located.file == nullptr ? dir_ : located.file->path();

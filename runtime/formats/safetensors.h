@@ -50,6 +50,10 @@ class SafetensorsFile {
   const std::vector<TensorEntry>& tensors() const { return tensors_; }  // in data-offset order
   const TensorEntry* find(std::string_view name) const;                 // nullptr if absent
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
+  // Where the data section starts in the file (tensor data_begin is relative to it), and the
+  // file's size when it was opened: what a reader with its own descriptor needs.
+  uint64_t data_offset() const { return static_cast<uint64_t>(data_ - map_); }
+  uint64_t file_size() const { return map_size_; }
 
   // The bytes [offset, offset + length) of a tensor's data, bounds-checked (throws kOutOfRange).
   // `tensor` must be one of this file's entries.
@@ -111,8 +115,16 @@ class Checkpoint {
   // (little-endian, as safetensors writes). Other dtypes -> kUnimplemented.
   void read_i32(std::string_view name, int64_t row_begin, int64_t row_end, int64_t col_begin,
                 int64_t col_end, int32_t* out) const;
-  // Total bytes read through read_f32 / read_i32 so far (for load-throughput reports).
+  // The safetensors file holding tensor `name`, or nullptr for a GGUF tensor (kNotFound when the
+  // checkpoint has no such tensor).
+  const SafetensorsFile* safetensors_of(std::string_view name) const;
+  // Total bytes read through read_f32 / read_i32 so far, plus those readers with their own
+  // descriptors report through count_bytes_read (runtime/model/shard_loader.h), for
+  // load-throughput reports.
   uint64_t bytes_read() const { return bytes_read_.load(std::memory_order_relaxed); }
+  void count_bytes_read(uint64_t bytes) const {
+    bytes_read_.fetch_add(bytes, std::memory_order_relaxed);
+  }
 
  private:
   struct Located {

@@ -144,7 +144,7 @@ void Model::load(const Checkpoint& checkpoint,
   validate_weights(checkpoint, plan, config_.quant);
   unused_tensors_ = check_unused_tensors(checkpoint, accounted_tensors(config_, *architecture),
                                          options_.allow_unused_tensors);
-  weights_.load(checkpoint, plan, backend_, progress, lora, config_.quant);
+  weights_.load(checkpoint, plan, backend_, progress, lora, config_.quant, options_.load_threads);
   bind_weights();
 }
 

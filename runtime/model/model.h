@@ -38,6 +38,9 @@ struct ModelOptions {
   // Checkpoint tensors no adapter rule reads are ignored (listed by unused_tensors()) instead of
   // refused (runtime/model/weights.h, check_unused_tensors).
   bool allow_unused_tensors = false;
+  // Threads reading the checkpoint at load (runtime/model/shard_loader.h); 0: the host's cores,
+  // at most 8.
+  int load_threads = 0;
 };
 
 // Bytes of every activation buffer a Model allocates for its options (the KV cache aside). The

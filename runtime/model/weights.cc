@@ -9,6 +9,7 @@
 #include "common/check.h"
 #include "common/error.h"
 #include "runtime/model/quantized_load.h"
+#include "runtime/model/shard_loader.h"
 
 namespace tpserve::runtime {
 
@@ -76,32 +77,74 @@ void WeightStore::store(const WeightShard& weight, DeviceBuffer buffer, LoadProg
 void WeightStore::load(const Checkpoint& checkpoint, const std::vector<WeightShard>& plan,
                        kernels::Backend& backend,
                        const std::function<void(const LoadProgress&)>& progress,
-                       const LoraAdapter* lora, const QuantConfig& quant) {
+                       const LoraAdapter* lora, const QuantConfig& quant, int load_threads) {
   validate_weights(checkpoint, plan, quant);
   if (lora != nullptr) lora->validate(plan);
   const int element = dtype_size(backend.compute_dtype());
+  const uint64_t read_before = checkpoint.bytes_read();
   LoadProgress state;
   state.weights_total = plan.size();
+  // Float shards of safetensors files go through the parallel reader; the rest (quantized, GGUF,
+  // LoRA-merged) one by one below.
+  enum class Path { kParallel, kQuantized, kStaged };
+  std::vector<Path> path(plan.size(), Path::kParallel);
   int64_t largest = 0;
-  std::vector<bool> quantized(plan.size());
   for (size_t i = 0; i < plan.size(); ++i) {
     const WeightShard& weight = plan[i];
-    quantized[i] = shard_is_quantized(checkpoint, quant, weight);
-    if (quantized[i] && lora != nullptr) {
-      raise(ErrorCode::kUnimplemented, "{}: LoRA adapters on quantized weights ('{}') are not "
-            "supported", checkpoint.dir().string(), weight.blocks.front().tensor);
+    if (shard_is_quantized(checkpoint, quant, weight)) {
+      if (lora != nullptr) {
+        raise(ErrorCode::kUnimplemented, "{}: LoRA adapters on quantized weights ('{}') are not "
+              "supported", checkpoint.dir().string(), weight.blocks.front().tensor);
+      }
+      path[i] = Path::kQuantized;
+      state.bytes_total += shard_bytes(weight, quant, element);
+      continue;
     }
-    state.bytes_total += quantized[i] ? shard_bytes(weight, quant, element) : weight.numel() * element;
-    if (!quantized[i]) largest = std::max(largest, weight.numel());
+    state.bytes_total += weight.numel() * element;
+    const bool all_safetensors =
+        std::all_of(weight.blocks.begin(), weight.blocks.end(), [&](const SourceBlock& block) {
+          return checkpoint.safetensors_of(block.tensor) != nullptr;
+        });
+    if (lora != nullptr || !all_safetensors) {
+      path[i] = Path::kStaged;
+      largest = std::max(largest, weight.numel());
+    }
   }
+  const auto report = [&] {
+    state.file_bytes_read = static_cast<int64_t>(checkpoint.bytes_read() - read_before);
+    if (progress) progress(state);
+  };
+
+  std::vector<ShardTarget> targets;
+  std::vector<DeviceBuffer> parallel_buffers;
+  for (size_t i = 0; i < plan.size(); ++i) {
+    if (path[i] != Path::kParallel) continue;
+    parallel_buffers.emplace_back(backend, static_cast<size_t>(plan[i].numel()) * element);
+    targets.push_back({&plan[i], parallel_buffers.back().data()});
+  }
+  if (!targets.empty()) {
+    load_dense_shards(checkpoint, targets, backend, load_threads,
+                      [&](const ShardLoadProgress& p) {
+                        state.bytes_done = p.bytes_done;
+                        state.weights_done = p.weights_done;
+                        report();
+                      });
+    for (size_t t = 0; t < targets.size(); ++t) {
+      bytes_ += parallel_buffers[t].bytes();
+      TPS_CHECK(buffers_.emplace(targets[t].weight->name, std::move(parallel_buffers[t])).second,
+                "duplicate weight {}", targets[t].weight->name);
+    }
+  }
+
   std::vector<float> staging(static_cast<size_t>(largest));
   for (size_t i = 0; i < plan.size(); ++i) {
     const WeightShard& weight = plan[i];
-    if (quantized[i]) {
-      store_quantized(weight, read_quantized_shard(checkpoint, quant, weight), backend, state,
-                      progress);
+    if (path[i] == Path::kQuantized) {
+      store_quantized(weight, read_quantized_shard(checkpoint, quant, weight), backend, state, {});
+      report();
       continue;
     }
+    if (path[i] != Path::kStaged) continue;
     float* cursor = staging.data();
     for (const SourceBlock& block : weight.blocks) {
       checkpoint.read_f32(block.tensor, block.rows.begin, block.rows.end, block.cols.begin,
@@ -112,7 +155,8 @@ void WeightStore::load(const Checkpoint& checkpoint, const std::vector<WeightSha
     std::fill(cursor, staging.data() + weight.numel(), 0.0f);  // vocab padding rows
     DeviceBuffer buffer(backend, static_cast<size_t>(weight.numel()) * element);
     backend.upload_f32(buffer.data(), staging.data(), weight.numel());
-    store(weight, std::move(buffer), state, progress);
+    store(weight, std::move(buffer), state, {});
+    report();
   }
 }
 

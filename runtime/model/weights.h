@@ -37,6 +37,7 @@ std::vector<std::string> check_unused_tensors(const Checkpoint& checkpoint,
 struct LoadProgress {
   int64_t bytes_done = 0;   // of this rank's shards, in the compute dtype
   int64_t bytes_total = 0;
+  int64_t file_bytes_read = 0;  // read from the checkpoint's files so far
   size_t weights_done = 0;
   size_t weights_total = 0;
 };
@@ -52,11 +53,15 @@ class WeightStore {
   // Validates, then loads every shard of the plan. `progress` (optional) is called after each.
   // With a LoRA adapter, it is validated against the plan too and merged into each staged shard
   // before upload. Linear weights the checkpoint stores quantized (`quant` says how) stay packed:
-  // codes, scales and mins are uploaded as kernels/quantized.h lays them out.
+  // codes, scales and mins are uploaded as kernels/quantized.h lays them out. Float shards of
+  // safetensors files without an adapter are read by `load_threads` threads at once straight into
+  // their buffers (runtime/model/shard_loader.h; 0: default_load_threads()); the others (GGUF,
+  // LoRA-merged, quantized) one at a time through a float32 staging copy.
   void load(const Checkpoint& checkpoint, const std::vector<WeightShard>& plan,
             kernels::Backend& backend,
             const std::function<void(const LoadProgress&)>& progress = {},
-            const LoraAdapter* lora = nullptr, const QuantConfig& quant = {});
+            const LoraAdapter* lora = nullptr, const QuantConfig& quant = {},
+            int load_threads = 0);
 
   // Synthetic weights of the plan's shapes, no checkpoint (tpserve bench, memory checks):
   // deterministic in `seed`, uniform in [-0.02, 0.02) (norm weights 1, vocab padding rows 0),

@@ -112,4 +112,21 @@ done
 step "decode benchmark: one rank's shard of qwen2-72b at TP=8"
 timeout 120 "$bin/tpserve" bench --device cuda --dtype bf16 --preset qwen2-72b --tp 8 --batch 1,32 \
   --context 1024 --iters 10 --prompt-len 512 --json "$out/bench_qwen2-72b_tp8.json" 2>&1 | grep -v "^\[.*info\]"
+# Issue 18: load at the speed of the disk. A qwen2.5-7b-shaped bf16 checkpoint (14.2 GiB, random
+# weights) written to this machine's disk, read once to put it in the page cache, then loaded at
+# TP=1 straight into bf16 (a byte copy: no conversion) and into fp16 (converted on the device).
+# Goal: load/min(cache, h2d) >= 0.8, where cache is the page-cache read and h2d the pinned
+# host-to-device copy bandwidth measured in the same run.
+step "load benchmark: qwen2.5-7b-shaped bf16 checkpoint, TP=1"
+ckpt=${TPSERVE_LOAD_BENCH_DIR:-/tmp/tpserve_load_qwen2.5-7b}
+if [[ ! -f $ckpt/model.safetensors.index.json ]]; then
+  timeout 420 python3 "$repo/tests/bench/make_load_bench_model.py" "$ckpt" --shape qwen2.5-7b \
+    --dtype bf16 --files 4 || echo "load benchmark: generating the checkpoint failed"
+fi
+cat "$ckpt"/*.safetensors > /dev/null
+for dtype in bf16 fp16; do
+  timeout 180 "${mpi[@]}" -np 1 "$bin/tpserve" bench --load "$ckpt" --device cuda --dtype $dtype \
+    --json "$out/load_qwen2.5-7b_$dtype.json" 2>&1 | grep -v "^\[.*info\]"
+done
+
 step "done"

@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <numeric>
 #include <random>
 #include <string>
@@ -137,6 +138,56 @@ TEST_P(CudaOps, UploadDownloadRoundTripRoundsToNearestEven) {
   for (int i = 0; i < 64; ++i) ASSERT_EQ(zeroed[i], 0.0f) << i;
   EXPECT_EQ(zeroed[64], values[64]);
   EXPECT_NE(gpu_->native_stream(), nullptr);  // collectives order themselves on it
+}
+
+// Weights uploaded from each file dtype (converted on the device) land exactly as upload_f32 of
+// the CPU's float32 widening stored them -- the load path before the device conversion. Every
+// 16-bit pattern, float32 specials and random float32 bits; from pinned and from pageable memory;
+// over several staging chunks. NaN must stay NaN; its payload may differ (CUDA's rounding
+// canonicalizes NaN, a byte copy keeps it).
+TEST_P(CudaOps, UploadFromEachFileDtypeMatchesUploadF32OfTheWidening) {
+  std::mt19937 rng(5);
+  for (DType file : {DType::kF32, DType::kF16, DType::kBF16}) {
+    const int64_t in_element = dtype_size(file);
+    const int64_t n = file == DType::kF32 ? (int64_t{5} << 19) + 77 : 65536 * 3 + 5;
+    std::vector<uint8_t> bytes(static_cast<size_t>(n * in_element));
+    for (int64_t i = 0; i < n; ++i) {
+      if (file == DType::kF32) {
+        uint32_t bits = static_cast<uint32_t>(rng());
+        const uint32_t specials[] = {0x7f800000u, 0xff800000u, 0x7fc00000u, 0x00000001u,
+                                     0x80000000u, 0x477fe000u, 0x33800000u};
+        if (i < 7) bits = specials[i];
+        std::memcpy(&bytes[static_cast<size_t>(i * 4)], &bits, 4);
+      } else {
+        const uint16_t bits = static_cast<uint16_t>(i);
+        std::memcpy(&bytes[static_cast<size_t>(i * 2)], &bits, 2);
+      }
+    }
+    std::vector<float> widened(static_cast<size_t>(n));
+    convert_to_f32(file, bytes.data(), widened.data(), n);
+    Buffer reference(*gpu_, static_cast<size_t>(n) * element_bytes());
+    gpu_->upload_f32(reference.get(), widened.data(), n);
+    std::vector<uint16_t> expected(static_cast<size_t>(n));
+    gpu_->copy_to_host(expected.data(), reference.get(), expected.size() * 2);
+    for (bool pinned : {false, true}) {
+      void* host = pinned ? gpu_->allocate_host(bytes.size()) : bytes.data();
+      if (pinned) std::memcpy(host, bytes.data(), bytes.size());
+      Buffer loaded(*gpu_, static_cast<size_t>(n) * element_bytes());
+      gpu_->upload(loaded.get(), file, host, n);
+      std::vector<uint16_t> got(static_cast<size_t>(n));
+      gpu_->copy_to_host(got.data(), loaded.get(), got.size() * 2);
+      if (pinned) gpu_->release_host(host);
+      for (int64_t i = 0; i < n; ++i) {
+        const uint16_t e = expected[static_cast<size_t>(i)], g = got[static_cast<size_t>(i)];
+        const bool both_nan = std::isnan(widened[static_cast<size_t>(i)]) &&
+                              (GetParam() == DType::kBF16 ? std::isnan(bf16_to_f32(g))
+                                                          : std::isnan(f16_to_f32(g)));
+        ASSERT_TRUE(e == g || both_nan)
+            << dtype_name(file) << (pinned ? " pinned" : " pageable") << " element " << i
+            << ": expected 0x" << std::hex << e << ", got 0x" << g;
+      }
+    }
+  }
 }
 
 TEST_P(CudaOps, EmbeddingZeroesIdsOutsideTheSlice) {
