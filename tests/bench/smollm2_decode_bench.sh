@@ -53,7 +53,9 @@ llama=$("$python" - "$model" "$ids" "$tokens" "$threads" "$repeats" <<'PY'
 import sys, time
 from llama_cpp import Llama
 model, ids, tokens, threads, repeats = sys.argv[1], [int(t) for t in sys.argv[2].split(",")], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
-llm = Llama(model_path=model, n_ctx=512, n_threads=threads, n_threads_batch=threads, n_batch=512, verbose=False)
+# logits_all: scores[n_tokens - 1] holds the newest row (decode steps compute one row either way).
+llm = Llama(model_path=model, n_ctx=512, n_threads=threads, n_threads_batch=threads, n_batch=512,
+            logits_all=True, verbose=False)
 rates = []
 for _ in range(repeats):
     llm.reset()
