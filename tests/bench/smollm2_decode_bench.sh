@@ -8,7 +8,8 @@
 #                                       [--tokens N] [--repeats N] [--tp "1 3"]
 # Defaults: build-cpu/launch/tpserve, /work/venvs/llama/bin/python, 2 threads, 128 tokens, 3
 # repeats, TP 1. llama-cpp-python: python3 -m venv V && V/bin/pip install llama-cpp-python
-# (compiles llama.cpp for this processor).
+# (compiles llama.cpp for this processor). A llama.cpp build's own libllama.so also works:
+# PYTHONPATH=<dir holding llama-cpp-python's llama_cpp/> LLAMA_CPP_LIB_PATH=<dir of libllama.so>.
 # tpserve's threads: OPENBLAS_NUM_THREADS (float GEMM and the quantized GEMV's row split); at TP > 1
 # each of the TP ranks gets threads / TP (at least 1).
 set -euo pipefail
