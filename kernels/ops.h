@@ -117,6 +117,8 @@ class Backend {
   // scales and mins in the compute dtype). A backend without the kernel refuses by name.
   virtual void quantized_linear(const void* x, const QuantizedMatrix& weight, const void* bias,
                                 int m, void* out);
+  // Whether quantized_linear is implemented (formats that may also load as floats, GGUF, ask).
+  virtual bool has_quantized_linear() const { return false; }
 
   // Rotates, in place, the first rotary_dim dims of each of num_heads heads of every token's row
   // of x by angle position * inv_freq. Token t's heads start at x + t * row_stride (elements), so

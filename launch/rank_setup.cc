@@ -221,6 +221,7 @@ void load_serving_rank(ServingRank& rank, parallel::MpiCommunicator& comm,
                        const ServingRankOptions& options) {
   rank.device = make_rank_device(options.rank.device, comm, options.rank.collective_timeout());
   runtime::ModelConfig config = runtime::read_model_config(options.model_dir);
+  runtime::fit_quantization_to(config, *rank.device.backend);  // before the memory plan
   runtime::ModelOptions model_options = options.rank.model_options();
   model_options.max_seqs = options.max_seqs;
   // One next-token row per sequence, and one per n-gram draft it may send to be verified.

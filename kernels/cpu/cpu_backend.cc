@@ -69,6 +69,7 @@ class CpuBackend final : public Backend {
               void* out) override {
     cpu::linear(f(x), f(weight), f(bias), m, n, k, f(out));
   }
+  bool has_quantized_linear() const override { return true; }
   void quantized_linear(const void* x, const QuantizedMatrix& weight, const void* bias, int m,
                         void* out) override {
     cpu::quantized_linear(f(x), weight, f(bias), m, f(out));

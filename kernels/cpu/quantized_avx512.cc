@@ -83,6 +83,10 @@ void dequantize_rows(const QuantizedMatrix& w, int64_t row_begin, int64_t row_en
 
 void dot_rows(const QuantizedMatrix& w, const float* x, int64_t row_begin, int64_t row_end,
               float* y) {
+  if (chunked_dot_applies(w)) {
+    chunked_dot_rows_avx2(w, x, row_begin, row_end, y);
+    return;
+  }
   for (int64_t r = row_begin; r < row_end; ++r) {
     __m512 acc = _mm512_setzero_ps();
     float tail = 0.0f;

@@ -25,6 +25,15 @@ struct QuantizedKernels {
                    float* y) = nullptr;
 };
 
+// The decode GEMV's fast path for column-ordered groups whose size and the row length are
+// multiples of 32 (GGUF's blocks, GPTQ / AWQ's usual 32 / 64 / 128): each group's scale and min are
+// factored out of its dot product, so a weight costs one FMA against x. AVX2 + FMA; the AVX-512
+// set calls the same code (a 16-wide version is not written: this machine has no AVX-512 to
+// measure one on).
+bool chunked_dot_applies(const QuantizedMatrix& w);
+void chunked_dot_rows_avx2(const QuantizedMatrix& w, const float* x, int64_t row_begin,
+                           int64_t row_end, float* y);
+
 bool isa_supported(Isa isa);
 // The kernels of `isa` (which must be supported), and the best the processor supports.
 const QuantizedKernels& quantized_kernels(Isa isa);

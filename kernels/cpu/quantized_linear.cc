@@ -1,5 +1,6 @@
 // y = x W^T + b with W quantized (kernels/quantized.h), never dequantized whole:
-//   m < kGemmRows (decode): the fused GEMV reads each packed row once per token row;
+//   m < kGemmRows (decode): the fused GEMV reads each packed row once per token row, the rows
+//   split over the backend's threads;
 //   otherwise (prefill): tiles of rows are dequantized into a float32 buffer of ~1 MiB and
 //   multiplied by OpenBLAS, so the float copy never exceeds one tile.
 #include <cblas.h>
@@ -10,6 +11,7 @@
 #include "common/error.h"
 #include "kernels/cpu/cpu_ops.h"
 #include "kernels/cpu/quantized_kernels.h"
+#include "kernels/cpu/row_pool.h"
 
 namespace tpserve::kernels::cpu {
 
@@ -17,6 +19,7 @@ namespace {
 
 constexpr int kGemmRows = 4;  // token rows from which a dequantized tile pays for itself
 constexpr int64_t kTileFloats = int64_t{1} << 18;
+constexpr int64_t kRowAlign = 16;  // rows per unit of the GEMV's split: whole cache lines of y
 
 }  // namespace
 
@@ -54,7 +57,12 @@ void quantized_linear(const float* x, const QuantizedMatrix& w, const float* bia
   const int64_t n = w.rows;
   const int64_t k = w.cols;
   if (m < kGemmRows) {
-    for (int t = 0; t < m; ++t) kernels.dot_rows(w, x + t * k, 0, n, out + t * n);
+    // Output rows split over the backend's threads (row_pool.h), each reading its rows once.
+    parallel_rows(n, kRowAlign, [&](int64_t begin, int64_t end) {
+      for (int t = 0; t < m; ++t) {
+        kernels.dot_rows(w, x + t * k, begin, end, out + t * n + begin);
+      }
+    });
   } else {
     // One buffer per thread, grown once: no allocation per step once the largest tile was seen.
     thread_local std::vector<float> tile;

@@ -172,6 +172,7 @@ const char* quant_method_name(QuantMethod method) {
   switch (method) {
     case QuantMethod::kGptq: return "gptq";
     case QuantMethod::kAwq: return "awq";
+    case QuantMethod::kGguf: return "gguf";
     case QuantMethod::kNone: break;
   }
   return "none";

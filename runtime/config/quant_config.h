@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -13,7 +14,9 @@
 
 namespace tpserve::runtime {
 
-enum class QuantMethod { kNone, kGptq, kAwq };
+// kGguf: a GGUF file whose simple block types (Q8_0, Q4_0, Q4_1) stay packed; its tensors may mix
+// types, so `packed_bits` names each packed one (runtime/model/checkpoint_source.cc fills it).
+enum class QuantMethod { kNone, kGptq, kAwq, kGguf };
 
 struct QuantConfig {
   QuantMethod method = QuantMethod::kNone;
@@ -25,6 +28,8 @@ struct QuantConfig {
   // dequantization adds 1 back (qlinear_cuda.py); GPTQModel's checkpoint_format "gptq_v2" stores
   // the zero itself (vLLM: zero_offset = use_v2_format ? 0 : 1); AutoAWQ stores it as is.
   int zero_offset = 0;
+  // kGguf: checkpoint tensor name -> bits of its codes (4 or 8), for every tensor kept packed.
+  std::map<std::string, int> packed_bits;
   std::filesystem::path file;  // where the settings came from, for errors
   // Fields no table knows, as "quantization_config.<name>" when read from config.json (reported
   // with config.json's other unknown fields); a separate file reports its own.
@@ -37,7 +42,13 @@ struct QuantConfig {
   int64_t input_align() const;
   // Output rows a column-parallel boundary must be a multiple of: qzeros (both formats) and AWQ's
   // qweight pack codes_per_word outputs into each int32.
-  int64_t output_align() const { return codes_per_word(); }
+  // GGUF blocks run along the input only: any row boundary works.
+  int64_t output_align() const { return method == QuantMethod::kGguf ? 1 : codes_per_word(); }
+  // kGguf: the bits of tensor `name` when it is kept packed, else 0.
+  int packed_bits_of(const std::string& name) const {
+    auto it = packed_bits.find(name);
+    return it == packed_bits.end() ? 0 : it->second;
+  }
 };
 
 const char* quant_method_name(QuantMethod method);

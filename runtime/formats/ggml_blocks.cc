@@ -144,6 +144,41 @@ std::string_view ggml_type_name(uint32_t type) {
   return "an unknown type";
 }
 
+int ggml_packed_bits(GgmlType type) {
+  switch (type) {
+    case GgmlType::kQ4_0:
+    case GgmlType::kQ4_1: return 4;
+    case GgmlType::kQ8_0: return 8;
+    default: return 0;
+  }
+}
+
+void unpack_block(GgmlType type, const std::byte* b, PackedBlock& out) {
+  out.scale = f16_at(b);
+  switch (type) {
+    case GgmlType::kQ8_0:
+      out.min = -128.0f * out.scale;
+      for (int i = 0; i < 32; ++i) {
+        out.codes[i] = static_cast<uint8_t>(static_cast<int8_t>(u8_at(b + 2 + i)) + 128);
+      }
+      return;
+    case GgmlType::kQ4_0:
+    case GgmlType::kQ4_1: {
+      const bool q4_1 = type == GgmlType::kQ4_1;
+      out.min = q4_1 ? f16_at(b + 2) : -8.0f * out.scale;
+      const std::byte* qs = b + (q4_1 ? 4 : 2);
+      for (int i = 0; i < 16; ++i) {  // value i: low nibble of qs[i]; value i + 16: its high nibble
+        const uint8_t q = u8_at(qs + i);
+        out.codes[i] = q & 0xF;
+        out.codes[i + 16] = q >> 4;
+      }
+      return;
+    }
+    default: break;
+  }
+  TPS_CHECK(false, "unpack_block: ggml type {} is not a packed type", static_cast<uint32_t>(type));
+}
+
 void dequantize_blocks(GgmlType type, const std::byte* src, int64_t blocks, float* out) {
   const std::optional<GgmlTypeTraits> traits = ggml_type_traits(static_cast<uint32_t>(type));
   TPS_CHECK(traits.has_value(), "dequantize_blocks: ggml type {} is not decodable",

@@ -312,8 +312,8 @@ const GgufTensor* GgufFile::find(std::string_view name) const {
   return it == index_.end() ? nullptr : &tensors_[it->second];
 }
 
-uint64_t GgufFile::read_f32(const GgufTensor& tensor, int64_t row_begin, int64_t row_end,
-                            int64_t col_begin, int64_t col_end, float* out) const {
+void GgufFile::check_block(const GgufTensor& tensor, int64_t row_begin, int64_t row_end,
+                           int64_t col_begin, int64_t col_end) const {
   TPS_CHECK(&tensor >= tensors_.data() && &tensor < tensors_.data() + tensors_.size(),
             "{}: tensor '{}' is not an entry of this file", path_.string(), tensor.name);
   if (row_begin < 0 || row_begin > row_end || row_end > tensor.rows() || col_begin < 0 ||
@@ -323,6 +323,39 @@ uint64_t GgufFile::read_f32(const GgufTensor& tensor, int64_t row_begin, int64_t
           path_.string(), tensor.name, row_begin, row_end, col_begin, col_end, tensor.rows(),
           tensor.cols());
   }
+}
+
+uint64_t GgufFile::read_packed(
+    const GgufTensor& tensor, int64_t row_begin, int64_t row_end, int64_t col_begin,
+    int64_t col_end, const std::function<void(int64_t, const PackedBlock*, int64_t)>& sink) const {
+  check_block(tensor, row_begin, row_end, col_begin, col_end);
+  if (ggml_packed_bits(tensor.type) == 0) {
+    raise(ErrorCode::kInvalidArgument, "{}: tensor '{}' is {}, not a packed type (Q8_0, Q4_0, Q4_1)",
+          path_.string(), tensor.name, ggml_type_name(static_cast<uint32_t>(tensor.type)));
+  }
+  const GgmlTypeTraits traits = *ggml_type_traits(static_cast<uint32_t>(tensor.type));
+  if (col_begin % traits.block_values != 0 || col_end % traits.block_values != 0) {
+    raise(ErrorCode::kInvalidArgument, "{}: tensor '{}': cols [{}, {}) cut a block of {} values",
+          path_.string(), tensor.name, col_begin, col_end, traits.block_values);
+  }
+  const int64_t first_block = col_begin / traits.block_values;
+  const int64_t blocks = (col_end - col_begin) / traits.block_values;
+  const uint64_t row_bytes = tensor.row_bytes();
+  std::vector<PackedBlock> unpacked(static_cast<size_t>(blocks));
+  for (int64_t row = row_begin; row < row_end; ++row) {
+    const std::byte* src = data_ + tensor.offset + static_cast<uint64_t>(row) * row_bytes +
+                           static_cast<uint64_t>(first_block * traits.block_bytes);
+    for (int64_t b = 0; b < blocks; ++b) {
+      unpack_block(tensor.type, src + b * traits.block_bytes, unpacked[static_cast<size_t>(b)]);
+    }
+    sink(row, unpacked.data(), blocks);
+  }
+  return static_cast<uint64_t>((row_end - row_begin) * blocks * traits.block_bytes);
+}
+
+uint64_t GgufFile::read_f32(const GgufTensor& tensor, int64_t row_begin, int64_t row_end,
+                            int64_t col_begin, int64_t col_end, float* out) const {
+  check_block(tensor, row_begin, row_end, col_begin, col_end);
   const GgmlTypeTraits traits = *ggml_type_traits(static_cast<uint32_t>(tensor.type));
   const int64_t first_block = col_begin / traits.block_values;
   const int64_t end_block = (col_end + traits.block_values - 1) / traits.block_values;

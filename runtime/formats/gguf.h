@@ -13,6 +13,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -66,9 +67,18 @@ class GgufFile {
   // bytes read. A range outside the tensor -> kOutOfRange.
   uint64_t read_f32(const GgufTensor& tensor, int64_t row_begin, int64_t row_end,
                     int64_t col_begin, int64_t col_end, float* out) const;
+  // The packed blocks (Q8_0 / Q4_0 / Q4_1) of rows [row_begin, row_end) x cols [col_begin, col_end)
+  // of `tensor`, unpacked one row at a time: sink(row, blocks, count). The column range must start
+  // and end on block boundaries (kInvalidArgument naming the tensor); only those blocks are read.
+  // Returns the bytes read.
+  uint64_t read_packed(const GgufTensor& tensor, int64_t row_begin, int64_t row_end,
+                       int64_t col_begin, int64_t col_end,
+                       const std::function<void(int64_t, const PackedBlock*, int64_t)>& sink) const;
 
  private:
   GgufFile() = default;
+  void check_block(const GgufTensor& tensor, int64_t row_begin, int64_t row_end,
+                   int64_t col_begin, int64_t col_end) const;
   friend class GgufParser;
 
   std::filesystem::path path_;

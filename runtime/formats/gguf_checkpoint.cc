@@ -88,4 +88,44 @@ void Checkpoint::read_gguf(const Located& located, std::string_view name, int64_
   }
 }
 
+std::optional<GgmlType> Checkpoint::gguf_type(std::string_view name) const {
+  const Located& located = locate(name);
+  if (located.gguf == nullptr) return std::nullopt;
+  return located.gguf->type;
+}
+
+void Checkpoint::read_packed(
+    std::string_view name, int64_t row_begin, int64_t row_end, int64_t col_begin, int64_t col_end,
+    const std::function<void(int64_t, const PackedBlock*, int64_t)>& sink) const {
+  const Located& located = locate(name);
+  if (located.gguf == nullptr || located.gguf->dims.size() != 2) {
+    raise(ErrorCode::kInvalidArgument, "{}: tensor '{}' is not a packed GGUF matrix",
+          dir_.string(), name);
+  }
+  const GgufTensor& tensor = *located.gguf;
+  if (row_begin < 0 || row_begin > row_end || row_end > tensor.rows()) {
+    raise(ErrorCode::kOutOfRange, "{}: tensor '{}': rows [{}, {}) are outside its {} rows",
+          dir_.string(), name, row_begin, row_end, tensor.rows());
+  }
+  if (located.row_order == nullptr) {
+    bytes_read_.fetch_add(gguf_->read_packed(tensor, row_begin, row_end, col_begin, col_end,
+                                             [&](int64_t row, const PackedBlock* blocks,
+                                                 int64_t count) {
+                                               sink(row - row_begin, blocks, count);
+                                             }),
+                          std::memory_order_relaxed);
+    return;
+  }
+  // A row reorder (llama's q/k): each view row is one file row, codes, scale and min together.
+  for (int64_t row = row_begin; row < row_end; ++row) {
+    const int64_t source = (*located.row_order)[static_cast<size_t>(row)];
+    bytes_read_.fetch_add(gguf_->read_packed(tensor, source, source + 1, col_begin, col_end,
+                                             [&](int64_t, const PackedBlock* blocks,
+                                                 int64_t count) {
+                                               sink(row - row_begin, blocks, count);
+                                             }),
+                          std::memory_order_relaxed);
+  }
+}
+
 }  // namespace tpserve::runtime

@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <functional>
 #include <map>
+#include <optional>
 #include <memory>
 #include <span>
 #include <string>
@@ -17,6 +18,7 @@
 #include <vector>
 
 #include "common/dtype.h"
+#include "runtime/formats/ggml_blocks.h"
 
 namespace tpserve::runtime {
 
@@ -115,6 +117,14 @@ class Checkpoint {
   // (little-endian, as safetensors writes). Other dtypes -> kUnimplemented.
   void read_i32(std::string_view name, int64_t row_begin, int64_t row_end, int64_t col_begin,
                 int64_t col_end, int32_t* out) const;
+  // GGUF files: the ggml type tensor `name` is stored in; nullopt for a safetensors tensor.
+  std::optional<GgmlType> gguf_type(std::string_view name) const;
+  // GGUF packed tensors (Q8_0 / Q4_0 / Q4_1, ggml_packed_bits > 0): rows [row_begin, row_end) in
+  // the view's row order x cols [col_begin, col_end) on block boundaries, unpacked:
+  // sink(row - row_begin, blocks, count). Touches only those blocks' bytes.
+  void read_packed(std::string_view name, int64_t row_begin, int64_t row_end, int64_t col_begin,
+                   int64_t col_end,
+                   const std::function<void(int64_t, const PackedBlock*, int64_t)>& sink) const;
   // The safetensors file holding tensor `name`, or nullptr for a GGUF tensor (kNotFound when the
   // checkpoint has no such tensor).
   const SafetensorsFile* safetensors_of(std::string_view name) const;

@@ -1,5 +1,6 @@
 #include "runtime/model/checkpoint_source.h"
 
+#include <algorithm>
 #include <system_error>
 
 #include "runtime/families/gguf_config.h"
@@ -20,7 +21,28 @@ ModelConfig read_model_config(const fs::path& model) {
   const std::unique_ptr<GgufFile> file = GgufFile::open(model);
   std::vector<std::string> names;
   for (const GgufTensor& tensor : file->tensors()) names.push_back(tensor.name);
-  return model_config_from_gguf(file->metadata(), names, model);
+  ModelConfig config = model_config_from_gguf(file->metadata(), names, model);
+  // Q8_0 / Q4_0 / Q4_1 matrices stay packed (kernels/quantized.h, group = ggml's 32-value block);
+  // every other type is decoded to floats at load. The embedding table is read as floats for the
+  // lookup, and, when tied, packed once more as the lm_head (as llama.cpp multiplies by it).
+  QuantConfig quant;
+  quant.method = QuantMethod::kGguf;
+  quant.group_size = kPackedBlockValues;
+  quant.file = model;
+  for (const GgufTensorName& name : gguf_tensor_names(config)) {
+    const GgufTensor* tensor = file->find(name.gguf_name);
+    if (tensor == nullptr || tensor->dims.size() != 2) continue;
+    if (const int bits = ggml_packed_bits(tensor->type); bits > 0) {
+      quant.packed_bits[name.name] = bits;
+      quant.bits = std::max(quant.bits, bits);
+    }
+  }
+  if (!quant.packed_bits.empty()) config.quant = std::move(quant);
+  return config;
+}
+
+void fit_quantization_to(ModelConfig& config, const kernels::Backend& backend) {
+  if (config.quant.method == QuantMethod::kGguf && !backend.has_quantized_linear()) config.quant = {};
 }
 
 std::unique_ptr<Checkpoint> open_checkpoint(const ModelConfig& config) {

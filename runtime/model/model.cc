@@ -5,6 +5,7 @@
 
 #include "common/check.h"
 #include "runtime/families/architecture.h"
+#include "runtime/model/checkpoint_source.h"
 #include "runtime/model/rope_tables.h"
 
 namespace tpserve::runtime {
@@ -14,6 +15,7 @@ Model::Model(ModelConfig config, RankShape shape, kernels::Backend& backend,
     : config_(std::move(config)), shape_(shape), backend_(backend), comm_(comm),
       options_(options), element_size_(dtype_size(backend.compute_dtype())),
       moe_(config_, shape_, backend_, options_.max_tokens_per_step) {
+  fit_quantization_to(config_, backend_);
   TPS_CHECK(comm.size() == shape.tp_size && comm.rank() == shape.rank,
             "rank shape {}/{} does not match the communicator {}/{}", shape.rank, shape.tp_size,
             comm.rank(), comm.size());
@@ -170,8 +172,10 @@ void Model::fill_kv_cache_synthetic(uint64_t seed) {
 void Model::bind_weights() {
   embed_ = weights_.get("embed");
   final_norm_ = weights_.get("final_norm");
-  // Tied embeddings: lm_head is the embedding's vocab shard itself, not a copy.
-  lm_head_ = config_.tie_word_embeddings ? embed_ : weights_.get("lm_head");
+  // Tied embeddings: lm_head is the embedding's vocab shard itself, not a copy -- unless the GGUF
+  // file stores it packed, when a packed lm_head was planned beside the float table.
+  lm_head_ = weights_.find_linear("lm_head");
+  if (!lm_head_.present()) lm_head_ = weights_.get_linear("embed");
   moe_.bind(weights_);
   layers_.clear();
   for (int layer = 0; layer < config_.num_layers; ++layer) {
@@ -294,8 +298,8 @@ void Model::compute_logits(const StepInput& step, std::vector<float>& logits) {
   // normed_ holds the final norm of every token's row (forward): the norm is row-wise, so picking
   // the rows afterwards gives exactly the norm of the picked rows.
   backend_.copy_rows(normed_.data(), logit_rows_.as<int32_t>(), rows, hidden, final_rows_.data());
-  backend_.linear(final_rows_.data(), lm_head_, nullptr, rows, vocab_rows, hidden,
-                  logits_local_.data());
+  run_linear(backend_, final_rows_.data(), lm_head_, nullptr, rows, vocab_rows, hidden,
+             logits_local_.data());
   const size_t per_rank = static_cast<size_t>(rows) * static_cast<size_t>(vocab_rows);
   comm_.all_gather(logits_local_.data(), per_rank, backend_.compute_dtype(), logits_all_.data());
   backend_.download_f32(gathered_host_.data(), logits_all_.data(),

@@ -132,7 +132,7 @@ class Model {
   std::vector<LayerWeights> layers_;
   const void* embed_ = nullptr;
   const void* final_norm_ = nullptr;
-  const void* lm_head_ = nullptr;
+  LinearWeight lm_head_;
 
   DeviceBuffer inv_freq_;
   std::vector<DeviceBuffer> key_cache_;

@@ -44,7 +44,67 @@ void expect(const Checkpoint& c, const std::string& name, bool integer,
   }
 }
 
+bool gguf_packed(const QuantConfig& q, const WeightShard& weight) {
+  if (!weight.linear || weight.blocks.empty()) return false;
+  return std::all_of(weight.blocks.begin(), weight.blocks.end(),
+                     [&](const SourceBlock& b) { return q.packed_bits_of(b.tensor) > 0; });
+}
+
+void validate_gguf_shard(const Checkpoint& checkpoint, const QuantConfig& q,
+                         const WeightShard& weight) {
+  for (const SourceBlock& b : weight.blocks) {
+    const std::string file = checkpoint.path_of(b.tensor).string();
+    const TensorEntry& entry = checkpoint.tensor(b.tensor);
+    if (entry.shape != std::vector<int64_t>{b.full_rows, b.full_cols}) {
+      raise(ErrorCode::kInvalidArgument, "{}: tensor '{}' has shape [{}], expected [{}, {}] ({})",
+            file, b.tensor, fmt::join(entry.shape, ", "), b.full_rows, b.full_cols,
+            b.shape_meaning);
+    }
+    // The weight plan cuts only between blocks (RankShape); a cut elsewhere is a broken plan.
+    const int64_t group = q.group_size;
+    if (b.cols.begin % group != 0 || (b.cols.end % group != 0 && b.cols.end != b.full_cols)) {
+      raise(ErrorCode::kInvalidArgument, "{}: '{}': shard cols [{}, {}) cut a {}-value block",
+            file, b.tensor, b.cols.begin, b.cols.end, group);
+    }
+  }
+}
+
+kernels::QuantizedHostMatrix read_gguf_shard(const Checkpoint& checkpoint, const QuantConfig& q,
+                                             const WeightShard& weight) {
+  const SourceBlock& first = weight.blocks.front();
+  const int64_t k0 = first.cols.begin;
+  const int64_t cols = first.cols.size();
+  const int64_t group = q.group_size;
+  kernels::QuantizedHostMatrix m(planned_bits(weight, q), weight.rows, cols, group,
+                                 (cols + group - 1) / group);
+  int64_t row0 = 0;  // the block's first row in the shard
+  for (const SourceBlock& b : weight.blocks) {
+    checkpoint.read_packed(b.tensor, b.rows.begin, b.rows.end, k0, first.cols.end,
+                           [&](int64_t row, const PackedBlock* blocks, int64_t count) {
+                             const int64_t r = row0 + row;
+                             for (int64_t g = 0; g < count; ++g) {
+                               const PackedBlock& block = blocks[g];
+                               m.set_scale_min(r, g, block.scale, block.min);
+                               for (int64_t i = 0; i < kPackedBlockValues; ++i) {
+                                 m.set_code(r, g * kPackedBlockValues + i, block.codes[i]);
+                               }
+                             }
+                           });
+    row0 += b.rows.size();
+  }
+  return m;
+}
+
 }  // namespace
+
+int planned_bits(const WeightShard& weight, const QuantConfig& quant) {
+  if (!weight.linear || !quant.enabled() || weight.blocks.empty()) return 0;
+  if (quant.method != QuantMethod::kGguf) return quant.bits;
+  if (!gguf_packed(quant, weight)) return 0;
+  int bits = 0;
+  for (const SourceBlock& b : weight.blocks) bits = std::max(bits, quant.packed_bits_of(b.tensor));
+  return bits;
+}
 
 std::string quantized_prefix(const std::string& weight_tensor) {
   constexpr std::string_view kSuffix = ".weight";
@@ -60,6 +120,7 @@ std::vector<std::string> quantized_tensor_names(const std::string& weight_tensor
 
 bool shard_is_quantized(const Checkpoint& checkpoint, const QuantConfig& quant,
                         const WeightShard& weight) {
+  if (quant.method == QuantMethod::kGguf) return gguf_packed(quant, weight);
   if (!weight.linear || weight.blocks.empty()) return false;
   const auto quantized = [&](const SourceBlock& b) {
     return checkpoint.contains(names_of(b.tensor).qweight);
@@ -84,6 +145,10 @@ bool shard_is_quantized(const Checkpoint& checkpoint, const QuantConfig& quant,
 
 void validate_quantized_shard(const Checkpoint& checkpoint, const QuantConfig& q,
                               const WeightShard& weight) {
+  if (q.method == QuantMethod::kGguf) {
+    validate_gguf_shard(checkpoint, q, weight);
+    return;
+  }
   const int64_t pack = q.codes_per_word();
   const bool awq = q.method == QuantMethod::kAwq;
   for (const SourceBlock& b : weight.blocks) {
@@ -127,6 +192,7 @@ void validate_quantized_shard(const Checkpoint& checkpoint, const QuantConfig& q
 
 kernels::QuantizedHostMatrix read_quantized_shard(const Checkpoint& checkpoint,
                                                   const QuantConfig& q, const WeightShard& weight) {
+  if (q.method == QuantMethod::kGguf) return read_gguf_shard(checkpoint, q, weight);
   const bool awq = q.method == QuantMethod::kAwq;
   const int64_t pack = q.codes_per_word();
   const uint32_t mask = (1u << q.bits) - 1;

@@ -31,6 +31,16 @@ namespace tpserve::runtime {
 // common prefix).
 std::string quantized_prefix(const std::string& weight_tensor);
 
+// GGUF (QuantMethod::kGguf): a linear shard whose blocks are all Q8_0 / Q4_0 / Q4_1 loads packed,
+// group = ggml's 32-value block; one of 8-bit and 4-bit blocks (a fused q/k/v of mixed types)
+// holds every code in 8 bits, which is exact; a shard with any other block type is decoded to
+// floats. Column-parallel shards take whole rows (in the view's row order: llama's q/k rows are
+// reordered codes, scales and mins together); row-parallel ones cut the input between blocks.
+
+// The bits of the codes a linear shard is planned with: GPTQ / AWQ's bits for every linear
+// weight, for GGUF the widest of its blocks' packed types when all are packed; 0 = floats.
+int planned_bits(const WeightShard& weight, const QuantConfig& quant);
+
 // Whether the checkpoint stores this linear shard quantized (<prefix>.qweight present for its
 // blocks). Throws kInvalidArgument naming the tensors when its blocks disagree, or when a qweight
 // comes without a quantization config.

@@ -53,9 +53,11 @@ class Planner {
     w.blocks.push_back({std::move(tensor), rows, full_cols, meaning, {0, rows}, cols});
   }
 
-  // Vocabulary rows, padded to the same count on every rank.
-  void vocab(std::string name, std::string tensor) {
+  // Vocabulary rows, padded to the same count on every rank. `linear`: an lm_head the checkpoint
+  // stores packed (GGUF), loaded into the quantized representation.
+  void vocab(std::string name, std::string tensor, bool linear = false) {
     WeightShard& w = add(std::move(name), ShardKind::kVocab, s_.vocab.padded_rows, c_.hidden_size);
+    w.linear = linear;
     if (s_.vocab.end > s_.vocab.begin) {
       w.blocks.push_back({std::move(tensor), c_.vocab_size, c_.hidden_size,
                           "[vocab_size, hidden_size]", {s_.vocab.begin, s_.vocab.end},
@@ -169,16 +171,15 @@ void check_quantized_split(const ModelConfig& c, int tp_size) {
 }  // namespace
 
 int64_t shard_bytes(const WeightShard& weight, const QuantConfig& quant, int element_size) {
-  if (!weight.linear || !quant.enabled() || weight.blocks.empty()) {
-    return weight.numel() * element_size;
-  }
+  const int bits = planned_bits(weight, quant);
+  if (bits == 0) return weight.numel() * element_size;
   const int64_t in = weight.blocks.front().full_cols;
   const int64_t group = quant.group_size > 0 ? quant.group_size : in;
   // A row shard's columns start on a group boundary unless act-order scatters them over every group.
   const int64_t groups =
       quant.desc_act ? (in + group - 1) / group : (weight.cols + group - 1) / group;
   const int64_t index = quant.desc_act ? weight.cols * int64_t{sizeof(int32_t)} : 0;
-  return weight.rows * kernels::code_row_bytes(quant.bits, weight.cols) +
+  return weight.rows * kernels::code_row_bytes(bits, weight.cols) +
          2 * weight.rows * groups * element_size + index;
 }
 
@@ -259,7 +260,14 @@ std::vector<WeightShard> plan_weights(const ModelConfig& c, const Architecture& 
     }
   }
   p.replicated("final_norm", a.final_norm + ".weight", hidden, "[hidden_size]");
-  if (!c.tie_word_embeddings) p.vocab("lm_head", a.lm_head + ".weight");
+  // A GGUF lm_head (or, tied, the embedding) stored packed is multiplied packed; the tied
+  // embedding's float shard stays for the lookup.
+  const auto packed = [&](const std::string& tensor) { return c.quant.packed_bits_of(tensor) > 0; };
+  if (!c.tie_word_embeddings) {
+    p.vocab("lm_head", a.lm_head + ".weight", packed(a.lm_head + ".weight"));
+  } else if (packed(a.embed + ".weight")) {
+    p.vocab("lm_head", a.embed + ".weight", true);
+  }
   return p.take();
 }
 

@@ -61,6 +61,10 @@ const Shape kShapes[] = {
     {4, 4, 74, 18, false},    // group tails shorter than a vector
     {8, 5, 50, 50, false},    {4, 9, 128, 32, true},  {8, 4, 96, 32, true},
     {4, 3, 70, 14, true},     // act-order with a scalar tail
+    // The chunked GEMV (group size and row a multiple of 32): GGUF's blocks at SmolLM2's widths,
+    // GPTQ's 128, more groups than a vector of mins, and a row of one group.
+    {4, 6, 576, 32, false},   {8, 5, 1536, 32, false}, {4, 4, 512, 128, false},
+    {8, 3, 32, 32, false},
 };
 
 TEST(QuantizedMatrix, HandComputedWeights) {

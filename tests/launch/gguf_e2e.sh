@@ -8,6 +8,10 @@ gguf=$TPSERVE_FIXTURES/gguf
 
 check_greedy llama_gqa.gguf "$TPSERVE_FIXTURES/llama_gqa/reference_greedy.txt" "1 2 4" --model "$gguf/llama_gqa.gguf"
 check_greedy qwen2_tied.gguf "$TPSERVE_FIXTURES/qwen2_tied/reference_greedy.txt" "1 3" --model "$gguf/qwen2_tied.gguf"
+# Q4_0 / Q4_1 / Q8_0 weights kept packed (tests/fixtures/gguf/make_packed_fixtures.py): transformers
+# on the file dequantized to float32 (model_mpitest.cc checks every TP 1-4 and the logits).
+check_greedy gguf_llama_q4 "$TPSERVE_FIXTURES/gguf_llama_q4/reference_greedy.txt" "1 3" --model "$TPSERVE_FIXTURES/gguf_llama_q4/model.gguf"
+check_greedy gguf_qwen2_q8 "$TPSERVE_FIXTURES/gguf_qwen2_q8/reference_greedy.txt" "2 4" --model "$TPSERVE_FIXTURES/gguf_qwen2_q8/model.gguf"
 
 # The chat template and tokenizer from the metadata.
 run 1 60 tokenize --model "$gguf/llama_gqa.gguf" --text "Hi" --chat
@@ -17,6 +21,17 @@ if [[ $status -eq 0 && "$out" == "$expected" ]]; then echo "ok: tokenize --chat"
 
 timeout 60 "$TPSERVE_BIN" plan --model "$gguf/qwen2_tied.gguf" --tp 1,3 >"$scratch/plan" 2>&1 \
   && grep -q "qwen2_tied.gguf" "$scratch/plan" && echo "ok: plan" || { fail "plan"; tail -3 "$scratch/plan"; }
+# The packed file's plan counts its packed bytes, by hand (bf16 plan: 2-byte scales and mins):
+# embed 512x128 floats 131072; lm_head Q8_0 65536 codes + 8192; norms 1280; per layer qkv 8-bit
+# 32768 + 4096, o 4-bit 8192 + 2048, gate_up 32768 + 8192; down 16384 + 4096 (layer 0, Q4_0) and
+# 65536 (layer 1, F16 as floats): 468224 bytes = 457.25 KiB.
+packed_plan=$(timeout 60 "$TPSERVE_BIN" plan --model "$TPSERVE_FIXTURES/gguf_llama_q4/model.gguf" --tp 1 2>&1)
+if grep -qE "^ +1 +457.25 KiB" <<<"$packed_plan"; then echo "ok: plan of a packed GGUF"; else fail "plan of a packed GGUF: $packed_plan"; fi
+# Cut short inside a packed tensor's blocks: refused naming the tensor, on every rank.
+size=$(stat -c %s "$TPSERVE_FIXTURES/gguf_llama_q4/model.gguf")
+head -c $((size - 1000)) "$TPSERVE_FIXTURES/gguf_llama_q4/model.gguf" >"$scratch/cut_q4.gguf"
+run 2 60 generate --model "$scratch/cut_q4.gguf" --prompt-ids 1,2 --max-tokens 2
+expect_refusal "truncated packed GGUF" "cut_q4.gguf: tensor '[^']+' \(.*\) runs past the end of the"
 
 # Cut short: the last tensor's data runs past the end.
 head -c 300000 "$gguf/llama_gqa.gguf" >"$scratch/cut.gguf"

@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
@@ -53,6 +54,41 @@ TEST(GgmlBlocks, DecodeLikeGgufPy) {
   }
 }
 
+// The packed form of Q8_0 / Q4_0 / Q4_1 (what the quantized representation keeps): fmaf(scale,
+// code, min) is gguf-py's value, exactly for Q8_0 / Q4_0 and within a rounding for Q4_1 (d q + m
+// rounds once in an FMA, twice in gguf-py).
+TEST(GgmlBlocks, UnpackedBlocksGiveGgufPysValues) {
+  std::ifstream in(fixture("blocks.json"));
+  const nlohmann::json reference = nlohmann::json::parse(in);
+  int packed = 0;
+  for (const nlohmann::json& item : reference["cases"]) {
+    const auto type = static_cast<GgmlType>(item["ggml_type"].get<uint32_t>());
+    const int bits = ggml_packed_bits(type);
+    if (bits == 0) continue;
+    ++packed;
+    const std::vector<std::byte> bytes = from_hex(item["bytes"]);
+    const auto expected = item["values"].get<std::vector<float>>();
+    const int64_t block_bytes = ggml_type_traits(static_cast<uint32_t>(type))->block_bytes;
+    for (size_t b = 0; b * 32 < expected.size(); ++b) {
+      PackedBlock block;
+      unpack_block(type, bytes.data() + b * block_bytes, block);
+      for (size_t i = 0; i < 32; ++i) {
+        EXPECT_LT(block.codes[i], 1u << bits) << item["type"];
+        const float got = std::fma(block.scale, static_cast<float>(block.codes[i]), block.min);
+        const float want = expected[b * 32 + i];
+        if (type == GgmlType::kQ4_1) {
+          EXPECT_NEAR(got, want, 2e-7f * std::max(1.0f, std::abs(want))) << "Q4_1 value " << i;
+        } else {
+          EXPECT_EQ(got, want) << item["type"] << " value " << i;
+        }
+      }
+    }
+  }
+  EXPECT_EQ(packed, 3);
+  EXPECT_EQ(ggml_packed_bits(GgmlType::kQ6_K), 0);
+  EXPECT_EQ(ggml_packed_bits(GgmlType::kF16), 0);
+}
+
 TEST(GgmlBlocks, NamesEveryType) {
   EXPECT_EQ(ggml_type_name(16), "IQ2_XXS");
   EXPECT_EQ(ggml_type_name(6), "Q5_0");
@@ -73,6 +109,18 @@ fs::path write(const ScratchDir& dir, const std::string& bytes, const char* name
   const fs::path path = dir.path() / name;
   std::ofstream(path, std::ios::binary) << bytes;
   return path;
+}
+
+// call() fails with `code` and a message containing `part`.
+template <typename Call>
+void expect_error(Call call, ErrorCode code, const std::string& part) {
+  try {
+    call();
+    ADD_FAILURE() << "no error; expected one containing '" << part << "'";
+  } catch (const Error& error) {
+    EXPECT_EQ(error.code(), code) << error.what();
+    EXPECT_NE(std::string(error.what()).find(part), std::string::npos) << error.what();
+  }
 }
 
 // Opening `bytes` fails with `code` and a message naming the file and containing `part`.
@@ -191,6 +239,45 @@ TEST(GgufCheckpoint, ViewsReproduceTheSafetensorsCheckpoint) {
     EXPECT_EQ(got, want) << view;
   }
   EXPECT_THROW(gguf->file_of("q"), Error);
+}
+
+// A packed view with a row order (llama's q) reads whole rows in that order: codes, scale and min
+// of view row i are those of file row order[i], and they decode to read_f32's values.
+TEST(GgufCheckpoint, PackedReadsFollowTheRowOrder) {
+  const fs::path path = testing::fixtures_dir() / "gguf_llama_q4" / "model.gguf";
+  std::vector<int64_t> order(128);
+  for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<int64_t>((i * 37) % 128);
+  auto gguf = Checkpoint::open_gguf(GgufFile::open(path), {{"q", "blk.0.attn_q.weight", order},
+                                                           {"v", "blk.0.attn_v.weight", {}}});
+  EXPECT_EQ(gguf->gguf_type("q"), GgmlType::kQ4_0);
+  EXPECT_EQ(gguf->gguf_type("v"), GgmlType::kQ8_0);
+  for (const char* view : {"q", "v"}) {
+    const int64_t rows = gguf->tensor(view).rows();
+    std::vector<float> want(static_cast<size_t>(rows * 64));
+    gguf->read_f32(view, 0, rows, 32, 96, want.data());  // rows x cols [32, 96): blocks 1 and 2
+    int64_t seen = 0;
+    gguf->read_packed(view, 0, rows, 32, 96, [&](int64_t row, const PackedBlock* blocks, int64_t n) {
+      ASSERT_EQ(n, 2);
+      EXPECT_EQ(row, seen++);
+      for (int64_t b = 0; b < n; ++b) {
+        for (int64_t i = 0; i < 32; ++i) {
+          const float got = std::fma(blocks[b].scale, static_cast<float>(blocks[b].codes[i]),
+                                     blocks[b].min);
+          EXPECT_EQ(got, want[static_cast<size_t>(row * 64 + b * 32 + i)]) << view << " row " << row;
+        }
+      }
+    });
+    EXPECT_EQ(seen, rows);
+  }
+  const auto ignore = [](int64_t, const PackedBlock*, int64_t) {};
+  expect_error([&] { gguf->read_packed("q", 0, 1, 16, 64, ignore); }, ErrorCode::kInvalidArgument,
+               "cols [16, 64) cut a block of 32 values");
+  expect_error([&] { gguf->read_packed("q", 0, 129, 0, 32, ignore); }, ErrorCode::kOutOfRange,
+               "rows [0, 129)");
+  expect_error([&] { gguf->read_packed("blk.0.attn_norm.weight", 0, 1, 0, 32, ignore); },
+               ErrorCode::kInvalidArgument, "not a packed GGUF matrix");
+  expect_error([&] { gguf->read_packed("blk.1.ffn_down.weight", 0, 1, 0, 32, ignore); },
+               ErrorCode::kInvalidArgument, "is F16, not a packed type");
 }
 
 TEST(GgufCheckpoint, RefusesBadViews) {

@@ -6,7 +6,9 @@
 // 50, their greedy references decoded through transformers' KV cache. N need not divide the heads
 // (uneven shards: 3 on 8 heads, 4 on 6, 5 and 7 on 12): there, chunked prefill of two sequences
 // batched in one step, then decode, must also give logits within 1e-5 of the same model at TP=1.
-// Only N above the query heads is refused, naming the limit.
+// Only N above the query heads is refused, naming the limit. gguf_llama_q4 and gguf_qwen2_q8 are
+// GGUF files whose Q4_0 / Q4_1 / Q8_0 weights stay packed, against transformers on the file
+// dequantized to float32.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -20,6 +22,7 @@
 #include "runtime/engine/greedy.h"
 #include "runtime/families/load_config.h"
 #include "runtime/formats/safetensors.h"
+#include "runtime/model/checkpoint_source.h"
 #include "runtime/model/local_shard_communicator.h"
 #include "runtime/model/model.h"
 #include "tests/runtime/model/reference.h"
@@ -48,7 +51,9 @@ class FixtureModelTest : public ::testing::TestWithParam<std::string> {
   void SetUp() override {
     comm_ = std::make_unique<parallel::MpiCommunicator>(MPI_COMM_WORLD, std::chrono::seconds(60));
     dir_ = testing::fixtures_dir() / GetParam();
-    config_ = load_model_config(dir_);
+    // A GGUF fixture is a folder holding model.gguf beside its reference.
+    model_ = std::filesystem::exists(dir_ / "model.gguf") ? dir_ / "model.gguf" : dir_;
+    config_ = read_model_config(model_);
   }
 
   // A loaded model at N = world size, or nullptr (and the test skipped) when N exceeds the
@@ -89,7 +94,7 @@ class FixtureModelTest : public ::testing::TestWithParam<std::string> {
     backend_ = kernels::make_cpu_backend();
     auto model = std::make_unique<Model>(config_, rank_shape(config_, tp, comm_->rank()), *backend_,
                                          *comm_, options);
-    model->load(*Checkpoint::open(dir_));
+    model->load(*open_checkpoint(config_));
     return model;
   }
 
@@ -100,7 +105,7 @@ class FixtureModelTest : public ::testing::TestWithParam<std::string> {
     tp_one_comm_ = std::make_unique<LocalShardCommunicator>(0, 1, *tp_one_backend_);
     auto model = std::make_unique<Model>(config_, rank_shape(config_, 1, 0), *tp_one_backend_,
                                          *tp_one_comm_, options);
-    model->load(*Checkpoint::open(dir_));
+    model->load(*open_checkpoint(config_));
     return model;
   }
 
@@ -109,6 +114,7 @@ class FixtureModelTest : public ::testing::TestWithParam<std::string> {
   std::unique_ptr<kernels::Backend> tp_one_backend_;
   std::unique_ptr<LocalShardCommunicator> tp_one_comm_;
   std::filesystem::path dir_;
+  std::filesystem::path model_;
   ModelConfig config_;
 };
 
@@ -227,7 +233,8 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, FixtureModelTest,
                                            "internlm2", "chatglm", "chatglm_mha", "chatglm_bias",
                                            "qwen2_moe", "llama_dynamic", "qwen_v1_ntk",
                                            "qwen2_yarn", "llama_9heads", "gptq_llama_act_order",
-                                           "gptq_qwen2_int8", "awq_llama"),
+                                           "gptq_qwen2_int8", "awq_llama", "gguf_llama_q4",
+                                           "gguf_qwen2_q8"),
                          // Named by fixture, so --gtest_filter='*qwen2_moe*' picks one family.
                          [](const ::testing::TestParamInfo<std::string>& info) { return info.param; });
 
