@@ -154,7 +154,8 @@ bool quantized_split_fits(const ModelConfig& c, int tp_size) {
 }
 
 void check_quantized_split(const ModelConfig& c, int tp_size) {
-  if (!c.quant.enabled() || quantized_split_fits(c, tp_size)) return;
+  // More ranks than query heads is refused by the head split itself, naming that limit.
+  if (!c.quant.enabled() || tp_size > c.num_heads || quantized_split_fits(c, tp_size)) return;
   std::vector<int> valid;
   for (int n = 1; n <= c.num_heads; ++n) {
     if (quantized_split_fits(c, n)) valid.push_back(n);
