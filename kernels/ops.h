@@ -82,7 +82,9 @@ class Backend {
   // checkpoint weights arrive without a float32 host copy: the CPU widens straight into dst
   // (vectorized, common/dtype.h); CUDA copies the file's bytes over the bus and converts on the
   // device. src from allocate_host saves CUDA a staging copy. Returns once src may be reused.
-  // Thread-safe on the CPU backend; CUDA callers serialize their calls.
+  // Thread-safe: the CPU widens on the calling thread; CUDA copies a pinned src already in the
+  // compute dtype on the calling thread's own stream, and takes its staging buffers (every other
+  // case) one call at a time.
   virtual void upload(void* dst, DType src_dtype, const void* src, int64_t n) = 0;
   // Host memory to stage uploads in: page-locked on CUDA (the DMA reads it directly), 64-byte
   // aligned ordinary memory on the CPU. Thread-safe.

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cstring>
 #include <memory>
+#include <mutex>
 #include <vector>
 
 #include "common/error.h"
@@ -121,6 +122,17 @@ class CudaBackend final : public Backend {
     const int64_t in_element = dtype_size(src_dtype);
     const int64_t out_element = dtype_size(dtype_);
     const bool pinned = is_pinned(src);
+    if (pinned && src_dtype == dtype_) {
+      // A load's common case (a bf16 file into bf16, from a loader thread's pinned buffer): one
+      // DMA touching no shared staging, on the calling thread's own stream, so loader threads'
+      // copies follow each other on the bus without waiting on each other's reads.
+      TPSERVE_CUDA_CHECK(cudaMemcpyAsync(dst, src, static_cast<size_t>(n * in_element),
+                                         cudaMemcpyHostToDevice, cudaStreamPerThread));
+      TPSERVE_CUDA_CHECK(cudaStreamSynchronize(cudaStreamPerThread));
+      return;
+    }
+    // Everything else goes through the two staging buffers, one upload at a time.
+    std::lock_guard<std::mutex> lock(upload_mutex_);
     const bool in_place = in_element == out_element;
     const int64_t staging_bytes = kStagingFloats * int64_t{sizeof(float)};
     const int64_t chunk = in_place && pinned ? n : staging_bytes / in_element;
@@ -323,6 +335,7 @@ class CudaBackend final : public Backend {
   float* host_staging_ = nullptr;
   float* device_staging_ = nullptr;
   cudaEvent_t staging_free_[2] = {nullptr, nullptr};
+  std::mutex upload_mutex_;  // upload's staging path: loader threads take the buffers in turn
   void* attention_scratch_ = nullptr;
   size_t attention_scratch_bytes_ = 0;
   std::unique_ptr<CublasLtLinear> linear_;

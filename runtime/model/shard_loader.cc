@@ -192,7 +192,6 @@ void load_dense_shards(const Checkpoint& checkpoint, std::span<const ShardTarget
   std::atomic<bool> failed{false};
   std::exception_ptr first_error;
   std::mutex state_mutex;   // progress, first_error
-  std::mutex upload_mutex;  // device backends take one upload at a time
   for (size_t t = 0; t < targets.size(); ++t) state.weights_done += pieces_left[t] == 0 ? 1 : 0;
 
   const auto work = [&] {
@@ -216,12 +215,7 @@ void load_dense_shards(const Checkpoint& checkpoint, std::span<const ShardTarget
             read_exactly(file, fd, buffer + r * piece.segment, piece.segment,
                          piece.offset + static_cast<uint64_t>(r) * piece.stride);
           }
-          if (host_memory) {
-            backend.upload(piece.dst, piece.dtype, buffer, elements);
-          } else {
-            std::lock_guard<std::mutex> lock(upload_mutex);
-            backend.upload(piece.dst, piece.dtype, buffer, elements);
-          }
+          backend.upload(piece.dst, piece.dtype, buffer, elements);
         }
         checkpoint.count_bytes_read(piece.file_bytes());
         std::lock_guard<std::mutex> lock(state_mutex);
