@@ -6,6 +6,7 @@
 //   f16:  F16C's vcvtph2ps, exact for normals, subnormals and infinities; it quiets a signaling
 //         NaN (sets mantissa bit 22) where the reference keeps the payload as is, so NaN lanes are
 //         rebuilt the reference's way (sign | 0x7f800000 | mantissa << 13) with a blend.
+#include <cpuid.h>
 #include <immintrin.h>
 
 #include <cstring>
@@ -33,10 +34,11 @@ void f16_scalar(const unsigned char* src, float* dst, int64_t n) {
   }
 }
 
-#pragma GCC push_options
-#pragma GCC target("avx2,f16c")
+// Per-function targets (GCC and clang both take the attribute; clang ignores GCC's target pragma).
+#define TPSERVE_TARGET_AVX2 __attribute__((target("avx2,f16c")))
+#define TPSERVE_TARGET_AVX512 __attribute__((target("avx512f,avx512bw,avx2,f16c")))
 
-void bf16_avx2(const unsigned char* src, float* dst, int64_t n) {
+TPSERVE_TARGET_AVX2 void bf16_avx2(const unsigned char* src, float* dst, int64_t n) {
   int64_t i = 0;
   for (; i + 8 <= n; i += 8) {
     const __m128i half = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + 2 * i));
@@ -46,7 +48,7 @@ void bf16_avx2(const unsigned char* src, float* dst, int64_t n) {
   bf16_scalar(src + 2 * i, dst + i, n - i);
 }
 
-void f16_avx2(const unsigned char* src, float* dst, int64_t n) {
+TPSERVE_TARGET_AVX2 void f16_avx2(const unsigned char* src, float* dst, int64_t n) {
   const __m256i exponent_mask = _mm256_set1_epi32(0x7c00);
   const __m256i mantissa_mask = _mm256_set1_epi32(0x03ff);
   const __m256i sign_mask = _mm256_set1_epi32(0x8000);
@@ -70,12 +72,7 @@ void f16_avx2(const unsigned char* src, float* dst, int64_t n) {
   f16_scalar(src + 2 * i, dst + i, n - i);
 }
 
-#pragma GCC pop_options
-
-#pragma GCC push_options
-#pragma GCC target("avx512f,avx512bw,avx2,f16c")
-
-void bf16_avx512(const unsigned char* src, float* dst, int64_t n) {
+TPSERVE_TARGET_AVX512 void bf16_avx512(const unsigned char* src, float* dst, int64_t n) {
   int64_t i = 0;
   for (; i + 16 <= n; i += 16) {
     const __m256i half = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + 2 * i));
@@ -85,7 +82,7 @@ void bf16_avx512(const unsigned char* src, float* dst, int64_t n) {
   bf16_avx2(src + 2 * i, dst + i, n - i);
 }
 
-void f16_avx512(const unsigned char* src, float* dst, int64_t n) {
+TPSERVE_TARGET_AVX512 void f16_avx512(const unsigned char* src, float* dst, int64_t n) {
   const __m512i exponent_mask = _mm512_set1_epi32(0x7c00);
   const __m512i mantissa_mask = _mm512_set1_epi32(0x03ff);
   const __m512i sign_mask = _mm512_set1_epi32(0x8000);
@@ -106,9 +103,13 @@ void f16_avx512(const unsigned char* src, float* dst, int64_t n) {
   f16_avx2(src + 2 * i, dst + i, n - i);
 }
 
-#pragma GCC pop_options
-
 using Widen = void (*)(const unsigned char*, float*, int64_t);
+
+// CPUID leaf 1, ECX bit 29 (clang's __builtin_cpu_supports has no "f16c").
+bool has_f16c() {
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  return __get_cpuid(1, &eax, &ebx, &ecx, &edx) != 0 && (ecx & bit_F16C) != 0;
+}
 
 }  // namespace
 
@@ -116,7 +117,7 @@ bool convert_isa_supported(ConvertIsa isa) {
   switch (isa) {
     case ConvertIsa::kScalar: return true;
     case ConvertIsa::kAvx2:
-      return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c");
+      return __builtin_cpu_supports("avx2") && has_f16c();
     case ConvertIsa::kAvx512:
       return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
              convert_isa_supported(ConvertIsa::kAvx2);
