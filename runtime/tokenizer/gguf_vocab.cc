@@ -8,6 +8,7 @@
 #include "common/error.h"
 #include "runtime/tokenizer/byte_level_bpe.h"
 #include "runtime/tokenizer/model_files.h"
+#include "runtime/tokenizer/utf8.h"
 
 namespace tpserve::runtime {
 
@@ -94,6 +95,12 @@ std::unique_ptr<ByteLevelBpeTokenizer> load_gpt2(const json& metadata, const fs:
     const std::string& text = tokens[i].get_ref<const std::string&>();
     const int type = types != nullptr && (*types)[i].is_number_integer() ? (*types)[i].get<int>() : 1;
     if (type == kControlToken || type == kUserDefinedToken) {
+      // Matched inside the text as bytes: content that is not UTF-8 (a lone lead byte) would cut
+      // a character in two and hand the pre-tokenizer invalid UTF-8 (found by the gguf fuzz target).
+      if (utf8::find_invalid(text) != std::string_view::npos) {
+        fail(file, "tokenizer.ggml.tokens",
+             fmt::format("entry {} (a control or user-defined token) is not valid UTF-8", i));
+      }
       config.added.add(AddedToken{text, id, type == kControlToken});
     }
     std::optional<std::string> bytes = byte_level_to_bytes(text);

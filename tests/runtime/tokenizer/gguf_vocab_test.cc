@@ -85,6 +85,15 @@ TEST(GgufVocab, RefusesMalformedMetadata) {
   metadata["tokenizer.ggml.add_bos_token"] = true;
   EXPECT_NE(error_of(metadata).find("bos_token_id is missing"), std::string::npos);
   metadata = fixture_metadata();
+  // A control token ending in a lone UTF-8 lead byte: matched inside "... caf\x65\xCC\x81" it
+  // left "\x81" for the pre-tokenizer, which never advanced on it (a hang; gguf fuzz target).
+  metadata["tokenizer.ggml.tokens"][0] = "\xF0\x9F\x98\x80 cafe\xCC";
+  metadata["tokenizer.ggml.token_type"][0] = 3;
+  EXPECT_NE(error_of(metadata).find("'tokenizer.ggml.tokens': entry 0 (a control or user-defined token) "
+                                    "is not valid UTF-8"),
+            std::string::npos)
+      << error_of(metadata);
+  metadata = fixture_metadata();
   metadata["tokenizer.chat_template"] = 5;
   EXPECT_NE(error_of(metadata).find("'tokenizer.chat_template': expected a STRING"), std::string::npos);
 }
