@@ -151,6 +151,7 @@ elif [[ -x ${TPSERVE_LINK_DELAY:-} ]] && command -v iptables-legacy >/dev/null &
     degraded="20 ms on node1's egress (NFQUEUE, tests/launch/link_delay.cc; no sch_netem in this kernel) + 1% loss both ways (nftables)"
   else
     fail "link_delay did not start: $(cat "$scratch/link_delay")"
+    ip netns exec tpserve-n1 nft delete table inet lossy 2>/dev/null
     degraded=""
   fi
 elif command -v nft >/dev/null && lossy &&
