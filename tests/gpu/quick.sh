@@ -9,17 +9,8 @@ set -uo pipefail
 out=${OUT:-/tmp/tpserve_gpu}; mkdir -p "$out"
 exec > >(tee "$out/gpu_log.txt") 2>&1
 repo=$(pwd)
-tar -C / -xJf .gpu/bundle.tar.xz || exit 1
-[[ -e /work/main ]] || { mkdir -p /work && ln -s "$repo" /work/main; }
-export LD_LIBRARY_PATH=/opt/tpserve/lib
-for lib in libcublasLt.so.13 libnccl.so.2 libcudart.so.13; do
-  found=$(find /usr/local/cuda/lib64/ /usr/local/cuda/lib/ /usr/lib/x86_64-linux-gnu/ /opt/ -name "$lib" 2>/dev/null | head -1)
-  [[ -n $found ]] && LD_LIBRARY_PATH+=":$(dirname "$found")"
-done
-export TPSERVE_SENTENCEPIECE_MODULE=/opt/tpserve/bin/libtpserve_sentencepiece.so OPENBLAS_NUM_THREADS=4
-bin=/opt/tpserve/bin
-mpi=(/usr/bin/orterun --allow-run-as-root --oversubscribe --bind-to none --mca btl self,vader --mca btl_vader_single_copy_mechanism none)
-step() { echo; echo "=== $* ($(date +%T))"; }
+bundle=.gpu/bundle.tar.xz
+source "$repo/tests/gpu/env.sh"
 # Generate the 7B checkpoint in the background from the start (disk-bound).
 ckpt=/tmp/tpserve_load_qwen2.5-7b
 ( python3 tests/bench/make_load_bench_model.py $ckpt --shape qwen2.5-7b --dtype bf16 --files 4 >/tmp/gen_7b.log 2>&1 ) &

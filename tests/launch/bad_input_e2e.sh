@@ -163,6 +163,8 @@ expect_error "no prompt at all" "--prompt-ids, --prompt or --input is required" 
 d=$(copy qwen2_tied)
 printf '{"model": {"type": "BPE", "vocab": {' >"$d/tokenizer.json"
 expect_error "malformed tokenizer.json" "$d/tokenizer.json" 2 --model "$d" --prompt "hi"
+expect_error "load threads out of range" "--load-threads: Value 999 not in range 0 to 256" 2 \
+  --model "$TPSERVE_FIXTURES/llama_gqa" "${prompt[@]}" --load-threads 999
 
 # The SentencePiece module (dlopen'ed apart from gRPC's protobuf) missing: one line naming it.
 TPSERVE_SENTENCEPIECE_MODULE=$scratch/missing.so timeout 30 "$TPSERVE_BIN" tokenize \
