@@ -41,7 +41,16 @@ SchedulerOptions scheduler_options(const Model& model, const EngineOptions& opti
   SchedulerOptions s;
   s.admission = options.kv_admission;
   s.watermark = options.kv_watermark;
-  s.prefix_caching = options.prefix_caching;
+  // Dynamic NTK RoPE (LLaMA "dynamic", Qwen v1's use_dynamic_ntk) rotates a key by a factor taken
+  // from its sequence's prompt length, so a cached block is not a function of its tokens alone: a
+  // longer prompt sharing the prefix computes those keys differently. Such models run without it.
+  const RopeScaling scaling = model.config().rope.scaling;
+  const bool length_dependent_rope = scaling == RopeScaling::kDynamic || scaling == RopeScaling::kQwenNtk;
+  s.prefix_caching = options.prefix_caching && !length_dependent_rope;
+  if (options.prefix_caching && length_dependent_rope && model.shape().rank == 0) {
+    log().info("prefix caching is off: this model's dynamic NTK RoPE rotates cached keys by a factor "
+               "that depends on the prompt's length");
+  }
   s.speculative_ngram = options.speculative_ngram;
   s.num_kv_blocks = m.num_kv_blocks;
   s.block_size = m.block_size;
