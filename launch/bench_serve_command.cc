@@ -4,7 +4,9 @@
 // token, inter-token latency and end-to-end latency percentiles. --json FILE writes the same.
 // With --http HOST:PORT the same requests go to the OpenAI HTTP API instead (/v1/completions,
 // token-id prompts, streamed), so both front ends of one server can be compared; gRPC's ModelInfo
-// still supplies the vocabulary.
+// still supplies the vocabulary. --turns T makes multi-turn chats: each conversation sends T
+// requests one after another, turn k's prompt being the earlier turns' prompts and replies plus a
+// new user part, and TTFT is reported for first turns and later turns apart.
 #include <grpcpp/grpcpp.h>
 #include <httplib.h>
 
@@ -43,6 +45,9 @@ struct BenchServeOptions {
   // vocab / stop_ids tokens), and max_tokens is `max_tokens` (0: the drawn output length).
   int stop_ids = 0;
   int max_tokens = 0;
+  // Multi-turn chats: each conversation sends `turns` requests in order; turn k's prompt is the
+  // shared prefix, every earlier turn's user part and reply, then a new user part of --prompt-len.
+  int turns = 1;
   uint64_t seed = 0;
   std::string json_path;
   std::string http_address;  // HOST:PORT of serve --http-port: bench the HTTP API instead
@@ -56,6 +61,8 @@ struct RequestTiming {
   double latency = 0;
   int64_t prompt_tokens = 0;
   int64_t output_tokens = 0;
+  std::vector<int32_t> output_ids;  // the reply (gRPC only), which later turns of a chat resend
+  int turn = 0;                     // 0: a conversation's first request
 };
 
 double percentile(std::vector<double> values, double p) {
@@ -85,6 +92,8 @@ RequestTiming run_one(v1::Generation::Stub& stub, const v1::GenerateRequest& req
         timing.itl.push_back(gap / choice.token_ids_size());
       }
       timing.output_tokens += choice.token_ids_size();
+      timing.output_ids.insert(timing.output_ids.end(), choice.token_ids().begin(),
+                               choice.token_ids().end());
       last = now;
     }
     if (response.has_usage()) timing.prompt_tokens = response.usage().prompt_tokens();
@@ -148,6 +157,8 @@ RequestTiming run_one_http(httplib::Client& client, const v1::GenerateRequest& r
   return timing;
 }
 
+// The requests to send, in order. With --turns T, request c * T + k is turn k of conversation c and
+// holds only that turn's new user part; run_conversation() puts the history in front of it.
 std::vector<v1::GenerateRequest> make_requests(const BenchServeOptions& o, int64_t vocab) {
   std::mt19937_64 rng(o.seed);
   auto length = [&](int mean) {
@@ -159,9 +170,12 @@ std::vector<v1::GenerateRequest> make_requests(const BenchServeOptions& o, int64
   std::vector<int32_t> prefix(static_cast<size_t>(o.shared_prefix));
   for (int32_t& id : prefix) id = token(rng);
   std::vector<v1::GenerateRequest> requests(static_cast<size_t>(o.requests));
-  for (auto& r : requests) {
-    for (int32_t id : prefix) r.mutable_token_ids()->add_ids(id);
-    for (int i = length(o.prompt_len); i > 0; --i) r.mutable_token_ids()->add_ids(token(rng));
+  for (size_t i = 0; i < requests.size(); ++i) {
+    v1::GenerateRequest& r = requests[i];
+    if (i % static_cast<size_t>(o.turns) == 0) {
+      for (int32_t id : prefix) r.mutable_token_ids()->add_ids(id);
+    }
+    for (int n = length(o.prompt_len); n > 0; --n) r.mutable_token_ids()->add_ids(token(rng));
     const int output_len = length(o.output_len);
     r.mutable_sampling()->set_max_tokens(o.max_tokens > 0 ? o.max_tokens : output_len);
     r.mutable_sampling()->set_ignore_eos(true);
@@ -169,10 +183,29 @@ std::vector<v1::GenerateRequest> make_requests(const BenchServeOptions& o, int64
     if (o.stop_ids > 0) {
       r.mutable_sampling()->set_temperature(1);
       r.mutable_sampling()->set_seed(rng());
-      for (int i = 0; i < o.stop_ids; ++i) r.mutable_sampling()->add_stop_token_ids(token(rng));
+      for (int n = 0; n < o.stop_ids; ++n) r.mutable_sampling()->add_stop_token_ids(token(rng));
     }
   }
   return requests;
+}
+
+// Conversation `c`'s turns, one after another: each turn's prompt is everything said before it
+// (prompts and replies) followed by its own new part.
+void run_conversation(v1::Generation::Stub& stub, const BenchServeOptions& o,
+                      const std::vector<v1::GenerateRequest>& requests, size_t c,
+                      std::vector<RequestTiming>& timings) {
+  std::vector<int32_t> history;
+  const size_t first = c * static_cast<size_t>(o.turns);
+  for (size_t i = first; i < std::min(requests.size(), first + static_cast<size_t>(o.turns)); ++i) {
+    v1::GenerateRequest request = requests[i];
+    const auto& part = requests[i].token_ids().ids();
+    history.insert(history.end(), part.begin(), part.end());
+    request.mutable_token_ids()->mutable_ids()->Assign(history.begin(), history.end());
+    timings[i] = run_one(stub, request);
+    timings[i].turn = static_cast<int>(i - first);
+    if (!timings[i].ok) break;  // the rest of this chat is not sent (counted as failed below)
+    history.insert(history.end(), timings[i].output_ids.begin(), timings[i].output_ids.end());
+  }
 }
 
 int run_bench_serve(const BenchServeOptions& o) {
@@ -193,6 +226,11 @@ int run_bench_serve(const BenchServeOptions& o) {
   const auto start = Clock::now();
   if (o.rate > 0 && !o.http_address.empty()) {
     std::fprintf(stderr, "error: --http runs at a fixed --concurrency; drop --rate\n");
+    return 1;
+  }
+  if (o.turns > 1 && (o.rate > 0 || !o.http_address.empty())) {
+    std::fprintf(stderr, "error: --turns %d runs over gRPC at a fixed --concurrency (conversations in "
+                 "flight); drop %s\n", o.turns, o.rate > 0 ? "--rate" : "--http");
     return 1;
   }
   if (o.rate > 0) {
@@ -223,13 +261,18 @@ int run_bench_serve(const BenchServeOptions& o) {
           }
           return;
         }
+        if (o.turns > 1) {
+          const size_t conversations = (requests.size() + o.turns - 1) / o.turns;
+          for (size_t c; (c = next++) < conversations;) run_conversation(*stub, o, requests, c, timings);
+          return;
+        }
         for (size_t i; (i = next++) < requests.size();) timings[i] = run_one(*stub, requests[i]);
       });
     }
     for (auto& t : workers) t.join();
   }
   const double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
-  std::vector<double> ttft, itl, latency;
+  std::vector<double> ttft, itl, latency, ttft_first_turn, ttft_later_turns;
   int64_t prompt_tokens = 0, output_tokens = 0;
   int failed = 0;
   std::string first_error;
@@ -239,6 +282,7 @@ int run_bench_serve(const BenchServeOptions& o) {
       continue;
     }
     ttft.push_back(t.ttft);
+    (t.turn == 0 ? ttft_first_turn : ttft_later_turns).push_back(t.ttft);
     latency.push_back(t.latency);
     itl.insert(itl.end(), t.itl.begin(), t.itl.end());
     prompt_tokens += t.prompt_tokens;
@@ -250,11 +294,13 @@ int run_bench_serve(const BenchServeOptions& o) {
       {"backend", info.backend()}, {"requests", o.requests}, {"failed", failed},
       {"first_error", first_error},
       {"concurrency", o.rate > 0 ? 0 : o.concurrency}, {"rate", o.rate},
-      {"prompt_len_mean", o.prompt_len}, {"shared_prefix", o.shared_prefix}, {"output_len_mean", o.output_len},
+      {"prompt_len_mean", o.prompt_len}, {"shared_prefix", o.shared_prefix}, {"turns", o.turns},
+      {"output_len_mean", o.output_len},
       {"elapsed_s", elapsed}, {"request_throughput", (o.requests - failed) / elapsed},
       {"output_tokens_per_s", output_tokens / elapsed},
       {"total_tokens_per_s", (prompt_tokens + output_tokens) / elapsed}};
-  for (auto [name, values] : {std::pair{"ttft", &ttft}, {"itl", &itl}, {"latency", &latency}}) {
+  for (auto [name, values] : {std::pair{"ttft", &ttft}, {"itl", &itl}, {"latency", &latency},
+                              {"ttft_first_turn", &ttft_first_turn}, {"ttft_later_turns", &ttft_later_turns}}) {
     for (double p : {50.0, 90.0, 99.0}) {
       report[fmt::format("{}_p{}_ms", name, static_cast<int>(p))] = percentile(*values, p) * 1e3;
     }
@@ -271,6 +317,14 @@ int run_bench_serve(const BenchServeOptions& o) {
                 report[fmt::format("{}_p50_ms", name)].get<double>(),
                 report[fmt::format("{}_p90_ms", name)].get<double>(),
                 report[fmt::format("{}_p99_ms", name)].get<double>());
+  }
+  if (o.turns > 1) {
+    for (auto [label, name] : {std::pair{"turn 1", "ttft_first_turn"}, {"turns 2+", "ttft_later_turns"}}) {
+      std::printf("ttft %-8s p50 %8.2f ms  p90 %8.2f ms  p99 %8.2f ms\n", label,
+                  report[fmt::format("{}_p50_ms", name)].get<double>(),
+                  report[fmt::format("{}_p90_ms", name)].get<double>(),
+                  report[fmt::format("{}_p99_ms", name)].get<double>());
+    }
   }
   v1::StatsResponse stats;
   grpc::ClientContext stats_context;
@@ -317,6 +371,10 @@ void register_bench_serve_command(CLI::App& app, CommandRunner& runner) {
       ->check(CLI::Range(0, 1 << 20));
   sub->add_option("--max-tokens", o->max_tokens, "max_tokens of every request (default: its drawn output length)")
       ->check(CLI::Range(0, 1 << 20));
+  sub->add_option("--turns", o->turns,
+                  "Multi-turn chats: each conversation sends N requests in order, each resending the "
+                  "earlier prompts and replies before a new --prompt-len part (gRPC, fixed concurrency)")
+      ->check(CLI::Range(1, 1000));
   sub->add_option("--seed", o->seed, "Seed for the prompts and arrivals");
   sub->add_option("--json", o->json_path, "Write the report as JSON to this file");
   sub->add_option("--http", o->http_address,
