@@ -248,9 +248,21 @@ int run_bench_serve(const BenchServeOptions& o) {
     }
     for (auto& t : threads) t.join();
   } else {
+    // gRPC: a connection per 8 workers (one HTTP/2 connection's reader caps a client near a few
+    // thousand messages/s, which would measure the client instead of the server); HTTP: one per
+    // worker, as a pool of kept-alive connections would.
+    std::vector<std::unique_ptr<v1::Generation::Stub>> stubs;
+    for (int w = 0; w < o.concurrency; w += 8) {
+      grpc::ChannelArguments args;
+      args.SetInt("tpserve.bench_connection", w);  // distinct arguments: a connection of its own
+      args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+      stubs.push_back(v1::Generation::NewStub(
+          grpc::CreateCustomChannel(o.address, grpc::InsecureChannelCredentials(), args)));
+    }
     std::vector<std::thread> workers;
     for (int w = 0; w < o.concurrency; ++w) {
-      workers.emplace_back([&] {
+      workers.emplace_back([&, w] {
+        v1::Generation::Stub& stub = *stubs[static_cast<size_t>(w / 8)];
         if (!o.http_address.empty()) {
           // One kept-alive connection per worker, as an HTTP client pool would hold.
           httplib::Client client("http://" + o.http_address);
@@ -263,10 +275,10 @@ int run_bench_serve(const BenchServeOptions& o) {
         }
         if (o.turns > 1) {
           const size_t conversations = (requests.size() + o.turns - 1) / o.turns;
-          for (size_t c; (c = next++) < conversations;) run_conversation(*stub, o, requests, c, timings);
+          for (size_t c; (c = next++) < conversations;) run_conversation(stub, o, requests, c, timings);
           return;
         }
-        for (size_t i; (i = next++) < requests.size();) timings[i] = run_one(*stub, requests[i]);
+        for (size_t i; (i = next++) < requests.size();) timings[i] = run_one(stub, requests[i]);
       });
     }
     for (auto& t : workers) t.join();
