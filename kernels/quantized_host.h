@@ -41,6 +41,8 @@ class QuantizedHostMatrix {
   QuantizedMatrix view() const;
 
   const std::vector<uint8_t>& codes() const { return codes_; }
+  // The packed codes as bytes (quantized.h's layout), to fill many at once (synthetic weights).
+  std::vector<uint8_t>& code_bytes() { return codes_; }
   const std::vector<float>& scales() const { return scales_; }
   const std::vector<float>& mins() const { return mins_; }
   const std::vector<int32_t>& group_index() const { return group_index_; }

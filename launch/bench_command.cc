@@ -471,6 +471,10 @@ int run_bench(const BenchOptions& options) {
 
   auto backend = make_backend(options, run.dtype);
   run.backend = backend.get();
+  if (config.quant.enabled() && !backend->has_quantized_linear()) {
+    raise(ErrorCode::kUnimplemented, "--quant {}: quantized linear on {}: not implemented yet",
+          options.source.quant, options.device);
+  }
   run.copy_gbps = options.device == "cuda" ? kernels::cuda_copy_bandwidth_gbps(0, size_t{1} << 28)
                                            : host_copy_bandwidth_gbps(size_t{1} << 28);
 
@@ -487,6 +491,8 @@ int run_bench(const BenchOptions& options) {
   const nlohmann::json header = {
       {"model", run.model.name},
       {"architecture", config.architecture},
+      {"quant", options.source.quant},
+      {"group_size", config.quant.enabled() ? options.source.group_size : 0},
       {"device", options.device},
       {"dtype", std::string(dtype_name(run.dtype))},
       {"tp", tp_sizes.front()},

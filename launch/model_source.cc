@@ -15,6 +15,13 @@ void add_model_source_options(CLI::App& app, ModelSource& source) {
   app.add_option("--model", source.model_dir, "Checkpoint folder (its config.json) or GGUF file");
   app.add_option("--preset", source.preset,
                  "Shape preset: a file NAME.json in configs/presets (see TPSERVE_CONFIGS)");
+  app.add_option("--quant", source.quant,
+                 "A preset's linear weights: none, gptq-int4, gptq-int8 or awq-int4 (packed codes "
+                 "with a scale and a zero per group)")
+      ->capture_default_str();
+  app.add_option("--group-size", source.group_size,
+                 "--quant: input columns per group (-1: one group per row)")
+      ->capture_default_str();
 }
 
 std::filesystem::path presets_dir() {
@@ -39,7 +46,12 @@ runtime::PlanModel read_model_source(const ModelSource& source) {
   if (source.model_dir.empty() == source.preset.empty()) {
     raise(ErrorCode::kInvalidArgument, "give exactly one of --model DIR and --preset NAME");
   }
+  runtime::QuantConfig quant = runtime::quant_preset(source.quant, source.group_size);
   if (!source.model_dir.empty()) {
+    if (quant.enabled()) {
+      raise(ErrorCode::kInvalidArgument, "--quant {} applies to --preset only: a checkpoint's "
+            "quantization is its own (config.json's quantization_config)", source.quant);
+    }
     const std::filesystem::path dir(source.model_dir);
     if (runtime::is_gguf_file(dir)) {
       return {dir.filename().string(), runtime::read_model_config(dir)};
@@ -52,7 +64,13 @@ runtime::PlanModel read_model_source(const ModelSource& source) {
     raise(ErrorCode::kNotFound, "--preset: unknown preset '{}' (in {}); available: {}",
           source.preset, presets_dir().string(), fmt::join(preset_names(), ", "));
   }
-  return runtime::read_plan_model(file, source.preset);
+  runtime::PlanModel model = runtime::read_plan_model(file, source.preset);
+  if (quant.enabled()) {
+    model.config.quant = std::move(quant);
+    model.name += " " + source.quant;
+    if (source.group_size != 128) model.name += fmt::format(" g{}", source.group_size);
+  }
+  return model;
 }
 
 std::vector<int> parse_int_list(const std::string& text, const char* flag) {

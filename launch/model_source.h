@@ -17,12 +17,16 @@ namespace tpserve::launch {
 struct ModelSource {
   std::string model_dir;
   std::string preset;
+  std::string quant = "none";  // a preset's linear weights: runtime::quant_preset
+  int64_t group_size = 128;
 };
 
-// Adds --model and --preset (exactly one is required at run time).
+// Adds --model and --preset (exactly one is required at run time), and --quant / --group-size,
+// which quantize a preset's linear weights (a checkpoint's quantization is its own).
 void add_model_source_options(CLI::App& app, ModelSource& source);
 
-// Reads the shape; an unknown preset raises kNotFound listing the available ones.
+// Reads the shape; an unknown preset raises kNotFound listing the available ones, --quant with
+// --model kInvalidArgument.
 runtime::PlanModel read_model_source(const ModelSource& source);
 
 std::filesystem::path presets_dir();

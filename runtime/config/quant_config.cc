@@ -178,6 +178,29 @@ const char* quant_method_name(QuantMethod method) {
   return "none";
 }
 
+QuantConfig quant_preset(const std::string& spec, int64_t group_size) {
+  QuantConfig q;
+  if (spec == "none") return q;
+  if (spec == "gptq-int4" || spec == "gptq-int8") {
+    q.method = QuantMethod::kGptq;
+    q.bits = spec == "gptq-int4" ? 4 : 8;
+    q.zero_offset = 1;  // AutoGPTQ's format, as the released GPTQ checkpoints
+  } else if (spec == "awq-int4") {
+    q.method = QuantMethod::kAwq;
+    q.bits = 4;
+  } else {
+    raise(ErrorCode::kInvalidArgument, "--quant: '{}' is not none, gptq-int4, gptq-int8 or awq-int4",
+          spec);
+  }
+  if (group_size != -1 && (group_size <= 0 || group_size % 2 != 0)) {
+    raise(ErrorCode::kInvalidArgument, "--group-size: {} is not -1 or a positive even size",
+          group_size);
+  }
+  q.group_size = group_size == -1 ? 0 : group_size;
+  q.file = "--quant " + spec;  // what error messages name as the source of the settings
+  return q;
+}
+
 QuantConfig read_quant_config(const json& config_json, const std::filesystem::path& dir) {
   if (config_json.is_object() && config_json.contains("quantization_config") &&
       !config_json["quantization_config"].is_null()) {

@@ -60,4 +60,9 @@ const char* quant_method_name(QuantMethod method);
 // quantized lm_head.
 QuantConfig read_quant_config(const nlohmann::json& config_json, const std::filesystem::path& dir);
 
+// The quantization `plan`, `bench` and `scale` give a float preset (--quant, --group-size): "none",
+// "gptq-int4", "gptq-int8" or "awq-int4", groups of `group_size` input columns in column order
+// (-1: one group per row). Raises kInvalidArgument naming the flag on anything else.
+QuantConfig quant_preset(const std::string& spec, int64_t group_size);
+
 }  // namespace tpserve::runtime

@@ -153,7 +153,8 @@ void Model::load(const Checkpoint& checkpoint,
 void Model::load_synthetic(uint64_t seed, const std::function<void(const LoadProgress&)>& progress) {
   const Architecture* architecture = find_architecture(config_.architecture);
   TPS_CHECK(architecture != nullptr, "no adapter for {}", config_.architecture);
-  weights_.load_synthetic(plan_weights(config_, *architecture, shape_), backend_, seed, progress);
+  weights_.load_synthetic(plan_weights(config_, *architecture, shape_), backend_, seed, progress,
+                          config_.quant);
   bind_weights();
 }
 

@@ -4,6 +4,7 @@
 #include <fmt/ranges.h>
 
 #include <algorithm>
+#include <cstring>
 #include <thread>
 
 #include "common/check.h"
@@ -192,6 +193,26 @@ void fill_uniform(float* values, int64_t first, int64_t n, float scale, uint64_t
   }
 }
 
+// A linear shard packed as `quant` would pack it (groups in column order): random codes, each
+// group's scale and zero such that scale * (code - zero) spans [-0.02, 0.02].
+kernels::QuantizedHostMatrix synthetic_quantized(const WeightShard& weight, const QuantConfig& quant,
+                                                 int bits, uint64_t seed) {
+  const int64_t group = quant.group_size > 0 ? quant.group_size : weight.cols;
+  const int64_t groups = (weight.cols + group - 1) / group;
+  kernels::QuantizedHostMatrix host(bits, weight.rows, weight.cols, group, groups);
+  std::vector<uint8_t>& codes = host.code_bytes();
+  uint64_t state = seed | 1;
+  for (size_t i = 0; i < codes.size(); i += 8) {
+    state ^= state << 13; state ^= state >> 7; state ^= state << 17;
+    std::memcpy(codes.data() + i, &state, std::min<size_t>(8, codes.size() - i));
+  }
+  const float levels = static_cast<float>((1 << bits) - 1);
+  for (int64_t row = 0; row < weight.rows; ++row) {
+    for (int64_t g = 0; g < groups; ++g) host.set_scale_zero(row, g, 0.04f / levels, levels / 2);
+  }
+  return host;
+}
+
 }  // namespace
 
 void upload_synthetic(kernels::Backend& backend, void* dst, int64_t n, float scale, uint64_t seed) {
@@ -219,14 +240,22 @@ void upload_synthetic(kernels::Backend& backend, void* dst, int64_t n, float sca
 
 void WeightStore::load_synthetic(const std::vector<WeightShard>& plan, kernels::Backend& backend,
                                  uint64_t seed,
-                                 const std::function<void(const LoadProgress&)>& progress) {
+                                 const std::function<void(const LoadProgress&)>& progress,
+                                 const QuantConfig& quant) {
   const int64_t element = dtype_size(backend.compute_dtype());
   LoadProgress state;
   state.weights_total = plan.size();
-  for (const WeightShard& weight : plan) state.bytes_total += weight.numel() * element;
+  for (const WeightShard& weight : plan) {
+    state.bytes_total += shard_bytes(weight, quant, static_cast<int>(element));
+  }
   std::vector<float> ones;
   for (size_t index = 0; index < plan.size(); ++index) {
     const WeightShard& weight = plan[index];
+    if (const int bits = planned_bits(weight, quant); bits != 0) {
+      store_quantized(weight, synthetic_quantized(weight, quant, bits, splitmix64(seed + index)),
+                      backend, state, progress);
+      continue;
+    }
     DeviceBuffer buffer(backend, static_cast<size_t>(weight.numel() * element));
     int64_t real_rows = 0;  // rows past the blocks are vocab padding: zero, as load() leaves them
     for (const SourceBlock& block : weight.blocks) real_rows += block.rows.size();

@@ -65,9 +65,12 @@ class WeightStore {
 
   // Synthetic weights of the plan's shapes, no checkpoint (tpserve bench, memory checks):
   // deterministic in `seed`, uniform in [-0.02, 0.02) (norm weights 1, vocab padding rows 0),
-  // generated and uploaded in fixed-size chunks so host memory stays bounded.
+  // generated and uploaded in fixed-size chunks so host memory stays bounded. With `quant`
+  // enabled, the linear weights it would quantize are packed instead (kernels/quantized.h): random
+  // codes, every group's scale and zero putting the weights in [-0.02, 0.02].
   void load_synthetic(const std::vector<WeightShard>& plan, kernels::Backend& backend,
-                      uint64_t seed, const std::function<void(const LoadProgress&)>& progress = {});
+                      uint64_t seed, const std::function<void(const LoadProgress&)>& progress = {},
+                      const QuantConfig& quant = {});
 
   // The device pointer of a canonical weight, or nullptr when the plan has none by that name.
   const void* find(const std::string& name) const;

@@ -41,14 +41,14 @@ DecodeBytes decode_bytes(const ModelConfig& c, const RankShape& s, int batch, in
   if (architecture == nullptr) {
     raise(ErrorCode::kUnimplemented, "scaling model: no adapter for {}", c.architecture);
   }
-  int64_t weight_numel = 0;
-  int64_t embed_numel = 0;
+  int64_t weight_bytes = 0;  // a quantized linear as its packed bytes (shard_bytes)
+  int64_t embed_bytes = 0;
   for (const WeightShard& w : plan_weights(c, *architecture, s)) {
-    weight_numel += w.numel();
-    if (w.name == "embed") embed_numel = w.numel();
+    weight_bytes += shard_bytes(w, c.quant, element);
+    if (w.name == "embed") embed_bytes = w.numel() * element;
   }
   DecodeBytes bytes;
-  bytes.weight = (weight_numel - (c.tie_word_embeddings ? 0 : embed_numel)) * element +
+  bytes.weight = weight_bytes - (c.tie_word_embeddings ? 0 : embed_bytes) +
                  int64_t{batch} * c.hidden_size * element;
   bytes.kv = int64_t{batch} * (context + 2) * kv_bytes_per_token(c, s, element);
   bytes.activation = int64_t{batch} * activation_bytes_per_token(c, s, element);

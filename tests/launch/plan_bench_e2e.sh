@@ -96,6 +96,29 @@ run1 30 plan --model "$TPSERVE_FIXTURES/awq_llama" --tp 3 --gpu-mem 1GiB
 [[ $status -ne 0 ]] && grep -q 'cannot be split over 3 ranks.*valid TP sizes: 1, 2, 4' <<<"$err" ||
   fail "plan of the AWQ fixture at TP=3: status $status, $err"
 
+# --quant on a preset: qwen2-72b as GPTQ int4 (group 128) fits one 80 GiB GPU (39.38 GiB of packed
+# weights with bf16 embeddings and lm_head, vs 135.43 GiB in bf16); a TP whose cut falls inside a
+# group is refused naming the flag; bench runs the packed shard on the CPU; --quant with --model and
+# bad values are refused naming the flag.
+run1 30 plan --preset qwen2-72b --tp 1,8 --gpu-mem 80GiB --quant gptq-int4
+[[ $status -eq 0 ]] && grep -q '^qwen2-72b gptq-int4 ' <<<"$out" && grep -Eq '^ +1 +39.38 GiB .* yes ' <<<"$out" ||
+  fail "plan --quant gptq-int4: status $status, $out $err"
+run1 30 plan --preset qwen2.5-7b --tp 3 --quant awq-int4 --group-size 256
+[[ $status -ne 0 ]] && grep -q -- '--quant awq-int4: 4-bit awq with group_size 256 cannot be split over 3 ranks' <<<"$err" ||
+  fail "plan --quant at a TP inside a group: status $status, $err"
+run1 120 bench --device cpu --preset qwen2.5-7b --layers 1 --tp 4 --quant gptq-int8 --group-size 64 \
+  --batch 1 --context 16 --prompt-len 4 --iters 1 --warmup 0 --json "$scratch/q.json"
+[[ $status -eq 0 ]] && grep -q '^qwen2.5-7b gptq-int8 g64: rank 0 of TP=4' <<<"$out" &&
+  python3 -c 'import json, sys; d = json.load(open(sys.argv[1])); assert d["quant"] == "gptq-int8" and d["group_size"] == 64, d' "$scratch/q.json" ||
+  fail "bench --quant: status $status, $out $err"
+run1 30 plan --model "$TPSERVE_FIXTURES/qwen2_tied" --quant gptq-int4
+[[ $status -ne 0 ]] && grep -q -- "--quant gptq-int4 applies to --preset only" <<<"$err" || fail "--quant with --model: $status $err"
+run1 30 plan --preset qwen2-72b --quant int4
+[[ $status -ne 0 ]] && grep -q -- "--quant: 'int4' is not none, gptq-int4, gptq-int8 or awq-int4" <<<"$err" ||
+  fail "--quant int4: $status $err"
+run1 30 plan --preset qwen2-72b --quant awq-int4 --group-size 7
+[[ $status -ne 0 ]] && grep -q -- "--group-size: 7 is not -1 or a positive even size" <<<"$err" || fail "--group-size 7: $status $err"
+
 # The CPU quantized GEMV against the f32 one (numbers are for the report; only the lines are checked).
 run1 60 bench --gemv 256x512 --gemv-bits 4 --gemv-group 128 --iters 2
 [[ $status -eq 0 ]] && grep -q '^gemv 256x512 batch 1, 4-bit group 128' <<<"$out" &&

@@ -1,9 +1,11 @@
 // The memory plan against hand-computed numbers (a small config at TP=4, qwen2-72b at TP=8, the
 // Qwen2-MoE preset), its refusals, the size parser, every shape preset, and synthetic weights.
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <filesystem>
+#include <functional>
 
 #include "common/error.h"
 #include "kernels/ops.h"
@@ -265,6 +267,71 @@ TEST(SyntheticWeights, DeterministicSmallAndShaped) {
   }
   EXPECT_LE(largest, 0.02f);
   EXPECT_GT(largest, 0.015f);  // not all zero
+}
+
+// --quant on a preset: the linear weights are packed (4-bit codes, a scale and a min per row and
+// group), exactly the bytes the memory plan counts; the rest stays float.
+TEST(SyntheticWeights, QuantizedPresetPacksLinearsAsPlanned) {
+  auto backend = kernels::make_cpu_backend();
+  PlanModel model = small_model();
+  model.config.intermediate_size = 128;  // whole groups of 32 on each of 2 ranks
+  model.config.quant = quant_preset("gptq-int4", 32);
+  const RankShape shape = rank_shape(model.config, 2, 1);
+  const std::vector<WeightShard> plan = plan_weights(model.config, qwen2_architecture(), shape);
+  WeightStore store;
+  store.load_synthetic(plan, *backend, 3, {}, model.config.quant);
+  int64_t planned = 0;
+  int quantized = 0;
+  for (const WeightShard& w : plan) {
+    planned += shard_bytes(w, model.config.quant, 4);
+    const LinearWeight linear = store.find_linear(w.name);
+    if (linear.quantized == nullptr) continue;
+    ++quantized;
+    EXPECT_TRUE(w.linear) << w.name;
+    const kernels::QuantizedMatrix& m = *linear.quantized;
+    EXPECT_EQ(m.bits, 4);
+    EXPECT_EQ(m.rows, w.rows);
+    EXPECT_EQ(m.cols, w.cols);
+    EXPECT_EQ(m.num_groups, (w.cols + 31) / 32) << w.name;
+    // Every weight scale * code + min within [-0.02, 0.02], both ends reached somewhere.
+    const auto* scales = static_cast<const float*>(m.scales);
+    const auto* mins = static_cast<const float*>(m.mins);
+    EXPECT_NEAR(mins[0], -0.02f, 1e-7f);
+    EXPECT_NEAR(scales[0] * 15 + mins[0], 0.02f, 1e-7f);
+  }
+  EXPECT_EQ(quantized, 2 * 4) << "qkv, o, gate_up and down of 2 layers";
+  EXPECT_EQ(static_cast<int64_t>(store.bytes()), planned);
+  const MemoryPlan float_plan = plan_memory(small_model(), small_options(1 << 20));
+  MemoryPlanOptions options = small_options(1 << 20);
+  options.tp_size = 2;
+  EXPECT_LT(plan_memory(model, options).weight_bytes, float_plan.weight_bytes * 2);
+}
+
+// The error a call raises: its code and message.
+std::pair<ErrorCode, std::string> error_of(const std::function<void()>& call) {
+  try {
+    call();
+  } catch (const Error& e) {
+    return {e.code(), e.what()};
+  }
+  return {ErrorCode::kInternal, "no error"};
+}
+
+TEST(QuantPreset, NamesTheFlagOnBadValues) {
+  const QuantConfig awq = quant_preset("awq-int4", -1);
+  EXPECT_EQ(awq.method, QuantMethod::kAwq);
+  EXPECT_EQ(awq.bits, 4);
+  EXPECT_EQ(awq.group_size, 0);
+  EXPECT_FALSE(quant_preset("none", 128).enabled());
+  EXPECT_EQ(quant_preset("gptq-int8", 64).bits, 8);
+  const auto bad_method = error_of([] { quant_preset("gptq-int3", 128); });
+  EXPECT_EQ(bad_method.first, ErrorCode::kInvalidArgument);
+  EXPECT_EQ(bad_method.second, "--quant: 'gptq-int3' is not none, gptq-int4, gptq-int8 or awq-int4");
+  for (int64_t group : {33, 0, -2}) {
+    const auto bad_group = error_of([&] { quant_preset("gptq-int4", group); });
+    EXPECT_EQ(bad_group.first, ErrorCode::kInvalidArgument);
+    EXPECT_EQ(bad_group.second, fmt::format("--group-size: {} is not -1 or a positive even size", group));
+  }
 }
 
 TEST(LocalShardCommunicator, GathersThisRanksPartIntoEverySlot) {
