@@ -9,6 +9,9 @@
 #   bash tests/fuzz/run.sh 600             # 10 minutes per target
 #   bash tests/fuzz/run.sh 600 tiktoken    # one target
 #   FUZZ_JOBS=1 FUZZ_RUNS=10000000 bash tests/fuzz/run.sh 86400 config_json   # until 10M executions
+# FUZZ_TIMEOUT (default 10) is the seconds one input may take before it counts as a hang; raise it
+# for a long run at low priority beside other work, where a starved process can stall that long
+# (an input reported as a timeout there should be re-run alone: a real hang still hangs).
 #
 # Reproduce a crash: build-fuzz/tests/fuzz/<target>_fuzz build-fuzz/artifacts/<target>/crash-...
 set -euo pipefail
@@ -43,7 +46,7 @@ for target in "${targets[@]}"; do
   # The parsers allocate what a file justifies: 2 GiB is far above any input here; a 10 s input is a hang.
   if ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=0 UBSAN_OPTIONS=print_stacktrace=1 \
      "$build/tests/fuzz/${target}_fuzz" "$corpus" "$root/tests/fuzz/corpus/$target" \
-       -max_total_time="$seconds" "${runs[@]}" -max_len="${max_len[$target]:-4096}" -timeout=10 \
+       -max_total_time="$seconds" "${runs[@]}" -max_len="${max_len[$target]:-4096}" -timeout="${FUZZ_TIMEOUT:-10}" \
        -rss_limit_mb=2048 -malloc_limit_mb=2048 -print_final_stats=1 \
        -artifact_prefix="$artifacts/" >"$log" 2>&1; then
     status=ok
