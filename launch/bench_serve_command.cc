@@ -248,9 +248,9 @@ int run_bench_serve(const BenchServeOptions& o) {
     }
     for (auto& t : threads) t.join();
   } else {
-    // gRPC: a connection per 8 workers (one HTTP/2 connection's reader caps a client near a few
-    // thousand messages/s, which would measure the client instead of the server); HTTP: one per
-    // worker, as a pool of kept-alive connections would.
+    // gRPC: a connection per 8 workers rather than every stream multiplexed over one, so that at
+    // high concurrency one connection's client-side reader is not what is measured; HTTP: one
+    // kept-alive connection per worker, as a client pool would hold.
     std::vector<std::unique_ptr<v1::Generation::Stub>> stubs;
     for (int w = 0; w < o.concurrency; w += 8) {
       grpc::ChannelArguments args;
