@@ -56,6 +56,8 @@ constexpr FieldRule kTokenizerKeys[] = {
     {"tokenizer.ggml.add_bos_token", kSupported, "BOS before the text"},
     {"tokenizer.ggml.add_eos_token", kSupported, "EOS after the text"},
     {"tokenizer.ggml.add_space_prefix", kSupported, "SentencePiece's leading space"},
+    {"tokenizer.ggml.remove_extra_whitespaces", kSupported, "false only (gguf_spm_vocab.cc refuses true)"},
+    {"tokenizer.ggml.precompiled_charsmap", kSupported, "refused by gguf_spm_vocab.cc, naming the key"},
     {"tokenizer.chat_template", kSupported, "the model's Jinja chat template"},
 };
 

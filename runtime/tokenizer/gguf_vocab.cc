@@ -7,6 +7,8 @@
 
 #include "common/error.h"
 #include "runtime/tokenizer/byte_level_bpe.h"
+#include "runtime/tokenizer/gguf_spm_vocab.h"
+#include "runtime/tokenizer/gguf_vocab_fields.h"
 #include "runtime/tokenizer/model_files.h"
 #include "runtime/tokenizer/utf8.h"
 
@@ -14,6 +16,10 @@ namespace tpserve::runtime {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
+using gguf_fields::array_at;
+using gguf_fields::bool_at;
+using gguf_fields::fail;
+using gguf_fields::id_at;
 
 namespace {
 
@@ -41,35 +47,6 @@ const std::vector<PreTokenizer>& pre_tokenizers() {
       {"llama-bpe", {kLlama3SplitPattern}, false},
   };
   return table;
-}
-
-[[noreturn]] void fail(const fs::path& file, const std::string& key, const std::string& problem) {
-  raise(ErrorCode::kDataLoss, "{}: metadata '{}': {}", file.string(), key, problem);
-}
-
-const json& array_at(const json& metadata, const fs::path& file, const std::string& key) {
-  auto it = metadata.find(key);
-  if (it == metadata.end() || !it->is_array()) fail(file, key, "missing or not an array");
-  return *it;
-}
-
-// An id key, when present: a non-negative integer below the vocabulary size.
-std::optional<int32_t> id_at(const json& metadata, const fs::path& file, const std::string& key,
-                             int64_t vocab_size) {
-  auto it = metadata.find(key);
-  if (it == metadata.end()) return std::nullopt;
-  if (!it->is_number_integer() || it->get<int64_t>() < 0 || it->get<int64_t>() >= vocab_size) {
-    fail(file, key, fmt::format("{} is not a token id below the vocabulary size {}", it->dump(),
-                                vocab_size));
-  }
-  return it->get<int32_t>();
-}
-
-bool bool_at(const json& metadata, const fs::path& file, const std::string& key, bool fallback) {
-  auto it = metadata.find(key);
-  if (it == metadata.end()) return fallback;
-  if (!it->is_boolean()) fail(file, key, "expected a BOOL");
-  return it->get<bool>();
 }
 
 std::unique_ptr<ByteLevelBpeTokenizer> load_gpt2(const json& metadata, const fs::path& file) {
@@ -171,18 +148,31 @@ std::unique_ptr<Tokenizer> load_gguf_tokenizer(const json& metadata, const fs::p
           "tokenizer", file.string());
   }
   const std::string name = model->get<std::string>();
-  if (name != "gpt2") {
+  std::unique_ptr<Tokenizer> tokenizer;
+  if (name == "gpt2") {
+    tokenizer = load_gpt2(metadata, file);
+  } else if (name == "llama") {
+    tokenizer = load_gguf_spm(metadata, file);
+  } else {
     raise(ErrorCode::kUnimplemented, "{}: metadata 'tokenizer.ggml.model': '{}' is not supported "
-          "(gpt2 is)", file.string(), name.substr(0, 64));
+          "(gpt2, llama are)", file.string(), name.substr(0, 64));
   }
-  std::unique_ptr<Tokenizer> tokenizer = load_gpt2(metadata, file);
   const int64_t vocab_size = tokenizer->vocab_size();
   TokenizerSettings settings;
   auto arch = metadata.find("general.architecture");
   if (arch != metadata.end() && arch->is_string()) settings.model_type = arch->get<std::string>();
-  settings.bos_token_id = id_at(metadata, file, "tokenizer.ggml.bos_token_id", vocab_size);
-  for (const char* key : {"tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id",
-                          "tokenizer.ggml.eom_token_id"}) {
+  // llama.cpp's defaults when the keys are absent: <s> = 1 and </s> = 2 for a llama vocabulary
+  // (llama-vocab.cpp, load), none for gpt2 here.
+  const auto default_id = [&](int32_t id) {
+    return name == "llama" && id < vocab_size ? std::optional<int32_t>(id) : std::nullopt;
+  };
+  std::optional<int32_t> bos = id_at(metadata, file, "tokenizer.ggml.bos_token_id", vocab_size);
+  std::optional<int32_t> eos = id_at(metadata, file, "tokenizer.ggml.eos_token_id", vocab_size);
+  if (!metadata.contains("tokenizer.ggml.bos_token_id")) bos = default_id(1);
+  if (!metadata.contains("tokenizer.ggml.eos_token_id")) eos = default_id(2);
+  settings.bos_token_id = bos;
+  if (eos) settings.eos_token_ids.push_back(*eos);
+  for (const char* key : {"tokenizer.ggml.eot_token_id", "tokenizer.ggml.eom_token_id"}) {
     if (auto id = id_at(metadata, file, key, vocab_size)) settings.eos_token_ids.push_back(*id);
   }
   assign_special_ids(*tokenizer, settings);
@@ -196,14 +186,13 @@ std::unique_ptr<Tokenizer> load_gguf_tokenizer(const json& metadata, const fs::p
     chat.origin = file.string() + " (tokenizer.chat_template)";
   }
   const json& tokens = metadata.at("tokenizer.ggml.tokens");
-  for (const auto& [key, name] : {std::pair{"tokenizer.ggml.bos_token_id", "bos_token"},
-                                  std::pair{"tokenizer.ggml.eos_token_id", "eos_token"},
-                                  std::pair{"tokenizer.ggml.unknown_token_id", "unk_token"},
-                                  std::pair{"tokenizer.ggml.padding_token_id", "pad_token"}}) {
-    if (auto id = id_at(metadata, file, key, vocab_size)) {
-      chat.special_tokens.emplace_back(name, tokens[static_cast<size_t>(*id)].get<std::string>());
-    }
-  }
+  const auto add_special = [&](const char* token_name, std::optional<int32_t> id) {
+    if (id) chat.special_tokens.emplace_back(token_name, tokens[static_cast<size_t>(*id)].get<std::string>());
+  };
+  add_special("bos_token", bos);
+  add_special("eos_token", eos);
+  add_special("unk_token", id_at(metadata, file, "tokenizer.ggml.unknown_token_id", vocab_size));
+  add_special("pad_token", id_at(metadata, file, "tokenizer.ggml.padding_token_id", vocab_size));
   tokenizer->set_embedded_chat_template(std::move(chat));
   return tokenizer;
 }

@@ -3,6 +3,8 @@
 //     "left right" strings in rank order, tokenizer.ggml.pre names the pre-tokenizer (its split
 //     regexes: llama.cpp's llama-vocab.cpp); control (type 3) and user-defined (type 4) tokens are
 //     added tokens, matched in the raw text, control ones special.
+//   tokenizer.ggml.model "llama": SentencePiece-style tokens / scores / token types, tokenized by
+//     libsentencepiece as llama.cpp does (gguf_spm_vocab.h).
 // Special ids come from tokenizer.ggml.{bos,eos,eot,eom}_token_id, add_bos/add_eos from
 // tokenizer.ggml.add_{bos,eos}_token, the chat template from tokenizer.chat_template.
 #pragma once
@@ -17,8 +19,9 @@
 namespace tpserve::runtime {
 
 // `metadata` is the file's metadata as JSON (runtime/formats/gguf.h); errors name `file` and the
-// key: kUnimplemented for another tokenizer.ggml.model or an unknown pre-tokenizer, kDataLoss for
-// a missing or malformed key, an id outside the vocabulary, a merge of unknown tokens.
+// key: kUnimplemented for another tokenizer.ggml.model, an unknown pre-tokenizer or a feature of a
+// llama vocabulary tpserve does not support; kDataLoss for a missing or malformed key, an id
+// outside the vocabulary, a merge of unknown tokens.
 std::unique_ptr<Tokenizer> load_gguf_tokenizer(const nlohmann::json& metadata,
                                                const std::filesystem::path& file);
 

@@ -4,6 +4,7 @@
 
 #include <cstdlib>
 #include <mutex>
+#include <unordered_map>
 
 #include "common/check.h"
 #include "common/error.h"
@@ -35,6 +36,7 @@ constexpr int kDeepBind = RTLD_DEEPBIND;
 // once per process. TPSERVE_SENTENCEPIECE_MODULE names it where the build-tree path does not hold.
 struct SentencePieceModule {
   decltype(&tps_sp_load) load;
+  decltype(&tps_sp_load_serialized) load_serialized;
   decltype(&tps_sp_free) free;
   decltype(&tps_sp_piece_size) piece_size;
   decltype(&tps_sp_bos_id) bos_id;
@@ -80,6 +82,7 @@ const SentencePieceModule& sentencepiece_module() {
     }
 #define TPS_SP_SYMBOL(field, name) module.field = reinterpret_cast<decltype(&name)>(symbol(#name))
     TPS_SP_SYMBOL(load, tps_sp_load);
+    TPS_SP_SYMBOL(load_serialized, tps_sp_load_serialized);
     TPS_SP_SYMBOL(free, tps_sp_free);
     TPS_SP_SYMBOL(piece_size, tps_sp_piece_size);
     TPS_SP_SYMBOL(bos_id, tps_sp_bos_id);
@@ -110,6 +113,11 @@ class SentencePieceProcessor {
   std::string load(const std::string& path) {
     std::string error;
     handle_ = module_.load(path.c_str(), append_bytes, &error);
+    return handle_ != nullptr ? std::string() : (error.empty() ? std::string("unknown error") : error);
+  }
+  std::string load_serialized(std::string_view serialized) {
+    std::string error;
+    handle_ = module_.load_serialized(serialized.data(), serialized.size(), append_bytes, &error);
     return handle_ != nullptr ? std::string() : (error.empty() ? std::string("unknown error") : error);
   }
   int32_t piece_size() const { return module_.piece_size(handle_); }
@@ -144,20 +152,7 @@ class SentencePieceTokenizer : public Tokenizer {
     if (std::string error = processor_.load(path.string()); !error.empty()) {
       raise(ErrorCode::kDataLoss, "{}: not a SentencePiece model: {}", source_, error);
     }
-    piece_count_ = processor_.piece_size();
-    // Decoding drops the first piece's leading space when the model adds a dummy prefix and keeps
-    // extra whitespace (sentencepiece_processor.cc, Decode); probe the normalizer for both.
-    std::vector<int32_t> plain;
-    std::vector<int32_t> spaced;
-    (void)processor_.encode("a", plain);
-    (void)processor_.encode(" a", spaced);
-    add_dummy_prefix_ = !plain.empty() && processor_.id_to_piece(plain[0]).starts_with(kSpaceSymbol);
-    remove_extra_whitespaces_ = spaced == plain;
-    for (int id = 0; id < piece_count_; ++id) {
-      if (processor_.is_control(id) && !processor_.id_to_piece(id).empty()) {
-        added_.add({processor_.id_to_piece(id), id, true});
-      }
-    }
+    init_from_model();
     add_family_specials(settings);
     for (const AddedToken& token : settings.added_tokens) {
       if (!is_token_id(token.id)) {
@@ -166,11 +161,23 @@ class SentencePieceTokenizer : public Tokenizer {
       }
       added_.add(token);
     }
-    vocab_size_ = piece_count_;
-    for (const AddedToken& token : added_.all()) vocab_size_ = std::max(vocab_size_, token.id + 1);
+    set_vocab_size();
     if (settings.add_bos_token.value_or(true) && !is_chatglm_ && processor_.bos_id() >= 0) {
       prefix_ids_.push_back(processor_.bos_id());
     }
+  }
+
+  explicit SentencePieceTokenizer(const SentencePieceVocab& vocab) : source_(vocab.source) {
+    if (std::string error = processor_.load_serialized(vocab.serialized_model); !error.empty()) {
+      raise(ErrorCode::kDataLoss, "{}: SentencePiece refused the model: {}", source_, error);
+    }
+    init_from_model();
+    for (const AddedToken& token : vocab.added) added_.add(token);
+    set_vocab_size();
+    prefix_ids_ = vocab.prefix_ids;
+    suffix_ids_ = vocab.suffix_ids;
+    for (int32_t id : vocab.verbatim_ids) decode_as_[id] = DecodeAs::kVerbatim;
+    for (int32_t id : vocab.silent_ids) decode_as_[id] = DecodeAs::kNothing;
   }
 
   std::vector<int32_t> encode(std::string_view text, bool add_special_tokens) const override {
@@ -188,6 +195,7 @@ class SentencePieceTokenizer : public Tokenizer {
         raise(ErrorCode::kInternal, "{}: SentencePiece encode failed: {}", source_, error);
       }
     }
+    if (add_special_tokens) ids.insert(ids.end(), suffix_ids_.begin(), suffix_ids_.end());
     return ids;
   }
 
@@ -202,6 +210,19 @@ class SentencePieceTokenizer : public Tokenizer {
     }
     if (id < 0 || id >= piece_count_) {
       raise(ErrorCode::kOutOfRange, "token id {} is not in the vocabulary of {} (size {})", id, source_, vocab_size_);
+    }
+    if (auto it = decode_as_.find(id); it != decode_as_.end()) {
+      if (it->second == DecodeAs::kVerbatim) {
+        const AddedToken* added = added_.by_id(id);
+        TPS_CHECK(added != nullptr, "{}: verbatim token {} is not an added token", source_, id);
+        if (!(skip_special_tokens && added->special)) {
+          out += added->content;
+          state.at_start = false;
+          state.consumed_space = false;
+          state.emitted_text = state.emitted_text || !added->content.empty();
+        }
+      }
+      return;
     }
     if (processor_.is_control(id)) {  // <s>, </s>: invisible, as SentencePiece decodes them
       append_text("", state, out);
@@ -232,6 +253,31 @@ class SentencePieceTokenizer : public Tokenizer {
   std::string describe() const override { return source_ + " (SentencePiece)"; }
 
  private:
+  enum class DecodeAs { kVerbatim, kNothing };
+
+  // What every model needs once loaded: its size, its normalizer's behaviour, its control pieces.
+  void init_from_model() {
+    piece_count_ = processor_.piece_size();
+    // Decoding drops the first piece's leading space when the model adds a dummy prefix and keeps
+    // extra whitespace (sentencepiece_processor.cc, Decode); probe the normalizer for both.
+    std::vector<int32_t> plain;
+    std::vector<int32_t> spaced;
+    (void)processor_.encode("a", plain);
+    (void)processor_.encode(" a", spaced);
+    add_dummy_prefix_ = !plain.empty() && processor_.id_to_piece(plain[0]).starts_with(kSpaceSymbol);
+    remove_extra_whitespaces_ = spaced == plain;
+    for (int id = 0; id < piece_count_; ++id) {
+      if (processor_.is_control(id) && !processor_.id_to_piece(id).empty()) {
+        added_.add({processor_.id_to_piece(id), id, true});
+      }
+    }
+  }
+
+  void set_vocab_size() {
+    vocab_size_ = piece_count_;
+    for (const AddedToken& token : added_.all()) vocab_size_ = std::max(vocab_size_, token.id + 1);
+  }
+
   // A text piece: "▁" becomes a space, and the first piece loses its leading one
   // (sentencepiece_processor.cc Decode: is_bos_ws turns false once text was emitted or a previous
   // piece consumed that space).
@@ -268,6 +314,8 @@ class SentencePieceTokenizer : public Tokenizer {
   SentencePieceProcessor processor_;
   AddedTokens added_;
   std::vector<int32_t> prefix_ids_;
+  std::vector<int32_t> suffix_ids_;
+  std::unordered_map<int32_t, DecodeAs> decode_as_;
   int32_t piece_count_ = 0;
   int32_t vocab_size_ = 0;
   bool add_dummy_prefix_ = true;
@@ -279,6 +327,10 @@ class SentencePieceTokenizer : public Tokenizer {
 
 std::unique_ptr<Tokenizer> load_sentencepiece(const std::filesystem::path& path, const TokenizerSettings& settings) {
   return std::make_unique<SentencePieceTokenizer>(path, settings);
+}
+
+std::unique_ptr<Tokenizer> load_sentencepiece(const SentencePieceVocab& vocab) {
+  return std::make_unique<SentencePieceTokenizer>(vocab);
 }
 
 }  // namespace tpserve::runtime

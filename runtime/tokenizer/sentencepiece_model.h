@@ -20,4 +20,21 @@ namespace tpserve::runtime {
 
 std::unique_ptr<Tokenizer> load_sentencepiece(const std::filesystem::path& path, const TokenizerSettings& settings);
 
+// A SentencePiece model that is not a tokenizer.model file (a GGUF file's tokenizer.ggml.* keys,
+// gguf_spm_vocab.cc), given as a serialized ModelProto (sentencepiece_proto.h) that
+// libsentencepiece loads, with what the tokenizer adds around it. Besides `added`, the model's
+// control pieces are matched in the text, as for a tokenizer.model.
+struct SentencePieceVocab {
+  std::string serialized_model;
+  std::string source;                 // names the origin in messages and describe()
+  std::vector<AddedToken> added;      // matched in the raw text before SentencePiece sees it
+  std::vector<int32_t> prefix_ids;    // encode(add_special_tokens = true) puts these first ...
+  std::vector<int32_t> suffix_ids;    // ... and these last
+  std::vector<int32_t> verbatim_ids;  // added tokens decoded as their content, as is
+  std::vector<int32_t> silent_ids;    // decoded as nothing
+};
+
+// Throws tpserve::Error(kDataLoss) with SentencePiece's reason when the library refuses the model.
+std::unique_ptr<Tokenizer> load_sentencepiece(const SentencePieceVocab& vocab);
+
 }  // namespace tpserve::runtime

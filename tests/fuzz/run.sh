@@ -34,7 +34,7 @@ cmake --build "$build" --parallel "${FUZZ_BUILD_JOBS:-$(nproc)}" --target "${tar
 # Maximum input sizes: large enough for every seed, small enough to keep executions fast.
 declare -A max_len=([tokenizer_json]=8192 [tiktoken]=4096 [safetensors]=2048 [safetensors_index]=4096
                     [config_json]=2048 [batch_line]=1024 [sampling_params]=1024
-                    [gguf]=4096)
+                    [gguf]=8192)
 failed=()
 for target in "${targets[@]}"; do
   corpus=$build/corpus/$target

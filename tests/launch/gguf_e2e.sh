@@ -19,6 +19,38 @@ expected=$(timeout 60 "$TPSERVE_BIN" tokenize --model "$TPSERVE_FIXTURES/llama_g
   --text $'<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n' --no-special 2>/dev/null)
 if [[ $status -eq 0 && "$out" == "$expected" ]]; then echo "ok: tokenize --chat"; else fail "tokenize --chat: '$out' vs '$expected'"; fi
 
+# A SentencePiece-style vocabulary (tokenizer.ggml.model "llama", Mistral's): every text of
+# mistral_spm_expected.json through `tokenize --input` gives llama.cpp's ids (BOS added), and
+# --decode gives SentencePiece's text back.
+python3 - "$gguf/mistral_spm_expected.json" "$scratch/spm.jsonl" "$scratch/spm_ids" <<'PY'
+import json, sys
+cases = json.load(open(sys.argv[1], encoding="utf-8"))["cases"]
+with open(sys.argv[2], "w", encoding="utf-8") as texts, open(sys.argv[3], "w") as ids:
+    for case in cases:
+        texts.write(json.dumps({"text": case["text"]}) + "\n")
+        ids.write(" ".join(map(str, case["ids"])) + "\n")
+PY
+if timeout 60 "$TPSERVE_BIN" tokenize --model "$gguf/mistral_spm_vocab.gguf" --input "$scratch/spm.jsonl" --quiet \
+     >"$scratch/spm_out" 2>"$scratch/spm_err" && cmp -s "$scratch/spm_out" "$scratch/spm_ids"; then
+  echo "ok: tokenize a llama (SentencePiece) GGUF vocabulary: llama.cpp's ids for $(wc -l <"$scratch/spm_ids") texts"
+else
+  fail "tokenize a llama GGUF vocabulary: $(diff "$scratch/spm_out" "$scratch/spm_ids" | head -5) $(tail -2 "$scratch/spm_err")"
+fi
+run 1 60 tokenize --model "$gguf/mistral_spm_vocab.gguf" --decode 1,22557,28725,1526,28808,2
+if [[ $status -eq 0 && "$out" == "Hello, world!" ]]; then echo "ok: decode a llama GGUF vocabulary"; else fail "decode: '$out' $err"; fi
+
+# A tiny random llama with a llama vocabulary: text prompts tokenized by tpserve give llama.cpp's
+# greedy continuation of the same file (make_spm_gguf.py), at TP 1 and 2.
+while IFS=$'\t' read -r prompt expected; do
+  for np in 1 2; do
+    run "$np" 120 generate --model "$gguf/tiny_spm_llama.gguf" --prompt "$prompt" --max-tokens 12 --ignore-eos
+    expect_tokens "tiny_spm_llama np=$np prompt='$prompt'" "$expected"
+  done
+done < <(python3 -c '
+import json, sys
+for case in json.load(open(sys.argv[1], encoding="utf-8"))["tiny_greedy"]:
+    print(case["prompt"] + "\t" + ",".join(map(str, case["generated"])))' "$gguf/mistral_spm_expected.json")
+
 timeout 60 "$TPSERVE_BIN" plan --model "$gguf/qwen2_tied.gguf" --tp 1,3 >"$scratch/plan" 2>&1 \
   && grep -q "qwen2_tied.gguf" "$scratch/plan" && echo "ok: plan" || { fail "plan"; tail -3 "$scratch/plan"; }
 # The packed file's plan counts its packed bytes, by hand (bf16 plan: 2-byte scales and mins):

@@ -4,6 +4,7 @@
 
 #include <sentencepiece_processor.h>
 
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -17,16 +18,11 @@ void send(tps_sp_bytes_sink sink, void* ctx, const std::string& text) {
   if (sink != nullptr) sink(ctx, text.data(), text.size());
 }
 
-}  // namespace
-
-extern "C" {
-
-int tps_sp_abi_version(void) { return TPS_SP_ABI_VERSION; }
-
-void* tps_sp_load(const char* path, tps_sp_bytes_sink error, void* error_ctx) {
+template <typename LoadFn>
+void* load_with(LoadFn load, tps_sp_bytes_sink error, void* error_ctx) {
   try {
     auto processor = std::make_unique<Processor>();
-    const auto status = processor->Load(path);
+    const auto status = load(*processor);
     if (!status.ok()) {
       send(error, error_ctx, status.ToString());
       return nullptr;
@@ -36,6 +32,21 @@ void* tps_sp_load(const char* path, tps_sp_bytes_sink error, void* error_ctx) {
     send(error, error_ctx, e.what());
     return nullptr;
   }
+}
+
+}  // namespace
+
+extern "C" {
+
+int tps_sp_abi_version(void) { return TPS_SP_ABI_VERSION; }
+
+void* tps_sp_load(const char* path, tps_sp_bytes_sink error, void* error_ctx) {
+  return load_with([&](Processor& processor) { return processor.Load(path); }, error, error_ctx);
+}
+
+void* tps_sp_load_serialized(const char* data, size_t size, tps_sp_bytes_sink error, void* error_ctx) {
+  return load_with([&](Processor& processor) { return processor.LoadFromSerializedProto({data, size}); },
+                   error, error_ctx);
 }
 
 void tps_sp_free(void* processor) { delete static_cast<Processor*>(processor); }

@@ -14,7 +14,7 @@ extern "C" {
 #endif
 
 // Bumped when a signature below changes; the loader refuses a module of another version.
-#define TPS_SP_ABI_VERSION 1
+#define TPS_SP_ABI_VERSION 2
 
 // Receives bytes (a piece, an error message) or ids; ctx is the caller's.
 typedef void (*tps_sp_bytes_sink)(void* ctx, const char* data, size_t size);
@@ -23,6 +23,8 @@ typedef void (*tps_sp_ids_sink)(void* ctx, const int* ids, size_t count);
 int tps_sp_abi_version(void);
 // Returns a processor handle, or NULL with the reason sent to `error`.
 void* tps_sp_load(const char* path, tps_sp_bytes_sink error, void* error_ctx);
+// The same from a serialized ModelProto in memory (SentencePieceProcessor::LoadFromSerializedProto).
+void* tps_sp_load_serialized(const char* data, size_t size, tps_sp_bytes_sink error, void* error_ctx);
 void tps_sp_free(void* processor);
 int tps_sp_piece_size(const void* processor);
 int tps_sp_bos_id(const void* processor);

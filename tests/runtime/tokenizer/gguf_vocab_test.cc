@@ -61,7 +61,7 @@ std::string error_of(const json& metadata) {
 TEST(GgufVocab, RefusesMalformedMetadata) {
   json metadata = fixture_metadata();
   metadata["tokenizer.ggml.model"] = "bert";
-  EXPECT_EQ(error_of(metadata), "m.gguf: metadata 'tokenizer.ggml.model': 'bert' is not supported (gpt2 is)");
+  EXPECT_EQ(error_of(metadata), "m.gguf: metadata 'tokenizer.ggml.model': 'bert' is not supported (gpt2, llama are)");
   metadata = fixture_metadata();
   metadata.erase("tokenizer.ggml.model");
   EXPECT_NE(error_of(metadata).find("the file has no tokenizer"), std::string::npos);
