@@ -7,7 +7,9 @@
 //     block tables) is int32.
 //   - Linear weights keep the Hugging Face layout [out_features, in_features]: y = x W^T + b.
 //   - The paged KV cache of one layer is [num_blocks, block_size, num_kv_heads, head_dim] for K and
-//     again for V; a sequence's block table lists its blocks in position order.
+//     again for V; a sequence's block table lists its blocks in position order. An int8 cache
+//     (Int8KvCache, --kv-cache-dtype int8) has the same shape in int8 codes plus one float32 scale
+//     per position and KV head.
 #pragma once
 
 #include <cstddef>
@@ -59,6 +61,19 @@ struct PagedBatch {
   const int32_t* block_tables = nullptr;  // [num_seqs, max_blocks_per_seq]
   int max_blocks_per_seq = 0;
   int block_size = 0;
+};
+
+// One layer's int8 paged KV cache: codes [num_blocks, block_size, num_kv_heads, head_dim] int8 for
+// K and for V, and scales [num_blocks, block_size, num_kv_heads] float32 beside each, in backend
+// memory. Symmetric, one scale per position and KV head: scale = max|x| / 127 over that head's
+// head_dim values, code = round(x / scale) clamped to [-127, 127], x ~ code * scale (a zero
+// vector: scale 0, codes 0). Per position, so a token's bytes do not depend on which step or
+// chunk wrote it (prefix caching, preemption and chunked prefill see the same cache).
+struct Int8KvCache {
+  int8_t* key = nullptr;
+  int8_t* value = nullptr;
+  float* key_scale = nullptr;
+  float* value_scale = nullptr;
 };
 
 class Backend {
@@ -149,6 +164,23 @@ class Backend {
   virtual void attention(const void* q, int64_t q_row_stride, const void* key_cache,
                          const void* value_cache, const PagedBatch& batch,
                          const HeadLayout& heads, float scale, void* out) = 0;
+
+  // The int8 KV cache (Int8KvCache): the ops above with the cache stored as codes and scales.
+  // cache_write_int8 and rope_cache_write_int8 quantize each token's rotated key and its value
+  // where cache_write stores them; attention_int8 dequantizes the cache a block at a time as it
+  // reads it (the result equals `attention` over the dequantized cache). A backend without the
+  // kernels refuses them by name; has_int8_kv_cache says which it is.
+  virtual bool has_int8_kv_cache() const { return false; }
+  virtual void cache_write_int8(const void* key, const void* value, int64_t row_stride,
+                                const PagedBatch& batch, const HeadLayout& heads,
+                                const Int8KvCache& cache);
+  virtual void rope_cache_write_int8(void* qkv, int64_t row_stride, const int32_t* positions,
+                                     int num_tokens, const HeadLayout& heads,
+                                     const RopeParams& rope, const PagedBatch& batch,
+                                     const Int8KvCache& cache);
+  virtual void attention_int8(const void* q, int64_t q_row_stride, const Int8KvCache& cache,
+                              const PagedBatch& batch, const HeadLayout& heads, float scale,
+                              void* out);
 
   // out[t, i] = silu(gate_up[t, i]) * gate_up[t, inter + i]; gate_up is [rows, 2 * inter].
   virtual void silu_mul(const void* gate_up, int rows, int64_t inter, void* out) = 0;

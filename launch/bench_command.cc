@@ -61,6 +61,7 @@ struct BenchOptions {
   int iters = 20;
   int warmup = 3;
   int block_size = 16;
+  std::string kv_cache_dtype = "auto";  // auto | int8
   std::string gpu_mem;  // default: 80GiB on cuda, physical memory on cpu
   double gpu_util = 0.90;
   uint64_t seed = 1234;
@@ -247,6 +248,7 @@ struct BenchRun {
   runtime::ModelConfig config;  // with --layers applied
   DType dtype = DType::kF32;
   int element = 4;
+  runtime::KvCacheDtype kv_dtype = runtime::KvCacheDtype::kAuto;
   std::vector<int> batches;
   std::vector<int> prompt_lens;
   std::vector<DecodePoint> points;
@@ -269,6 +271,7 @@ nlohmann::json run_shard(const BenchOptions& options, const BenchRun& run, int t
   // Workspace from the largest batch (and the prompt); KV pool from B x C, capped by the plan.
   runtime::ModelOptions model_options;
   model_options.block_size = options.block_size;
+  model_options.kv_cache_dtype = run.kv_dtype;
   model_options.max_tokens_per_step = std::max(max_batch, max_prompt);
   model_options.max_seqs = max_batch;
   model_options.max_logit_rows = max_batch;
@@ -298,11 +301,13 @@ nlohmann::json run_shard(const BenchOptions& options, const BenchRun& run, int t
   model_options.num_kv_blocks = static_cast<int32_t>(std::min<int64_t>(needed_blocks, plan.kv_blocks));
 
   std::fprintf(stderr, "bench: %s, %d of %d layers, rank %d of TP=%d, %s %s; weights %s (the "
-               "largest rank's), workspace %s, KV pool %d blocks (%s); copy bandwidth %.1f GB/s\n",
+               "largest rank's), workspace %s, KV pool %d blocks of %s (%s); copy bandwidth %.1f "
+               "GB/s\n",
                run.model.name.c_str(), config.num_layers, run.model.config.num_layers, options.rank,
                tp, options.device.c_str(), std::string(dtype_name(run.dtype)).c_str(),
                runtime::format_bytes(plan.weight_bytes).c_str(),
                runtime::format_bytes(plan.workspace_bytes).c_str(), model_options.num_kv_blocks,
+               runtime::kv_cache_dtype_name(run.kv_dtype, run.dtype).c_str(),
                runtime::format_bytes(static_cast<double>(model_options.num_kv_blocks) * plan.kv_block_bytes).c_str(),
                run.copy_gbps);
   kernels::Backend& backend = *run.backend;
@@ -338,7 +343,7 @@ nlohmann::json run_shard(const BenchOptions& options, const BenchRun& run, int t
     if (w.name == "embed") embed_bytes = w.numel() * element;
   }
   const int64_t weight_bytes = static_cast<int64_t>(shard.weight_bytes());
-  const int64_t kv_per_token = runtime::kv_bytes_per_token(config, shape, element);
+  const int64_t kv_per_token = runtime::kv_bytes_per_token(config, shape, element, run.kv_dtype);
   const int64_t act_per_token = runtime::activation_bytes_per_token(config, shape, element);
 
   const size_t first_row = results.size();
@@ -376,11 +381,12 @@ nlohmann::json run_shard(const BenchOptions& options, const BenchRun& run, int t
     }
   }
 
-  std::printf("%s: rank %d of TP=%d, %d layers, %s %s, weights %s on this rank; copy bandwidth "
-              "%.1f GB/s; no communication (LocalShardCommunicator); KV filled with synthetic "
-              "values, not prefill\n",
+  std::printf("%s: rank %d of TP=%d, %d layers, %s %s, KV cache %s, weights %s on this rank; copy "
+              "bandwidth %.1f GB/s; no communication (LocalShardCommunicator); KV filled with "
+              "synthetic values, not prefill\n",
               run.model.name.c_str(), options.rank, tp, config.num_layers,
               options.device.c_str(), std::string(dtype_name(run.dtype)).c_str(),
+              runtime::kv_cache_dtype_name(run.kv_dtype, run.dtype).c_str(),
               runtime::format_bytes(weight_bytes).c_str(), run.copy_gbps);
   // An uneven split: where this rank stands against the largest shard (what every step waits for).
   const runtime::RankSplit& split = plan.ranks[static_cast<size_t>(options.rank)];
@@ -428,6 +434,9 @@ std::vector<int> positive_list(const std::string& text, const char* flag) {
 }
 
 int run_bench(const BenchOptions& options) {
+  // A refused --kv-cache-dtype says so before any device is looked for.
+  const runtime::KvCacheDtype kv_dtype = parse_kv_cache_dtype(options.kv_cache_dtype);
+  check_kv_cache_device(kv_dtype, options.device);
   if (options.device == "cuda" && kernels::cuda_device_count() == 0) {
     raise(ErrorCode::kUnavailable, "--device cuda: no CUDA device found (or tpserve was built "
           "without CUDA); use --device cpu");
@@ -451,6 +460,7 @@ int run_bench(const BenchOptions& options) {
   run.dtype = parse_compute_dtype(
       options.dtype.empty() ? (options.device == "cuda" ? "bf16" : "f32") : options.dtype);
   run.element = dtype_size(run.dtype);
+  run.kv_dtype = kv_dtype;
   run.batches = positive_list(options.batch, "--batch");
   run.prompt_lens = positive_list(options.prompt_len, "--prompt-len");
   if (options.gen_len.empty()) {
@@ -501,6 +511,7 @@ int run_bench(const BenchOptions& options) {
       {"layers", config.num_layers},
       {"model_layers", run.model.config.num_layers},
       {"block_size", options.block_size},
+      {"kv_cache_dtype", runtime::kv_cache_dtype_name(run.kv_dtype, run.dtype)},
       {"iters", options.iters},
       {"warmup", options.warmup},
       {"shard_weight_bytes", shards.front()["shard_weight_bytes"]},
@@ -548,6 +559,8 @@ void register_bench_command(CLI::App& app, CommandRunner& runner) {
       ->check(CLI::Range(0, 1000));
   command->add_option("--block-size", options->block_size, "KV cache positions per block")
       ->check(CLI::Range(1, 1024));
+  command->add_option("--kv-cache-dtype", options->kv_cache_dtype,
+                      "KV cache element type: auto (the compute dtype) or int8 (cpu only for now)");
   command->add_option("--gpu-mem", options->gpu_mem,
                       "Device memory for the plan (default 80GiB on cuda, RAM on cpu)");
   command->add_option("--gpu-util", options->gpu_util, "Fraction of it to use")

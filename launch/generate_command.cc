@@ -133,6 +133,7 @@ int run_generate(const GenerateOptions& options) {
   std::vector<int32_t> prompt;
   // One collective phase: every rank validates and loads; all learn whether all succeeded.
   const bool ok = run_phase(comm, "load", [&] {
+    options.rank.kv_dtype();  // a refused --kv-cache-dtype before any device is touched
     device = make_rank_device(options.rank.device, comm, options.rank.collective_timeout());
     runtime::ModelConfig config = runtime::read_model_config(options.model_dir);
     if (options.text_prompt) {

@@ -38,4 +38,12 @@ std::vector<int> parse_int_list(const std::string& text, const char* flag);
 // "bf16" / "fp16" / "f32" (and bfloat16, float16, float32, f16, fp32).
 DType parse_compute_dtype(const std::string& text);
 
+// --kv-cache-dtype: "auto" (the compute dtype) or "int8". "fp8" is refused (kUnimplemented: it
+// needs a CUDA GPU of sm_89+ and is not implemented yet), anything else too (kInvalidArgument),
+// both naming the flag.
+runtime::KvCacheDtype parse_kv_cache_dtype(const std::string& text);
+// Refuses (kUnimplemented, naming the flag) a KV cache dtype `device` (cpu | cuda) has no kernels
+// for: int8 on cuda, for now.
+void check_kv_cache_device(runtime::KvCacheDtype kv_dtype, const std::string& device);
+
 }  // namespace tpserve::launch

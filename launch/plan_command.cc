@@ -88,6 +88,7 @@ struct PlanOptions {
   std::string gpu_mem = "80GiB";
   double gpu_util = 0.90;
   int block_size = 16;
+  std::string kv_cache_dtype = "auto";  // auto | int8
   int max_tokens_per_step = 256;
   int max_seqs = 64;
 };
@@ -96,7 +97,10 @@ int run_plan(const PlanOptions& options) {
   const runtime::PlanModel model = read_model_source(options.source);
   const runtime::ModelConfig& c = model.config;
   runtime::MemoryPlanOptions plan_options;
-  plan_options.dtype_bytes = dtype_size(parse_compute_dtype(options.dtype));
+  const DType compute = parse_compute_dtype(options.dtype);
+  plan_options.dtype_bytes = dtype_size(compute);
+  // int8 is planned on any device (what it would hold); fp8 and unknown names are refused.
+  plan_options.model.kv_cache_dtype = parse_kv_cache_dtype(options.kv_cache_dtype);
   plan_options.gpu_memory_bytes = runtime::parse_byte_size(options.gpu_mem);
   plan_options.gpu_utilization = options.gpu_util;
   plan_options.model.block_size = options.block_size;
@@ -115,9 +119,11 @@ int run_plan(const PlanOptions& options) {
                                 c.moe.experts_per_token, c.moe.expert_intermediate_size,
                                 c.moe.shared_expert_intermediate_size).c_str()
                   : "");
-  std::printf("%s, %s per device, %.0f%% usable; block %d, %d tokens/step, %d seqs; "
+  std::printf("%s, KV cache %s, %s per device, %.0f%% usable; block %d, %d tokens/step, %d seqs; "
               "context %lld\n",
-              options.dtype.c_str(), runtime::format_bytes(plan_options.gpu_memory_bytes).c_str(),
+              options.dtype.c_str(),
+              runtime::kv_cache_dtype_name(plan_options.model.kv_cache_dtype, compute).c_str(),
+              runtime::format_bytes(plan_options.gpu_memory_bytes).c_str(),
               options.gpu_util * 100, options.block_size, options.max_tokens_per_step,
               options.max_seqs, static_cast<long long>(c.max_position_embeddings));
   std::printf("%4s %14s %14s %12s %12s %10s %11s %11s %5s %9s\n", "tp", "weights/rank",
@@ -163,6 +169,9 @@ void register_plan_command(CLI::App& app, CommandRunner& runner) {
       ->check(CLI::Range(0.01, 1.0));
   command->add_option("--block-size", options->block_size, "KV cache positions per block")
       ->check(CLI::Range(1, 1024));
+  command->add_option("--kv-cache-dtype", options->kv_cache_dtype,
+                      "KV cache element type: auto (the --dtype) or int8 (codes + a float32 scale "
+                      "per position and KV head)");
   command->add_option("--max-tokens-per-step", options->max_tokens_per_step,
                       "Token budget of one step")->check(CLI::Range(1, 1 << 20));
   command->add_option("--max-seqs", options->max_seqs, "Sequences per step")

@@ -33,6 +33,7 @@ struct RankOptions {
   bool allow_unused_tensors = false;  // checkpoint tensors no adapter rule reads: warn, not refuse
   int load_threads = 0;               // threads reading the checkpoint; 0: cores, at most 8
   DeviceOptions device;
+  std::string kv_cache_dtype = "auto";  // auto | int8 (parse_kv_cache_dtype)
 
   std::chrono::milliseconds collective_timeout() const {
     return std::chrono::milliseconds(static_cast<int64_t>(collective_timeout_s * 1000));
@@ -40,6 +41,9 @@ struct RankOptions {
   std::chrono::milliseconds step_timeout() const {
     return std::chrono::milliseconds(static_cast<int64_t>(step_timeout_s * 1000));
   }
+  // --kv-cache-dtype read, and refused (naming the flag) where the device has no kernels for it:
+  // int8 on cuda, for now. Raises on every rank alike: call it before make_rank_device.
+  runtime::KvCacheDtype kv_dtype() const;
   runtime::ModelOptions model_options() const;
 };
 

@@ -94,6 +94,23 @@ class CpuBackend final : public Backend {
                  float scale, void* out) override {
     cpu::attention(f(q), q_row_stride, f(key_cache), f(value_cache), batch, heads, scale, f(out));
   }
+  bool has_int8_kv_cache() const override { return true; }
+  void cache_write_int8(const void* key, const void* value, int64_t row_stride,
+                        const PagedBatch& batch, const HeadLayout& heads,
+                        const Int8KvCache& cache) override {
+    cpu::cache_write_int8(f(key), f(value), row_stride, batch, heads, cache);
+  }
+  void rope_cache_write_int8(void* qkv, int64_t row_stride, const int32_t* positions,
+                             int num_tokens, const HeadLayout& heads, const RopeParams& rope,
+                             const PagedBatch& batch, const Int8KvCache& cache) override {
+    cpu::rope_cache_write_int8(f(qkv), row_stride, positions, num_tokens, heads, rope, batch,
+                               cache);
+  }
+  void attention_int8(const void* q, int64_t q_row_stride, const Int8KvCache& cache,
+                      const PagedBatch& batch, const HeadLayout& heads, float scale,
+                      void* out) override {
+    cpu::attention_int8(f(q), q_row_stride, cache, batch, heads, scale, f(out));
+  }
   void copy_rows(const void* src, const int32_t* rows, int num_rows, int64_t cols,
                  void* dst) override {
     cpu::copy_rows(f(src), rows, num_rows, cols, f(dst));

@@ -30,6 +30,15 @@ void rope_cache_write(float* qkv, int64_t row_stride, const int32_t* positions, 
 void attention(const float* q, int64_t q_row_stride, const float* key_cache,
                const float* value_cache, const PagedBatch& batch, const HeadLayout& heads,
                float scale, float* out);
+// The int8 KV cache (kv_int8.cc): x[0..n) -> codes and one symmetric scale (ops.h, Int8KvCache).
+void quantize_int8(const float* x, int n, int8_t* codes, float* scale);
+void cache_write_int8(const float* key, const float* value, int64_t row_stride,
+                      const PagedBatch& batch, const HeadLayout& heads, const Int8KvCache& cache);
+void rope_cache_write_int8(float* qkv, int64_t row_stride, const int32_t* positions,
+                           int num_tokens, const HeadLayout& heads, const RopeParams& rope,
+                           const PagedBatch& batch, const Int8KvCache& cache);
+void attention_int8(const float* q, int64_t q_row_stride, const Int8KvCache& cache,
+                    const PagedBatch& batch, const HeadLayout& heads, float scale, float* out);
 void copy_rows(const float* src, const int32_t* rows, int num_rows, int64_t cols, float* dst);
 void scatter_add_rows(const float* src, const int32_t* rows, const float* row_weights,
                       int num_rows, int64_t cols, float* dst);  // moe.cc

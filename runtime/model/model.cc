@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "common/check.h"
+#include "common/error.h"
 #include "runtime/families/architecture.h"
 #include "runtime/model/checkpoint_source.h"
 #include "runtime/model/rope_tables.h"
@@ -16,6 +17,10 @@ Model::Model(ModelConfig config, RankShape shape, kernels::Backend& backend,
       options_(options), element_size_(dtype_size(backend.compute_dtype())),
       moe_(config_, shape_, backend_, options_.max_tokens_per_step) {
   fit_quantization_to(config_, backend_);
+  if (options_.kv_cache_dtype == KvCacheDtype::kInt8 && !backend_.has_int8_kv_cache()) {
+    raise(ErrorCode::kUnimplemented, "--kv-cache-dtype int8: not implemented on {} yet",
+          backend_.name());
+  }
   TPS_CHECK(comm.size() == shape.tp_size && comm.rank() == shape.rank,
             "rank shape {}/{} does not match the communicator {}/{}", shape.rank, shape.tp_size,
             comm.rank(), comm.size());
@@ -91,8 +96,16 @@ WorkspaceSizes workspace_sizes(const ModelConfig& config, const RankShape& shape
   return w;
 }
 
-int64_t kv_bytes_per_token(const ModelConfig& config, const RankShape& shape, int element_size) {
-  return int64_t{config.num_layers} * 2 * shape.heads.num_kv_heads() * config.head_dim * element_size;
+std::string kv_cache_dtype_name(KvCacheDtype kv_dtype, DType compute) {
+  return kv_dtype == KvCacheDtype::kInt8 ? "int8" : std::string(dtype_name(compute));
+}
+
+int64_t kv_bytes_per_token(const ModelConfig& config, const RankShape& shape, int element_size,
+                           KvCacheDtype kv_dtype) {
+  const int64_t per_head = kv_dtype == KvCacheDtype::kInt8
+                               ? config.head_dim + int64_t{sizeof(float)}
+                               : int64_t{config.head_dim} * element_size;
+  return int64_t{config.num_layers} * 2 * shape.heads.num_kv_heads() * per_head;
 }
 
 void Model::allocate_workspace() {
@@ -120,20 +133,35 @@ void Model::allocate_workspace() {
   query_scale_host_.resize(w.query_scale / sizeof(float));
   prompt_len_host_.resize(static_cast<size_t>(options_.max_seqs));
 
-  // The paged KV cache: per layer, [num_blocks, block_size, local kv heads, head_dim] for K and V.
-  const size_t cache_bytes = static_cast<size_t>(options_.num_kv_blocks) *
-                             static_cast<size_t>(options_.block_size) *
-                             static_cast<size_t>(kv_width_) * e;
+  // The paged KV cache: per layer, [num_blocks, block_size, local kv heads, head_dim] for K and V
+  // (one-byte codes with an int8 cache, and beside them [num_blocks, block_size, local kv heads]
+  // float32 scales).
+  const bool int8 = options_.kv_cache_dtype == KvCacheDtype::kInt8;
+  const size_t slots = static_cast<size_t>(options_.num_kv_blocks) *
+                       static_cast<size_t>(options_.block_size);
+  const size_t cache_bytes = slots * static_cast<size_t>(kv_width_) * (int8 ? 1 : e);
+  const size_t scale_bytes = slots * static_cast<size_t>(heads_.num_kv_heads) * sizeof(float);
   for (int layer = 0; layer < config_.num_layers; ++layer) {
     key_cache_.emplace_back(backend_, cache_bytes);
     value_cache_.emplace_back(backend_, cache_bytes);
+    if (int8) {
+      key_scale_.emplace_back(backend_, scale_bytes);
+      value_scale_.emplace_back(backend_, scale_bytes);
+    }
   }
+}
+
+kernels::Int8KvCache Model::int8_cache(int layer) {
+  const auto l = static_cast<size_t>(layer);
+  return {key_cache_[l].as<int8_t>(), value_cache_[l].as<int8_t>(), key_scale_[l].as<float>(),
+          value_scale_[l].as<float>()};
 }
 
 size_t Model::kv_cache_bytes() const {
   size_t total = 0;
-  for (const DeviceBuffer& buffer : key_cache_) total += buffer.bytes();
-  for (const DeviceBuffer& buffer : value_cache_) total += buffer.bytes();
+  for (const auto* buffers : {&key_cache_, &value_cache_, &key_scale_, &value_scale_}) {
+    for (const DeviceBuffer& buffer : *buffers) total += buffer.bytes();
+  }
   return total;
 }
 
@@ -159,6 +187,10 @@ void Model::load_synthetic(uint64_t seed, const std::function<void(const LoadPro
 }
 
 void Model::fill_kv_cache_synthetic(uint64_t seed) {
+  if (options_.kv_cache_dtype == KvCacheDtype::kInt8) {
+    fill_int8_kv_cache_synthetic(seed);
+    return;
+  }
   const auto elements = [&](const DeviceBuffer& b) {
     return static_cast<int64_t>(b.bytes() / static_cast<size_t>(element_size_));
   };
@@ -167,6 +199,31 @@ void Model::fill_kv_cache_synthetic(uint64_t seed) {
                      seed + 2 * layer);
     upload_synthetic(backend_, value_cache_[layer].data(), elements(value_cache_[layer]), 1.0f,
                      seed + 2 * layer + 1);
+  }
+}
+
+// Codes uniform in [-127, 127] (xorshift) and every scale 1 / 127: values in [-1, 1], as the float
+// cache's synthetic fill.
+void Model::fill_int8_kv_cache_synthetic(uint64_t seed) {
+  constexpr size_t kChunk = size_t{1} << 20;
+  std::vector<int8_t> codes(kChunk);
+  uint64_t state = seed * 2654435761u + 88172645463325252ull;
+  const auto fill_codes = [&](DeviceBuffer& buffer) {
+    for (size_t done = 0; done < buffer.bytes(); done += kChunk) {
+      const size_t count = std::min(kChunk, buffer.bytes() - done);
+      for (size_t i = 0; i < count; ++i) {
+        state ^= state << 13; state ^= state >> 7; state ^= state << 17;
+        codes[i] = static_cast<int8_t>(static_cast<int>(state % 255) - 127);
+      }
+      backend_.copy_to_device(static_cast<char*>(buffer.data()) + done, codes.data(), count);
+    }
+  };
+  for (size_t layer = 0; layer < key_cache_.size(); ++layer) {
+    fill_codes(key_cache_[layer]);
+    fill_codes(value_cache_[layer]);
+    const std::vector<float> scales(key_scale_[layer].bytes() / sizeof(float), 1.0f / 127.0f);
+    backend_.copy_to_device(key_scale_[layer].data(), scales.data(), key_scale_[layer].bytes());
+    backend_.copy_to_device(value_scale_[layer].data(), scales.data(), value_scale_[layer].bytes());
   }
 }
 
@@ -257,11 +314,18 @@ void Model::run_layer(int layer, const kernels::PagedBatch& batch, int tokens) {
   // normed layer 0's input, and each layer's last residual add is fused with the norm after it.
   run_linear(backend_, normed_.data(), w.qkv, w.qkv_bias, tokens, qkv_width_, hidden, q);
   // RoPE of q and k in place in the fused QKV rows, and k, v into the cache: one op.
-  backend_.rope_cache_write(q, qkv_width_, token_pos_.as<int32_t>(), tokens, heads_, rope_, batch,
-                            key_cache_[layer].data(), value_cache_[layer].data());
   const float scale = 1.0f / std::sqrt(static_cast<float>(config_.head_dim));
-  backend_.attention(q, qkv_width_, key_cache_[layer].data(), value_cache_[layer].data(), batch,
-                     heads_, scale, attn_.data());
+  if (options_.kv_cache_dtype == KvCacheDtype::kInt8) {
+    const kernels::Int8KvCache cache = int8_cache(layer);
+    backend_.rope_cache_write_int8(q, qkv_width_, token_pos_.as<int32_t>(), tokens, heads_, rope_,
+                                   batch, cache);
+    backend_.attention_int8(q, qkv_width_, cache, batch, heads_, scale, attn_.data());
+  } else {
+    backend_.rope_cache_write(q, qkv_width_, token_pos_.as<int32_t>(), tokens, heads_, rope_,
+                              batch, key_cache_[layer].data(), value_cache_[layer].data());
+    backend_.attention(q, qkv_width_, key_cache_[layer].data(), value_cache_[layer].data(), batch,
+                       heads_, scale, attn_.data());
+  }
   // Row-parallel: each rank holds a slice of the input columns; the bias is added once (rank 0)
   // so the all-reduce sums it exactly once.
   run_linear(backend_, attn_.data(), w.o, first_rank ? w.o_bias : nullptr, tokens, hidden,

@@ -28,6 +28,12 @@
 
 namespace tpserve::runtime {
 
+// What the paged KV cache stores (--kv-cache-dtype): the compute dtype (kAuto), or int8 codes
+// with one float32 scale per position and KV head (kInt8; kernels/ops.h, Int8KvCache).
+enum class KvCacheDtype { kAuto, kInt8 };
+// "int8", or the compute dtype's name for kAuto ("f32", "bf16").
+std::string kv_cache_dtype_name(KvCacheDtype kv_dtype, DType compute);
+
 struct ModelOptions {
   int max_tokens_per_step = 256;  // rows of the activation workspace
   int max_logit_rows = 64;        // tokens per step whose logits come back
@@ -35,6 +41,7 @@ struct ModelOptions {
   int32_t block_size = 16;        // KV positions per block
   int32_t num_kv_blocks = 64;     // KV blocks per layer on this rank
   int32_t max_blocks_per_seq = 0; // 0: enough for max_position_embeddings
+  KvCacheDtype kv_cache_dtype = KvCacheDtype::kAuto;
   // Checkpoint tensors no adapter rule reads are ignored (listed by unused_tensors()) instead of
   // refused (runtime/model/weights.h, check_unused_tensors).
   bool allow_unused_tensors = false;
@@ -58,8 +65,10 @@ struct WorkspaceSizes {
 // max_blocks_per_seq 0 means enough blocks for max_position_embeddings, as in the model.
 WorkspaceSizes workspace_sizes(const ModelConfig& config, const RankShape& shape,
                                const ModelOptions& options, int element_size);
-// Bytes per position of this rank's KV cache: layers x 2 (K, V) x local kv heads x head_dim x dtype.
-int64_t kv_bytes_per_token(const ModelConfig& config, const RankShape& shape, int element_size);
+// Bytes per position of this rank's KV cache: layers x 2 (K, V) x local kv heads x head_dim x dtype;
+// for int8, layers x 2 x local kv heads x (head_dim one-byte codes + a float32 scale).
+int64_t kv_bytes_per_token(const ModelConfig& config, const RankShape& shape, int element_size,
+                           KvCacheDtype kv_dtype);
 
 class Model {
  public:
@@ -107,6 +116,8 @@ class Model {
   };
 
   int32_t blocks_for_positions(int64_t positions) const;
+  kernels::Int8KvCache int8_cache(int layer);
+  void fill_int8_kv_cache_synthetic(uint64_t seed);
   void allocate_workspace();
   void bind_weights();
   void upload_step(const StepInput& step);
@@ -137,6 +148,9 @@ class Model {
   DeviceBuffer inv_freq_;
   std::vector<DeviceBuffer> key_cache_;
   std::vector<DeviceBuffer> value_cache_;
+  // With an int8 cache, key_cache_ / value_cache_ hold the codes and these their scales.
+  std::vector<DeviceBuffer> key_scale_;
+  std::vector<DeviceBuffer> value_scale_;
   // Workspace, planned once: nothing is allocated per step.
   DeviceBuffer hidden_, normed_, qkv_, attn_, proj_, gate_up_, mlp_act_;
   SparseMoe moe_;  // the sparse MLP layers (config.moe), with their own workspace

@@ -50,8 +50,10 @@ MemoryPlan plan_memory(const PlanModel& model, const MemoryPlanOptions& options)
     split.shape = rank_shape(c, n, rank);  // throws when n does not fit the heads
     int64_t replicated = 0;
     split.weight_bytes = rank_weight_bytes(model, split.shape, options.dtype_bytes, &replicated);
-    split.kv_bytes_per_token = kv_bytes_per_token(c, split.shape, options.dtype_bytes);
-    split.decode_bytes = decode_bytes(c, split.shape, 1, 0, options.dtype_bytes).total();
+    split.kv_bytes_per_token = kv_bytes_per_token(c, split.shape, options.dtype_bytes,
+                                                  options.model.kv_cache_dtype);
+    split.decode_bytes = decode_bytes(c, split.shape, 1, 0, options.dtype_bytes,
+                                       options.model.kv_cache_dtype).total();
     plan.weight_bytes = std::max(plan.weight_bytes, split.weight_bytes);
     plan.replicated_weight_bytes = replicated;
     plan.workspace_bytes = std::max(

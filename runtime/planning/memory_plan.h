@@ -30,7 +30,8 @@ struct MemoryPlanOptions {
   int dtype_bytes = 2;             // of the compute dtype: weights, activations and KV cache
   int64_t gpu_memory_bytes = 0;    // one device's memory
   double gpu_utilization = 0.90;   // fraction of it tpserve may use
-  ModelOptions model;              // max_tokens_per_step, max_seqs, max_logit_rows, block_size
+  ModelOptions model;              // max_tokens_per_step, max_seqs, max_logit_rows, block_size,
+                                   // kv_cache_dtype
 };
 
 // One rank's part of an uneven split (parts differ by at most one head, unit or vocabulary row).
@@ -50,6 +51,7 @@ struct MemoryPlan {
   int64_t replicated_weight_bytes = 0;  // of which replicated on every rank (norms, biases, routers)
   int64_t workspace_bytes = 0;
   int64_t kv_bytes_per_token = 0;       // layers * 2 (K, V) * local kv heads * head_dim * dtype
+                                        // (int8: * (head_dim + 4), codes and a float32 scale)
   int64_t kv_block_bytes = 0;
   int64_t kv_blocks = 0;                // blocks that fit in the budget after weights + workspace
   int64_t kv_tokens = 0;                // kv_blocks * block_size

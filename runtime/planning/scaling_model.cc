@@ -36,7 +36,7 @@ int64_t activation_bytes_per_token(const ModelConfig& c, const RankShape& s, int
 }
 
 DecodeBytes decode_bytes(const ModelConfig& c, const RankShape& s, int batch, int64_t context,
-                         int element) {
+                         int element, KvCacheDtype kv_dtype) {
   const Architecture* architecture = find_architecture(c.architecture);
   if (architecture == nullptr) {
     raise(ErrorCode::kUnimplemented, "scaling model: no adapter for {}", c.architecture);
@@ -50,7 +50,7 @@ DecodeBytes decode_bytes(const ModelConfig& c, const RankShape& s, int batch, in
   DecodeBytes bytes;
   bytes.weight = weight_bytes - (c.tie_word_embeddings ? 0 : embed_bytes) +
                  int64_t{batch} * c.hidden_size * element;
-  bytes.kv = int64_t{batch} * (context + 2) * kv_bytes_per_token(c, s, element);
+  bytes.kv = int64_t{batch} * (context + 2) * kv_bytes_per_token(c, s, element, kv_dtype);
   bytes.activation = int64_t{batch} * activation_bytes_per_token(c, s, element);
   return bytes;
 }
@@ -84,7 +84,8 @@ ScalingPrediction predict_decode_step(const ModelConfig& config, const ScalingOp
   ScalingPrediction p;
   for (int rank = 0; rank < options.tp_size; ++rank) {
     const DecodeBytes bytes = decode_bytes(config, rank_shape(config, options.tp_size, rank),
-                                           options.batch, options.context, options.element);
+                                           options.batch, options.context, options.element,
+                                           options.kv_dtype);
     if (rank == 0 || bytes.total() > p.bytes.total()) p.bytes = bytes;
   }
   p.roofline_compute_s = static_cast<double>(p.bytes.total()) /

@@ -19,6 +19,7 @@
 #include <optional>
 
 #include "runtime/config/model_config.h"
+#include "runtime/model/model.h"
 #include "runtime/model/weight_plan.h"
 
 namespace tpserve::runtime {
@@ -56,8 +57,9 @@ struct DecodeBytes {
 // N slots (read + write each).
 int64_t activation_bytes_per_token(const ModelConfig& config, const RankShape& shape, int element);
 
+// The KV cache in `kv_dtype` (kv_bytes_per_token: int8 codes + scales, or the compute dtype).
 DecodeBytes decode_bytes(const ModelConfig& config, const RankShape& shape, int batch,
-                         int64_t context, int element);
+                         int64_t context, int element, KvCacheDtype kv_dtype);
 
 struct CommCost {
   int all_reduces = 0;            // 2 per layer + the embedding's
@@ -78,6 +80,7 @@ struct ScalingOptions {
   int batch = 1;
   int64_t context = 1024;
   int element = 2;                 // bytes of the compute dtype
+  KvCacheDtype kv_dtype = KvCacheDtype::kAuto;
   Interconnect link;
   double hbm_gbps = 3350.0;        // H100 SXM HBM3 peak (NVIDIA's data sheet)
   double hbm_efficiency = 0.8;     // fraction of it a decode step's streams achieve

@@ -193,6 +193,16 @@ TEST(MemoryPlan, Qwen2_72bAtTp8Bf16) {
   EXPECT_EQ(plan.kv_blocks, 90160);
   EXPECT_TRUE(plan.fits);
 
+  // An int8 KV cache: 80 x 2 x (128 codes + a 4-byte scale) = 21120 B per position, blocks of
+  // 337920: 174856 blocks, 1.94x the bf16 cache's positions in the same memory.
+  options.model.kv_cache_dtype = KvCacheDtype::kInt8;
+  const MemoryPlan int8 = plan_memory(preset("qwen2-72b"), options);
+  EXPECT_EQ(int8.kv_bytes_per_token, 21120);
+  EXPECT_EQ(int8.kv_blocks, 174856);
+  EXPECT_EQ(int8.weight_bytes, plan.weight_bytes);
+  EXPECT_EQ(int8.workspace_bytes, plan.workspace_bytes);
+  options.model.kv_cache_dtype = KvCacheDtype::kAuto;
+
   options.tp_size = 1;  // 145.4e9 bytes of weights on one 80 GiB device
   const MemoryPlan single = plan_memory(preset("qwen2-72b"), options);
   EXPECT_FALSE(single.fits);

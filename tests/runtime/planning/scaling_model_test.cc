@@ -59,12 +59,16 @@ TEST(ScalingModel, DecodeBytesAgreeWithTheMemoryPlan) {
   const RankShape shape = rank_shape(model.config, 8, 0);
   const int64_t shard_bytes = rank_weight_bytes(model, shape, 2, nullptr);
   const int64_t embed_bytes = shape.vocab.padded_rows * model.config.hidden_size * 2;
-  const DecodeBytes bytes = decode_bytes(model.config, shape, 32, 1024, 2);
+  const DecodeBytes bytes = decode_bytes(model.config, shape, 32, 1024, 2, KvCacheDtype::kAuto);
   EXPECT_EQ(bytes.weight, shard_bytes - embed_bytes + 32 * 8192 * 2);
   // 80 layers x 2 x 1 kv head (8 kv heads / 8) x 128 x 2 B = 40960 B per position.
-  EXPECT_EQ(kv_bytes_per_token(model.config, shape, 2), 40960);
+  EXPECT_EQ(kv_bytes_per_token(model.config, shape, 2, KvCacheDtype::kAuto), 40960);
   EXPECT_EQ(bytes.kv, int64_t{32} * 1026 * 40960);
   EXPECT_EQ(bytes.activation, 32 * activation_bytes_per_token(model.config, shape, 2));
+  // An int8 cache: 128 one-byte codes + a 4-byte scale per head: 80 x 2 x 132 = 21120 B.
+  EXPECT_EQ(kv_bytes_per_token(model.config, shape, 2, KvCacheDtype::kInt8), 21120);
+  EXPECT_EQ(decode_bytes(model.config, shape, 32, 1024, 2, KvCacheDtype::kInt8).kv,
+            int64_t{32} * 1026 * 21120);
 }
 
 TEST(ScalingModel, MonotonicAndMeasuredCompute) {
