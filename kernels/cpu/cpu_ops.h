@@ -23,7 +23,11 @@ void rope(float* x, int64_t row_stride, const int32_t* positions, int num_tokens
 void cache_write(const float* key, const float* value, int64_t row_stride,
                  const PagedBatch& batch, const HeadLayout& heads, float* key_cache,
                  float* value_cache);
-// rope(q) + rope(k) + cache_write over fused [q | k | v] rows, composed (rope.cc).
+// rope(q) and rope(k) in place over fused [q | k | v] rows (the query's logn factor on q only);
+// returns the rows' first key (the value follows it). Both cache writes start with it (rope.cc).
+float* rope_queries_and_keys(float* qkv, int64_t row_stride, const int32_t* positions,
+                             int num_tokens, const HeadLayout& heads, const RopeParams& rope);
+// rope_queries_and_keys + cache_write over fused [q | k | v] rows, composed (rope.cc).
 void rope_cache_write(float* qkv, int64_t row_stride, const int32_t* positions, int num_tokens,
                       const HeadLayout& heads, const RopeParams& rope, const PagedBatch& batch,
                       float* key_cache, float* value_cache);

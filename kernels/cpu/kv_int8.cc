@@ -78,12 +78,8 @@ void cache_write_int8(const float* key, const float* value, int64_t row_stride,
 void rope_cache_write_int8(float* qkv, int64_t row_stride, const int32_t* positions,
                            int num_tokens, const HeadLayout& heads, const RopeParams& rope,
                            const PagedBatch& batch, const Int8KvCache& cache) {
-  float* key = qkv + static_cast<int64_t>(heads.num_q_heads) * heads.head_dim;
-  float* value = key + static_cast<int64_t>(heads.num_kv_heads) * heads.head_dim;
-  cpu::rope(qkv, row_stride, positions, num_tokens, heads.num_q_heads, rope);
-  RopeParams key_rope = rope;
-  key_rope.query_scale = nullptr;  // the query's factor; keys are cached as rotated
-  cpu::rope(key, row_stride, positions, num_tokens, heads.num_kv_heads, key_rope);
+  const float* key = rope_queries_and_keys(qkv, row_stride, positions, num_tokens, heads, rope);
+  const float* value = key + static_cast<int64_t>(heads.num_kv_heads) * heads.head_dim;
   cache_write_int8(key, value, row_stride, batch, heads, cache);
 }
 

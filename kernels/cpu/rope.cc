@@ -43,16 +43,22 @@ void rope(float* x, int64_t row_stride, const int32_t* positions, int num_tokens
   }
 }
 
-// The composition the CUDA kernel fuses: q then k rotated in place, then k and v into the cache.
-void rope_cache_write(float* qkv, int64_t row_stride, const int32_t* positions, int num_tokens,
-                      const HeadLayout& heads, const RopeParams& rope, const PagedBatch& batch,
-                      float* key_cache, float* value_cache) {
+float* rope_queries_and_keys(float* qkv, int64_t row_stride, const int32_t* positions,
+                             int num_tokens, const HeadLayout& heads, const RopeParams& rope) {
   float* key = qkv + static_cast<int64_t>(heads.num_q_heads) * heads.head_dim;
-  float* value = key + static_cast<int64_t>(heads.num_kv_heads) * heads.head_dim;
   cpu::rope(qkv, row_stride, positions, num_tokens, heads.num_q_heads, rope);
   RopeParams key_rope = rope;
   key_rope.query_scale = nullptr;  // the query's factor; keys are cached as rotated
   cpu::rope(key, row_stride, positions, num_tokens, heads.num_kv_heads, key_rope);
+  return key;
+}
+
+// The composition the CUDA kernel fuses: q then k rotated in place, then k and v into the cache.
+void rope_cache_write(float* qkv, int64_t row_stride, const int32_t* positions, int num_tokens,
+                      const HeadLayout& heads, const RopeParams& rope, const PagedBatch& batch,
+                      float* key_cache, float* value_cache) {
+  const float* key = rope_queries_and_keys(qkv, row_stride, positions, num_tokens, heads, rope);
+  const float* value = key + static_cast<int64_t>(heads.num_kv_heads) * heads.head_dim;
   cache_write(key, value, row_stride, batch, heads, key_cache, value_cache);
 }
 
