@@ -23,6 +23,8 @@
 namespace tpserve::kernels {
 
 // Rotary position embedding of one rank's heads.
+class QuantizedHostMatrix;
+
 struct RopeParams {
   int head_dim = 0;
   int rotary_dim = 0;        // leading dims of each head that rotate (== head_dim for LLaMA/Qwen2)
@@ -136,6 +138,13 @@ class Backend {
                                 int m, void* out);
   // Whether quantized_linear is implemented (formats that may also load as floats, GGUF, ask).
   virtual bool has_quantized_linear() const { return false; }
+  // Called once after `device`'s arrays were uploaded from `host` (kernels/quantized_device.h):
+  // a backend whose kernels want another layout rewrites them here (CUDA: paired nibbles, act-order
+  // columns sorted by group). The default keeps quantized.h's layout.
+  virtual void prepare_quantized(QuantizedMatrix& device, const QuantizedHostMatrix& host) {
+    (void)device;
+    (void)host;
+  }
 
   // Rotates, in place, the first rotary_dim dims of each of num_heads heads of every token's row
   // of x by angle position * inv_freq. Token t's heads start at x + t * row_stride (elements), so

@@ -35,6 +35,14 @@ struct QuantizedMatrix {
   const void* scales = nullptr;
   const void* mins = nullptr;
   const int32_t* group_index = nullptr;
+  // Set only by the CUDA backend's prepare_quantized, and read only by its kernels
+  // (kernels/cuda/quantized_linear.h): 4-bit words hold columns 0, 2, 4, 6 of their 8 in the low
+  // 16 bits and 1, 3, 5, 7 in the high 16 bits; and, for act-order, the columns are sorted by
+  // group, column j of the codes being input column input_order[j] (group_index then null).
+  // zero_points: `mins` holds integer zero points instead, W = scale * (code - zero).
+  bool paired_nibbles = false;
+  bool zero_points = false;
+  const int32_t* input_order = nullptr;
 };
 
 // Bytes of one row of codes: cols for 8 bits, cols / 2 for 4 bits (cols must be even).

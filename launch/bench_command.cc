@@ -569,10 +569,14 @@ void register_bench_command(CLI::App& app, CommandRunner& runner) {
   command->add_option("--json", options->json_path, "Write results as JSON to this file");
   command->add_option("--csv", options->csv_path, "Write results as CSV to this file");
   command->add_option("--gemv", options->gemv.shape,
-                      "Instead of a model: the CPU quantized GEMV of an OUTxIN matrix at batch 1 "
-                      "vs the f32 GEMV on it dequantized (bytes/s of each), e.g. 11008x4096");
+                      "Instead of a model: the quantized linear of an OUTxIN matrix vs the float "
+                      "one on it dequantized (bytes/s of each), e.g. 11008x4096; cpu: batch 1 vs "
+                      "OpenBLAS f32; cuda: each of --gemv-tokens vs cuBLASLt, a comma-separated "
+                      "list of shapes");
   command->add_option("--gemv-bits", options->gemv.bits, "--gemv code width: 4 or 8");
   command->add_option("--gemv-group", options->gemv.group_size, "--gemv input columns per group");
+  command->add_option("--gemv-tokens", options->gemv.tokens,
+                      "--gemv on cuda: rows of x to time, comma-separated (e.g. 1,4,16,64)");
   command->add_option("--load", options->load_dir,
                       "Instead of a model run: load the checkpoint in DIR, each rank of mpirun -np N "
                       "its TP=N shard, and report GB/s against the page-cache read and memory-copy "
@@ -595,6 +599,9 @@ void register_bench_command(CLI::App& app, CommandRunner& runner) {
       if (options->gemv.shape.empty()) return run_bench(*options);
       GemvBenchOptions gemv = options->gemv;
       gemv.iters = options->iters;
+      gemv.device = options->device;
+      gemv.dtype = options->dtype;
+      gemv.json_path = options->json_path;
       return run_gemv_bench(gemv);
     };
   });

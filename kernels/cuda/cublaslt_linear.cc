@@ -61,7 +61,7 @@ void CublasLtLinear::destroy(Plan& plan) {
 CublasLtLinear::Plan& CublasLtLinear::plan_for(const Key& key) {
   auto found = plans_.find(key);
   if (found != plans_.end()) return found->second;
-  const auto [m, n, k, has_bias, align_x, align_weight, align_out, align_bias] = key;
+  const auto [m, n, k, has_bias, align_x, align_weight, align_out, align_bias, out_stride] = key;
   (void)align_bias;
   const cudaDataType_t type = cuda_data_type(dtype_);
   Plan plan;
@@ -79,7 +79,7 @@ CublasLtLinear::Plan& CublasLtLinear::plan_for(const Key& key) {
                                                         &epilogue, sizeof(epilogue)));
     TPSERVE_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan.weight_layout, type, k, n, k));
     TPSERVE_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan.x_layout, type, k, m, k));
-    TPSERVE_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan.out_layout, type, n, m, n));
+    TPSERVE_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan.out_layout, type, n, m, out_stride));
 
     TPSERVE_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&preference));
     const uint64_t workspace = workspace_bytes_;
@@ -122,9 +122,13 @@ CublasLtLinear::Plan& CublasLtLinear::plan_for(const Key& key) {
 }
 
 void CublasLtLinear::run(const void* x, const void* weight, const void* bias, int m, int64_t n,
-                         int64_t k, void* out) {
+                         int64_t k, void* out, int64_t out_stride) {
   if (m <= 0 || n <= 0) return;
   if (k <= 0) raise(ErrorCode::kInvalidArgument, "cuda linear: k = {} (m {}, n {})", k, m, n);
+  if (out_stride == 0) out_stride = n;
+  if (out_stride < n) {
+    raise(ErrorCode::kInvalidArgument, "cuda linear: out stride {} < n {}", out_stride, n);
+  }
   const Key key{m,
                 n,
                 k,
@@ -132,7 +136,8 @@ void CublasLtLinear::run(const void* x, const void* weight, const void* bias, in
                 alignment_of(x),
                 alignment_of(weight),
                 alignment_of(out),
-                bias != nullptr ? alignment_of(bias) : 0};
+                bias != nullptr ? alignment_of(bias) : 0,
+                out_stride};
   Plan& plan = plan_for(key);
   if (bias != nullptr) {
     TPSERVE_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(

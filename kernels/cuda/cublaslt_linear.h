@@ -20,8 +20,10 @@ class CublasLtLinear {
   CublasLtLinear(const CublasLtLinear&) = delete;
   CublasLtLinear& operator=(const CublasLtLinear&) = delete;
 
+  // out_stride: elements between rows of out (0: n). A larger stride writes n columns of a wider
+  // row-major matrix (the quantized path's dequantized row chunks).
   void run(const void* x, const void* weight, const void* bias, int m, int64_t n, int64_t k,
-           void* out);
+           void* out, int64_t out_stride = 0);
 
  private:
   // One shape's descriptors and chosen algorithm, built on first use (the heuristic query costs
@@ -33,8 +35,9 @@ class CublasLtLinear {
     cublasLtMatrixLayout_t out_layout = nullptr;
     cublasLtMatmulAlgo_t algo{};
   };
-  // (m, n, k, has bias, alignment of x, weight, out, bias): the alignments steer the heuristic.
-  using Key = std::tuple<int, int64_t, int64_t, bool, int, int, int, int>;
+  // (m, n, k, has bias, alignment of x, weight, out, bias, out stride): the alignments steer the
+  // heuristic.
+  using Key = std::tuple<int, int64_t, int64_t, bool, int, int, int, int, int64_t>;
 
   Plan& plan_for(const Key& key);
   static void destroy(Plan& plan);

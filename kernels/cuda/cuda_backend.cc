@@ -6,6 +6,7 @@
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <memory>
 #include <mutex>
@@ -15,6 +16,8 @@
 #include "kernels/cuda/cublaslt_linear.h"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/cuda_ops.h"
+#include "kernels/cuda/quantized_linear.h"
+#include "kernels/quantized_host.h"
 
 namespace tpserve::kernels {
 
@@ -26,6 +29,49 @@ constexpr size_t kCublasWorkspaceBytes = size_t{32} << 20;
 // upload_f32 / download_f32 move data through two pinned host buffers (double buffering: the host
 // fills one while the DMA drains the other) and matching device float32 buffers.
 constexpr int64_t kStagingFloats = int64_t{1} << 20;  // 4 MiB per buffer
+// quantized_linear: batches up to this many tokens take the fused kernel (32 per launch, each
+// reading the weights once); larger ones dequantize row chunks of up to this many bytes into
+// scratch for cuBLASLt.
+constexpr int kFusedQuantizedTokens = 64;
+constexpr int64_t kDequantizeChunkBytes = int64_t{64} << 20;
+
+// Each group's zero point when every min is -scale * an integer zero in [0, 2^bits] (GPTQ, AWQ,
+// GGUF Q4_0 / Q8_0: the formats' own form, W = scale * (code - zero)); empty otherwise (Q4_1's
+// free mins, which stay mins).
+std::vector<float> integer_zero_points(const QuantizedHostMatrix& host) {
+  const std::vector<float>& scales = host.scales();
+  const std::vector<float>& mins = host.mins();
+  std::vector<float> zeros(scales.size());
+  for (size_t i = 0; i < scales.size(); ++i) {
+    if (scales[i] == 0.0f) {
+      if (mins[i] != 0.0f) return {};
+      zeros[i] = 0.0f;
+      continue;
+    }
+    const float zero = -mins[i] / scales[i];
+    const float rounded = std::nearbyint(zero);
+    if (!(std::abs(zero - rounded) <= 1e-3f) || rounded < 0.0f ||
+        rounded > static_cast<float>(1 << host.bits())) {
+      return {};
+    }
+    zeros[i] = rounded;
+  }
+  return zeros;
+}
+
+// The order that sorts an act-order matrix's columns by group, when every group then is one run
+// of group_size columns (GPTQ's desc_act g_idx); empty for any other group index.
+std::vector<int32_t> act_order_permutation(const QuantizedHostMatrix& host) {
+  const std::vector<int32_t>& groups = host.group_index();
+  std::vector<int32_t> order(groups.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<int32_t>(i);
+  std::stable_sort(order.begin(), order.end(),
+                   [&](int32_t a, int32_t b) { return groups[a] < groups[b]; });
+  for (size_t j = 0; j < order.size(); ++j) {
+    if (groups[order[j]] != static_cast<int64_t>(j) / host.group_size()) return {};
+  }
+  return order;
+}
 
 class CudaBackend final : public Backend {
  public:
@@ -214,6 +260,86 @@ class CudaBackend final : public Backend {
     activate();
     linear_->run(x, weight, bias, m, n, k, out);
   }
+  bool has_quantized_linear() const override { return true; }
+  void prepare_quantized(QuantizedMatrix& w, const QuantizedHostMatrix& host) override {
+    activate();
+    if (const std::vector<float> zeros = integer_zero_points(host); !zeros.empty()) {
+      upload_f32(const_cast<void*>(w.mins), zeros.data(), static_cast<int64_t>(zeros.size()));
+      w.zero_points = true;
+    }
+    if (w.cols % (w.bits == 4 ? 8 : 4) != 0) return;  // the dequantizing path reads it as it is
+    std::vector<int32_t> order;
+    if (w.group_index != nullptr) {
+      order = act_order_permutation(host);
+      if (order.empty()) return;  // an irregular group index: kept for the dequantizing path
+    }
+    if (order.empty() && w.bits == 8) return;  // already the fused kernel's layout
+    const size_t bytes = static_cast<size_t>(w.rows * code_row_bytes(w.bits, w.cols));
+    void* scratch = nullptr;
+    if (!order.empty()) {
+      // The group index buffer (one int32 per column) becomes the column order.
+      int32_t* index = const_cast<int32_t*>(w.group_index);
+      copy_to_device(index, order.data(), order.size() * sizeof(int32_t));
+      TPSERVE_CUDA_CHECK(cudaMalloc(&scratch, bytes));
+    }
+    try {
+      launch_prepare_quantized(stream_, const_cast<uint8_t*>(w.codes), w.bits, w.rows, w.cols,
+                               order.empty() ? nullptr : w.group_index, w.bits == 4,
+                               static_cast<uint8_t*>(scratch));
+      TPSERVE_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    } catch (...) {
+      if (scratch != nullptr) cudaFree(scratch);
+      throw;
+    }
+    if (scratch != nullptr) TPSERVE_CUDA_CHECK(cudaFree(scratch));
+    w.paired_nibbles = w.bits == 4;
+    if (!order.empty()) {
+      w.input_order = w.group_index;
+      w.group_index = nullptr;
+    }
+  }
+  void quantized_linear(const void* x, const QuantizedMatrix& w, const void* bias, int m,
+                        void* out) override {
+    if (m <= 0) return;
+    activate();
+    const int64_t element = dtype_size(dtype_);
+    char* y = static_cast<char*>(out);
+    if (m <= kFusedQuantizedTokens && fused_quantized_fits(w, x)) {
+      const char* in = static_cast<const char*>(x);
+      if (w.input_order != nullptr) {
+        ensure_scratch(gather_scratch_, gather_scratch_bytes_,
+                       static_cast<size_t>(m * w.cols * element));
+        launch_gather_columns(dtype_, stream_, x, m, w.cols, w.input_order, gather_scratch_);
+        in = static_cast<const char*>(gather_scratch_);
+      }
+      for (int first = 0; first < m; first += 32) {
+        const int count = std::min(32, m - first);
+        const QuantizedGemvPlan plan = plan_quantized_gemv(w, count, num_sms_);
+        ensure_scratch(partial_scratch_, partial_scratch_bytes_, plan.partial_bytes);
+        const size_t counters = static_cast<size_t>(plan.row_blocks) * sizeof(unsigned);
+        if (plan.splits > 1 && counters > arrival_bytes_) {
+          ensure_scratch(arrivals_, arrival_bytes_, counters);
+          TPSERVE_CUDA_CHECK(cudaMemsetAsync(arrivals_, 0, arrival_bytes_, stream_));
+        }
+        launch_quantized_gemv(dtype_, stream_, plan, in + first * w.cols * element, w, bias,
+                              count, y + first * w.rows * element,
+                              static_cast<float*>(partial_scratch_),
+                              static_cast<unsigned*>(arrivals_));
+      }
+      return;
+    }
+    const int64_t row_bytes = w.cols * element;
+    const int64_t chunk =
+        std::min(w.rows, std::max<int64_t>(64, kDequantizeChunkBytes / row_bytes / 64 * 64));
+    ensure_scratch(dequant_scratch_, dequant_scratch_bytes_, static_cast<size_t>(chunk * row_bytes));
+    for (int64_t first = 0; first < w.rows; first += chunk) {
+      const int64_t rows = std::min(chunk, w.rows - first);
+      launch_dequantize_rows(dtype_, stream_, w, first, rows, dequant_scratch_);
+      const void* part_bias = bias != nullptr ? static_cast<const char*>(bias) + first * element
+                                              : nullptr;
+      linear_->run(x, dequant_scratch_, part_bias, m, rows, w.cols, y + first * element, w.rows);
+    }
+  }
   void rope(void* x, int64_t row_stride, const int32_t* positions, int num_tokens, int num_heads,
             const RopeParams& params) override {
     activate();
@@ -294,17 +420,20 @@ class CudaBackend final : public Backend {
   }
 
   // Grown geometrically, so steady-state steps allocate nothing.
-  void ensure_attention_scratch(size_t bytes) {
-    if (bytes <= attention_scratch_bytes_) return;
-    const size_t grown = std::max(bytes, attention_scratch_bytes_ + attention_scratch_bytes_ / 2);
-    if (attention_scratch_ != nullptr) {
+  void ensure_scratch(void*& scratch, size_t& capacity, size_t bytes) {
+    if (bytes <= capacity) return;
+    const size_t grown = std::max(bytes, capacity + capacity / 2);
+    if (scratch != nullptr) {
       TPSERVE_CUDA_CHECK(cudaStreamSynchronize(stream_));  // earlier kernels may still read it
-      TPSERVE_CUDA_CHECK(cudaFree(attention_scratch_));
-      attention_scratch_ = nullptr;
-      attention_scratch_bytes_ = 0;
+      TPSERVE_CUDA_CHECK(cudaFree(scratch));
+      scratch = nullptr;
+      capacity = 0;
     }
-    TPSERVE_CUDA_CHECK(cudaMalloc(&attention_scratch_, grown));
-    attention_scratch_bytes_ = grown;
+    TPSERVE_CUDA_CHECK(cudaMalloc(&scratch, grown));
+    capacity = grown;
+  }
+  void ensure_attention_scratch(size_t bytes) {
+    ensure_scratch(attention_scratch_, attention_scratch_bytes_, bytes);
   }
 
   // Teardown: nothing can be done about errors here, and destructors must not throw.
@@ -316,7 +445,11 @@ class CudaBackend final : public Backend {
       if (event != nullptr) cudaEventDestroy(event);
       event = nullptr;
     }
-    if (attention_scratch_ != nullptr) cudaFree(attention_scratch_);
+    for (void* scratch :
+         {attention_scratch_, gather_scratch_, partial_scratch_, dequant_scratch_, arrivals_}) {
+      if (scratch != nullptr) cudaFree(scratch);
+    }
+    gather_scratch_ = partial_scratch_ = dequant_scratch_ = arrivals_ = nullptr;
     if (device_staging_ != nullptr) cudaFree(device_staging_);
     if (host_staging_ != nullptr) cudaFreeHost(host_staging_);
     if (workspace_ != nullptr) cudaFree(workspace_);
@@ -338,6 +471,15 @@ class CudaBackend final : public Backend {
   std::mutex upload_mutex_;  // upload's staging path: loader threads take the buffers in turn
   void* attention_scratch_ = nullptr;
   size_t attention_scratch_bytes_ = 0;
+  // quantized_linear's: act-order inputs gathered, split-K partials, dequantized row chunks.
+  void* gather_scratch_ = nullptr;
+  size_t gather_scratch_bytes_ = 0;
+  void* partial_scratch_ = nullptr;
+  size_t partial_scratch_bytes_ = 0;
+  void* dequant_scratch_ = nullptr;
+  size_t dequant_scratch_bytes_ = 0;
+  void* arrivals_ = nullptr;  // the fused kernel's split counters: zero between calls
+  size_t arrival_bytes_ = 0;
   std::unique_ptr<CublasLtLinear> linear_;
 };
 

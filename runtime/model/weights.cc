@@ -200,11 +200,28 @@ kernels::QuantizedHostMatrix synthetic_quantized(const WeightShard& weight, cons
   const int64_t group = quant.group_size > 0 ? quant.group_size : weight.cols;
   const int64_t groups = (weight.cols + group - 1) / group;
   kernels::QuantizedHostMatrix host(bits, weight.rows, weight.cols, group, groups);
+  // Random bytes in runs of 1 MiB, each from its own xorshift seeded by (seed, run): the same
+  // bytes whatever the number of threads filling them (a 72B model has ~36 GB of codes).
   std::vector<uint8_t>& codes = host.code_bytes();
-  uint64_t state = seed | 1;
-  for (size_t i = 0; i < codes.size(); i += 8) {
-    state ^= state << 13; state ^= state >> 7; state ^= state << 17;
-    std::memcpy(codes.data() + i, &state, std::min<size_t>(8, codes.size() - i));
+  constexpr size_t kRun = size_t{1} << 20;
+  const size_t runs = (codes.size() + kRun - 1) / kRun;
+  const auto fill = [&](size_t first, size_t step) {
+    for (size_t run = first; run < runs; run += step) {
+      uint64_t state = splitmix64(seed ^ splitmix64(run)) | 1;
+      const size_t end = std::min(codes.size(), (run + 1) * kRun);
+      for (size_t i = run * kRun; i < end; i += 8) {
+        state ^= state << 13; state ^= state >> 7; state ^= state << 17;
+        std::memcpy(codes.data() + i, &state, std::min<size_t>(8, end - i));
+      }
+    }
+  };
+  const size_t threads = std::min<size_t>(runs, std::clamp(std::thread::hardware_concurrency(), 1u, 16u));
+  if (threads <= 1) {
+    fill(0, 1);
+  } else {
+    std::vector<std::thread> workers;
+    for (size_t t = 0; t < threads; ++t) workers.emplace_back(fill, t, threads);
+    for (std::thread& worker : workers) worker.join();
   }
   const float levels = static_cast<float>((1 << bits) - 1);
   for (int64_t row = 0; row < weight.rows; ++row) {
@@ -279,31 +296,8 @@ void WeightStore::store_quantized(const WeightShard& weight,
                                   const kernels::QuantizedHostMatrix& host,
                                   kernels::Backend& backend, LoadProgress& state,
                                   const std::function<void(const LoadProgress&)>& progress) {
-  const int element = dtype_size(backend.compute_dtype());
-  QuantizedShard shard;
-  const auto upload_bytes = [&](DeviceBuffer& buffer, const void* data, size_t bytes) {
-    buffer = DeviceBuffer(backend, bytes);
-    backend.copy_to_device(buffer.data(), data, bytes);
-  };
-  const auto upload_floats = [&](DeviceBuffer& buffer, const std::vector<float>& values) {
-    buffer = DeviceBuffer(backend, values.size() * static_cast<size_t>(element));
-    backend.upload_f32(buffer.data(), values.data(), static_cast<int64_t>(values.size()));
-  };
-  upload_bytes(shard.codes, host.codes().data(), host.codes().size());
-  upload_floats(shard.scales, host.scales());
-  upload_floats(shard.mins, host.mins());
-  if (!host.group_index().empty()) {
-    upload_bytes(shard.group_index, host.group_index().data(),
-                 host.group_index().size() * sizeof(int32_t));
-  }
-  shard.matrix = host.view();
-  shard.matrix.codes = shard.codes.as<uint8_t>();
-  shard.matrix.scales = shard.scales.data();
-  shard.matrix.mins = shard.mins.data();
-  shard.matrix.group_index =
-      host.group_index().empty() ? nullptr : shard.group_index.as<int32_t>();
-  const size_t bytes = shard.codes.bytes() + shard.scales.bytes() + shard.mins.bytes() +
-                       shard.group_index.bytes();
+  kernels::DeviceQuantizedMatrix shard(backend, host);
+  const size_t bytes = shard.bytes();
   bytes_ += bytes;
   state.bytes_done += static_cast<int64_t>(bytes);
   TPS_CHECK(quantized_.emplace(weight.name, std::move(shard)).second, "duplicate weight {}",
@@ -314,7 +308,7 @@ void WeightStore::store_quantized(const WeightShard& weight,
 
 LinearWeight WeightStore::find_linear(const std::string& name) const {
   auto it = quantized_.find(name);
-  if (it != quantized_.end()) return {nullptr, &it->second.matrix};
+  if (it != quantized_.end()) return {nullptr, &it->second.matrix()};
   return {find(name), nullptr};
 }
 

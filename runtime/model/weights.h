@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/quantized_device.h"
 #include "kernels/quantized_host.h"
 #include "runtime/formats/safetensors.h"
 #include "runtime/model/device_buffer.h"
@@ -91,13 +92,8 @@ class WeightStore {
                        kernels::Backend& backend, LoadProgress& state,
                        const std::function<void(const LoadProgress&)>& progress);
 
-  struct QuantizedShard {
-    DeviceBuffer codes, scales, mins, group_index;
-    kernels::QuantizedMatrix matrix;  // pointing into the buffers above
-  };
-
   std::map<std::string, DeviceBuffer> buffers_;
-  std::map<std::string, QuantizedShard> quantized_;
+  std::map<std::string, kernels::DeviceQuantizedMatrix> quantized_;
   size_t bytes_ = 0;
 };
 

@@ -11,12 +11,14 @@
 #include <string>
 #include <tuple>
 
+#include "common/error.h"
 #include "kernels/cuda_backend.h"
 #include "parallel/gpu_communicator.h"
 #include "parallel/mpi_communicator.h"
 #include "parallel/topology.h"
 #include "runtime/families/load_config.h"
 #include "runtime/formats/safetensors.h"
+#include "runtime/model/checkpoint_source.h"
 #include "runtime/model/model.h"
 #include "tests/runtime/model/reference.h"
 #include "tests/test_support.h"
@@ -39,32 +41,43 @@ class GpuFixtureModelTest : public ::testing::TestWithParam<std::tuple<std::stri
     }
     mpi_ = std::make_unique<parallel::MpiCommunicator>(MPI_COMM_WORLD, std::chrono::seconds(120));
     dir_ = testing::fixtures_dir() / std::get<0>(GetParam());
-    config_ = load_model_config(dir_);
+    // A GGUF fixture is a folder holding model.gguf beside its reference.
+    model_path_ = std::filesystem::exists(dir_ / "model.gguf") ? dir_ / "model.gguf" : dir_;
+    config_ = read_model_config(model_path_);
   }
 
   std::unique_ptr<parallel::MpiCommunicator> mpi_;
   std::unique_ptr<kernels::Backend> backend_;
   std::unique_ptr<parallel::Communicator> gpu_comm_;
   std::filesystem::path dir_;
+  std::filesystem::path model_path_;
   ModelConfig config_;
 };
 
 TEST_P(GpuFixtureModelTest, LogitsMatchTransformers) {
   const int tp = mpi_->size();  // uneven shards where tp does not divide the heads (np 3: 3,3,2)
   if (tp > config_.num_heads) GTEST_SKIP() << "tp " << tp << " exceeds the heads";
+  if (config_.quant.enabled()) {
+    try {
+      rank_shape(config_, tp, mpi_->rank());
+    } catch (const Error& e) {  // cuts a group: model_mpitest checks the refusal
+      GTEST_SKIP() << e.what();
+    }
+  }
   const DType dtype = std::get<1>(GetParam());
   const parallel::NodeTopology node = parallel::node_topology(MPI_COMM_WORLD);
   const parallel::GpuCommChoice choice =
       parallel::choose_gpu_comm(node, kernels::cuda_device_count(), /*allow_shared_gpu=*/true);
   ASSERT_TRUE(choice.ok()) << choice.error;
   backend_ = kernels::make_cuda_backend(choice.device, dtype);
+  fit_quantization_to(config_, *backend_);  // GGUF's Q4_0 / Q8_0 stay packed on the GPU too
   gpu_comm_ = parallel::make_gpu_communicator(*mpi_, choice, backend_->native_stream(),
                                               std::chrono::seconds(120));
   ModelOptions options;
   options.num_kv_blocks = 16;  // the long-context fixtures' prompts reach 40 tokens
   options.block_size = 4;
   Model model(config_, rank_shape(config_, tp, mpi_->rank()), *backend_, *gpu_comm_, options);
-  model.load(*Checkpoint::open(dir_));
+  model.load(*open_checkpoint(config_));
   const float tol = tolerance(dtype);
   for (const testing::ReferenceCase& c : testing::load_reference(dir_)) {
     StepInput step = testing::prompt_step(c.prompt_ids, options.num_kv_blocks, options.block_size);
@@ -99,7 +112,10 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Combine(::testing::Values("llama_gqa", "qwen2_tied", "llama_bias_f16", "qwen_v1",
                                          "internlm2", "chatglm", "chatglm_mha", "chatglm_bias",
                                          "qwen2_moe", "llama_dynamic", "qwen_v1_ntk",
-                                         "qwen2_yarn", "llama_9heads"),
+                                         "qwen2_yarn", "llama_9heads",
+                                         // quantized: the fused kernel and the dequantizing path
+                                         "gptq_llama_act_order", "gptq_qwen2_int8", "awq_llama",
+                                         "gguf_llama_q4", "gguf_qwen2_q8"),
                        ::testing::Values(DType::kBF16, DType::kF16)),
     [](const auto& info) {
       return std::get<0>(info.param) + "_" + std::string(dtype_name(std::get<1>(info.param)));
