@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstddef>
+#include <functional>
 #include <memory>
 
 #include "kernels/ops.h"
@@ -22,5 +23,11 @@ std::unique_ptr<Backend> make_cuda_backend(int device, DType dtype);
 // timed copies of `bytes`. Each copy counts 2 * bytes moved (read once + written once), the same
 // accounting as a memory-bound kernel's roofline. Raises in builds without CUDA.
 double cuda_copy_bandwidth_gbps(int device, size_t bytes);
+
+// GPU seconds per call of body(i), i = 0 .. calls - 1, each enqueuing ops on `backend` (a CUDA
+// backend): the calls are captured once into a CUDA graph and the graph is replayed, so the time
+// is the kernels' own, without the host's launch costs. body must allocate nothing while captured
+// (call it once beforehand to size the backend's scratch). Raises in builds without CUDA.
+double cuda_graph_seconds(Backend& backend, int calls, const std::function<void(int)>& body);
 
 }  // namespace tpserve::kernels

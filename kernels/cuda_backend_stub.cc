@@ -18,4 +18,10 @@ double cuda_copy_bandwidth_gbps(int device, size_t bytes) {
         device, bytes);
 }
 
+double cuda_graph_seconds(Backend& backend, int calls, const std::function<void(int)>&) {
+  raise(ErrorCode::kUnimplemented,
+        "cuda graph timing ({} calls on {}) requested, but tpserve was built without CUDA", calls,
+        backend.name());
+}
+
 }  // namespace tpserve::kernels

@@ -507,6 +507,49 @@ std::unique_ptr<Backend> make_cuda_backend(int device, DType dtype) {
   return std::make_unique<CudaBackend>(device, dtype);
 }
 
+double cuda_graph_seconds(Backend& backend, int calls, const std::function<void(int)>& body) {
+  if (backend.name() != "cuda" || calls <= 0) {
+    raise(ErrorCode::kInvalidArgument, "cuda graph timing: {} calls on a {} backend", calls,
+          backend.name());
+  }
+  auto stream = static_cast<cudaStream_t>(backend.native_stream());
+  backend.synchronize();
+  cudaGraph_t graph = nullptr;
+  cudaGraphExec_t exec = nullptr;
+  cudaEvent_t start = nullptr, stop = nullptr;
+  const auto cleanup = [&] {
+    if (exec != nullptr) cudaGraphExecDestroy(exec);
+    if (graph != nullptr) cudaGraphDestroy(graph);
+    if (start != nullptr) cudaEventDestroy(start);
+    if (stop != nullptr) cudaEventDestroy(stop);
+  };
+  try {
+    TPSERVE_CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
+    try {
+      for (int i = 0; i < calls; ++i) body(i);
+    } catch (...) {
+      cudaStreamEndCapture(stream, &graph);
+      throw;
+    }
+    TPSERVE_CUDA_CHECK(cudaStreamEndCapture(stream, &graph));
+    TPSERVE_CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
+    TPSERVE_CUDA_CHECK(cudaEventCreate(&start));
+    TPSERVE_CUDA_CHECK(cudaEventCreate(&stop));
+    TPSERVE_CUDA_CHECK(cudaGraphLaunch(exec, stream));  // warm-up
+    TPSERVE_CUDA_CHECK(cudaEventRecord(start, stream));
+    TPSERVE_CUDA_CHECK(cudaGraphLaunch(exec, stream));
+    TPSERVE_CUDA_CHECK(cudaEventRecord(stop, stream));
+    TPSERVE_CUDA_CHECK(cudaEventSynchronize(stop));
+    float ms = 0.0f;
+    TPSERVE_CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
+    cleanup();
+    return ms * 1e-3 / calls;
+  } catch (...) {
+    cleanup();
+    throw;
+  }
+}
+
 double cuda_copy_bandwidth_gbps(int device, size_t bytes) {
   constexpr int kWarmups = 2;
   constexpr int kReps = 9;
