@@ -113,15 +113,7 @@ __device__ __forceinline__ uint4 load_stream(const void* p) {
 }
 
 // ---- the fused kernel ---------------------------------------------------------------------------
-//
-// Block (blockIdx.x, blockIdx.y): output rows [32 bx, 32 bx + 32) over input columns
-// [k_per_split by, ...). Warp w takes the 128-column steps w, w + 8, ... of that range. In one
-// step, lane (g = lane / 4, t = lane % 4) dequantizes columns [kc, kc + 32), kc = step + 32 t, of
-// rows g, g + 8, g + 16, g + 24 (A fragments of the two row tiles) and reads x's columns
-// [kc, kc + 32) of tokens 8 mt + g (B fragments). The mma's k index is a permutation of the real
-// columns, the same for A and B: in sub-step s (0..7), the mma's k pair (2t, 2t+1) is column
-// kc + 4s + {0, 1} and its pair (2t+8, 2t+9) is kc + 4s + {2, 3}. Four consecutive columns of x
-// are then 8 contiguous bytes: B's two registers.
+
 // One warp step's weight loads, issued a step ahead: a lane's 32 columns of its four rows and
 // their groups' scale and min (or zero point) bits, and where its columns start (x, read from
 // L2 when the step is computed, is not prefetched: registers).
