@@ -23,7 +23,7 @@ int run_batch_generate(const BatchGenerateOptions& options) {
     if (comm.rank() == 0 && !std::filesystem::is_regular_file(options.input)) {
       raise(ErrorCode::kNotFound, "--input {}: no such file", options.input);
     }
-    load_serving_rank(rank, comm, {options.model_dir, options.lora_dir, options.max_seqs,
+    load_serving_rank(rank, comm, {options.model_dir, {}, options.lora_dir, options.max_seqs,
                                    options.kv_cache_mib, options.rank,
                                    options.engine.speculative_ngram});
     if (rank.tokenizer) {

@@ -61,8 +61,9 @@ runtime::PlanModel read_model_source(const ModelSource& source) {
   }
   const std::filesystem::path file = presets_dir() / (source.preset + ".json");
   if (!std::filesystem::is_regular_file(file)) {
-    raise(ErrorCode::kNotFound, "--preset: unknown preset '{}' (in {}); available: {}",
-          source.preset, presets_dir().string(), fmt::join(preset_names(), ", "));
+    raise(ErrorCode::kNotFound, "{}: unknown preset '{}' (in {}); available: {}",
+          source.preset_flag, source.preset, presets_dir().string(),
+          fmt::join(preset_names(), ", "));
   }
   runtime::PlanModel model = runtime::read_plan_model(file, source.preset);
   if (quant.enabled()) {

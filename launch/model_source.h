@@ -19,6 +19,7 @@ struct ModelSource {
   std::string preset;
   std::string quant = "none";  // a preset's linear weights: runtime::quant_preset
   int64_t group_size = 128;
+  std::string preset_flag = "--preset";  // how errors name the preset's flag
 };
 
 // Adds --model and --preset (exactly one is required at run time), and --quant / --group-size,

@@ -229,11 +229,52 @@ std::unique_ptr<runtime::Model> load_model(runtime::ModelConfig config,
   return model;
 }
 
+namespace {
+
+// The preset's shape with synthetic weights (WeightStore::load_synthetic), the same on every rank.
+std::unique_ptr<runtime::Model> load_synthetic_model(runtime::ModelConfig config,
+                                                     const runtime::ModelOptions& options,
+                                                     parallel::Communicator& comm,
+                                                     kernels::Backend& backend,
+                                                     const std::string& name) {
+  constexpr uint64_t kSeed = 1;
+  const auto start = std::chrono::steady_clock::now();
+  const runtime::RankShape shape = runtime::rank_shape(config, comm.size(), comm.rank());
+  auto model = std::make_unique<runtime::Model>(std::move(config), shape, backend, comm, options);
+  int last_decile = -1;
+  model->load_synthetic(kSeed, [&](const runtime::LoadProgress& p) {
+    const int decile = p.bytes_total == 0 ? 10 : static_cast<int>(10 * p.bytes_done / p.bytes_total);
+    if (decile == last_decile) return;
+    last_decile = decile;
+    log().info("synthetic weights: {:3d}% ({:.1f} / {:.1f} MiB on this rank)", decile * 10,
+               p.bytes_done / 1048576.0, p.bytes_total / 1048576.0);
+  });
+  log().info("synthetic {} (tp {}): {:.1f} MiB of weights and {:.1f} MiB of KV cache per rank in "
+             "{:.2f} s; token-id prompts only (no tokenizer)",
+             name, comm.size(), model->weight_bytes() / 1048576.0,
+             model->kv_cache_bytes() / 1048576.0,
+             std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  return model;
+}
+
+}  // namespace
+
 void load_serving_rank(ServingRank& rank, parallel::MpiCommunicator& comm,
                        const ServingRankOptions& options) {
   options.rank.kv_dtype();  // a refused --kv-cache-dtype before any device is touched
+  const bool synthetic = !options.synthetic.preset.empty();
+  if (synthetic == !options.model_dir.empty()) {
+    raise(ErrorCode::kInvalidArgument, "give exactly one of --model DIR and --synthetic PRESET");
+  }
+  if (synthetic && !options.lora_dir.empty()) {
+    raise(ErrorCode::kInvalidArgument, "--lora merges into a checkpoint's weights: it needs "
+          "--model, not --synthetic");
+  }
+  runtime::PlanModel preset;
+  if (synthetic) preset = read_model_source(options.synthetic);  // before any device is touched
   rank.device = make_rank_device(options.rank.device, comm, options.rank.collective_timeout());
-  runtime::ModelConfig config = runtime::read_model_config(options.model_dir);
+  runtime::ModelConfig config =
+      synthetic ? preset.config : runtime::read_model_config(options.model_dir);
   runtime::fit_quantization_to(config, *rank.device.backend);  // before the memory plan
   runtime::ModelOptions model_options = options.rank.model_options();
   model_options.max_seqs = options.max_seqs;
@@ -242,6 +283,11 @@ void load_serving_rank(ServingRank& rank, parallel::MpiCommunicator& comm,
   model_options.num_kv_blocks = kv_blocks_for_rank(config, comm.size(), model_options,
                                                    options.kv_cache_mib, rank.device,
                                                    options.rank.device);
+  if (synthetic) {
+    rank.model = load_synthetic_model(std::move(config), model_options, *rank.device.model_comm,
+                                      *rank.device.backend, preset.name);
+    return;
+  }
   if (comm.rank() == 0) {
     try {
       rank.tokenizer = load_tokenizer(options.model_dir);

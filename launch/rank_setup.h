@@ -10,6 +10,7 @@
 #include <string>
 
 #include "kernels/ops.h"
+#include "launch/model_source.h"
 #include "parallel/communicator.h"
 #include "parallel/mpi_communicator.h"
 #include "runtime/model/model.h"
@@ -103,6 +104,8 @@ struct ServingRank {
 
 struct ServingRankOptions {
   std::string model_dir;
+  // Instead of model_dir: a shape preset with synthetic weights (serve --synthetic), no tokenizer.
+  ModelSource synthetic;
   std::string lora_dir;
   int max_seqs = 32;
   double kv_cache_mib = 0;  // 0: kv_blocks_for_rank's default
@@ -110,7 +113,9 @@ struct ServingRankOptions {
   int speculative_ngram = 0;  // drafts per sequence: that many more logit rows each
 };
 
-// Call inside the job's load phase (run_phase): raises on any problem.
+// Call inside the job's load phase (run_phase): raises on any problem. With options.synthetic's
+// preset set, the model is that preset's shape (quantized as its --quant says) with the synthetic
+// weights `tpserve bench` uses, seeded alike on every rank; rank 0 has no tokenizer.
 void load_serving_rank(ServingRank& rank, parallel::MpiCommunicator& comm,
                        const ServingRankOptions& options);
 

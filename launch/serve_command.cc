@@ -35,6 +35,7 @@ namespace {
 
 struct ServeOptions {
   std::string model_dir;
+  ModelSource synthetic;  // --synthetic PRESET [--quant Q --group-size G]
   std::string host = "127.0.0.1";
   int port = 50051;
   int max_seqs = 32;
@@ -99,7 +100,8 @@ void start_http(FrontEnd& front, const ServeOptions& options, ServingRank& rank)
   // Every request the engine can hold may be a stream holding a thread (rpc/http_server.h).
   http.threads = options.max_queued + 64;
   http.max_body_bytes = static_cast<size_t>(options.max_message_mib) << 20;
-  http.model_name = model_name(options.model_dir);
+  http.model_name = options.synthetic.preset.empty() ? model_name(options.model_dir)
+                                                     : options.synthetic.preset;
   front.http = std::make_unique<rpc::HttpServer>(*front.engine, *rank.model,
                                                  front.server->prompt_context(), http);
   log().info("OpenAI-compatible HTTP on {}://{}:{}/v1 (web chat at /)",
@@ -143,8 +145,8 @@ int run_serve(const ServeOptions& options) {
   configure_cpu_threads(session);
   ServingRank rank;
   const bool loaded = run_phase(comm, "load", [&] {
-    load_serving_rank(rank, comm, {options.model_dir, options.lora_dir, options.max_seqs,
-                                   options.kv_cache_mib, options.rank,
+    load_serving_rank(rank, comm, {options.model_dir, options.synthetic, options.lora_dir,
+                                   options.max_seqs, options.kv_cache_mib, options.rank,
                                    options.engine.speculative_ngram});
   });
   if (!loaded) return kExitStartFailed;
@@ -204,7 +206,16 @@ int run_serve(const ServeOptions& options) {
 void register_serve_command(CLI::App& app, CommandRunner& runner) {
   auto options = std::make_shared<ServeOptions>();
   CLI::App* sub = app.add_subcommand("serve", "Serve generation requests over gRPC (rank 0)");
-  sub->add_option("--model", options->model_dir, "Hugging Face model directory or GGUF file")->required();
+  sub->add_option("--model", options->model_dir, "Hugging Face model directory or GGUF file");
+  sub->add_option("--synthetic", options->synthetic.preset,
+                  "Instead of --model: serve a shape preset (configs/presets) with random weights "
+                  "and no tokenizer, for load tests at real scale (token-id prompts)");
+  sub->add_option("--quant", options->synthetic.quant,
+                  "--synthetic: quantize the preset's linear weights: none, gptq-int4, gptq-int8 "
+                  "or awq-int4");
+  sub->add_option("--group-size", options->synthetic.group_size,
+                  "--synthetic --quant: input columns per group (-1: one group per row)");
+  options->synthetic.preset_flag = "--synthetic";
   sub->add_option("--host", options->host, "Address to listen on");
   sub->add_option("--port", options->port, "Port (0 picks a free one)")->check(CLI::Range(0, 65535));
   sub->add_option("--max-seqs", options->max_seqs, "Sequences batched in one step")

@@ -4,14 +4,14 @@
 # general ones). Run from the repository root on the device machine, with the bundle carried:
 #   bash tests/gpu/bundle.sh build .gpu/bundle.tar.xz      # here (.gpu/ is git-ignored locally)
 #   device run: OUT=$OUT bash tests/gpu/quantized.sh        # carry [".gpu"]
-# Sections can be picked with SECTIONS="tests gemv model tp3 kv" (default: all).
+# Sections can be picked with SECTIONS="tests gemv model kv serve tp3" (default: all).
 set -uo pipefail
 out=${OUT:-/tmp/tpserve_gpu}; mkdir -p "$out"
 exec > >(tee "$out/gpu_log.txt") 2>&1
 repo=$(pwd)
 bundle=.gpu/bundle.tar.xz
 source "$repo/tests/gpu/env.sh"
-sections=" ${SECTIONS:-tests gemv model tp3 kv} "
+sections=" ${SECTIONS:-tests gemv model kv serve tp3} "
 want() { [[ $sections == *" $1 "* ]]; }
 quiet() { grep -v "^\[.*info\]"; }
 step devices; nvidia-smi -L; nvidia-smi --query-gpu=clocks.sm,clocks.mem,power.limit --format=csv
@@ -76,6 +76,25 @@ if want kv; then
   for kv in auto int8; do
     timeout 120 $bin/tpserve bench --device cuda --dtype bf16 --preset qwen2.5-7b --kv-cache-dtype $kv \
       --batch 1,32 --context 4096 --iters 10 --prompt-len 256 --json "$out/bench_7b_kv_$kv.json" 2>&1 | quiet
+  done
+fi
+
+if want serve; then
+  step "serving at real scale (issue 16): serve --synthetic qwen2.5-7b, bench-serve at 1/8/32/128"
+  for q in none gptq-int4; do
+    "${mpi[@]}" -np 1 $bin/tpserve serve --synthetic qwen2.5-7b --quant $q --device cuda --port 0 \
+      --max-seqs 128 > /tmp/serve_$q.out 2> /tmp/serve_$q.err &
+    job=$!
+    for _ in $(seq 900); do grep -q '^serving ' /tmp/serve_$q.out && break; kill -0 $job 2>/dev/null || break; sleep 0.2; done
+    line=$(grep '^serving ' /tmp/serve_$q.out) || { tail -5 /tmp/serve_$q.err; continue; }
+    port=$(sed -n 's/.* on [^:]*:\([0-9]*\) (.*/\1/p' <<<"$line")
+    pid=$(sed -E 's/.*pid ([0-9]+)\).*/\1/' <<<"$line")
+    for c in 1 8 32 128; do
+      echo "--quant $q concurrency $c"
+      timeout 90 $bin/tpserve bench-serve --addr 127.0.0.1:$port --requests $((c * 4)) --concurrency $c \
+        --prompt-len 512 --output-len 128 --json "$out/serve_${q}_c$c.json" 2>&1 | grep -E "throughput|ttft|itl"
+    done
+    kill -TERM $pid; wait $job
   done
 fi
 
