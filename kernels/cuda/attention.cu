@@ -119,16 +119,17 @@ __global__ void __launch_bounds__(kThreads) paged_attention_kernel(AttentionArgs
   constexpr int kVectorBytes = 8 * sizeof(C);  // one staged copy: 8 elements
   extern __shared__ __align__(16) unsigned char smem[];
   const int head_dim = a.head_dim;
-  const int pitch = head_dim + 8;  // elements per staged K/V row: +8 elements against bank conflicts
+  const int pitch = head_dim + 8;  // elements per staged K/V row: +8 against bank conflicts
   float* q_s = reinterpret_cast<float*>(smem);  // [kMaxHeads][head_dim], pre-scaled
   float* p_s = q_s + kMaxHeads * head_dim;      // [kTile][kMaxHeads] softmax numerators
   float* m_s = p_s + kTile * kMaxHeads;         // running max per head
   float* l_s = m_s + kMaxHeads;                 // running sum per head
   float* alpha_s = l_s + kMaxHeads;             // rescale of the accumulators this tile
-  float* k_scale_s = alpha_s + kMaxHeads;       // int8: 2 x [kTile] key scales
-  float* v_scale_s = k_scale_s + 2 * kTile;     // int8: 2 x [kTile] value scales
-  C* k_s = reinterpret_cast<C*>(alpha_s + kMaxHeads + (kInt8 ? 4 * kTile : 0));  // 2 x [kTile][pitch]
-  C* v_s = k_s + 2 * kTile * pitch;                                            // 2 x [kTile][pitch]
+  // int8 only (no room taken otherwise): 2 x [kTile] key scales, then 2 x [kTile] value scales.
+  float* k_scale_s = alpha_s + kMaxHeads;
+  float* v_scale_s = k_scale_s + 2 * kTile;
+  C* k_s = reinterpret_cast<C*>(k_scale_s + (kInt8 ? 4 * kTile : 0));  // 2 x [kTile][pitch]
+  C* v_s = k_s + 2 * kTile * pitch;                                    // 2 x [kTile][pitch]
 
   const int t = blockIdx.x;
   const int kv_local = blockIdx.y / a.head_chunks;

@@ -108,7 +108,8 @@ class CudaKvInt8 : public ::testing::TestWithParam<DType> {
  protected:
   void SetUp() override {
     if (cuda_device_count() == 0) {
-      GTEST_SKIP() << "no CUDA device: CUDA int8 KV cache tests need a GPU (or CUDA is not built in)";
+      GTEST_SKIP() << "no CUDA device: CUDA int8 KV cache tests need a GPU (or CUDA is not "
+                      "built in)";
     }
     gpu_ = make_cuda_backend(0, GetParam());
     cpu_ = make_cpu_backend();
@@ -243,8 +244,9 @@ TEST_P(CudaKvInt8, CacheWriteStoresTheCpusCodesAndScales) {
     expect_equal(got, expected, name);
 
     // The hand-computed head, independently of the CPU twin.
-    const int64_t slot = int64_t{tables[0 * max_blocks + 17 / block_size]} * block_size + 17 % block_size;
-    const int64_t row = slot * shape.kv_heads;
+    const int64_t row =
+        (int64_t{tables[0 * max_blocks + 17 / block_size]} * block_size + 17 % block_size) *
+        shape.kv_heads;
     EXPECT_EQ(got.key_scale[static_cast<size_t>(row)], 0.25f) << name;
     const std::vector<int8_t> hand_codes = {127, -50, 0, 2, -127, 0, 64, 1};
     EXPECT_TRUE(std::equal(hand_codes.begin(), hand_codes.end(),
