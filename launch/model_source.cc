@@ -107,12 +107,6 @@ runtime::KvCacheDtype parse_kv_cache_dtype(const std::string& text) {
   raise(ErrorCode::kInvalidArgument, "--kv-cache-dtype {}: expected auto or int8", text);
 }
 
-void check_kv_cache_device(runtime::KvCacheDtype kv_dtype, const std::string& device) {
-  if (kv_dtype == runtime::KvCacheDtype::kInt8 && device != "cpu") {
-    raise(ErrorCode::kUnimplemented, "--kv-cache-dtype int8: not implemented on {} yet", device);
-  }
-}
-
 DType parse_compute_dtype(const std::string& text) {
   if (text == "bf16" || text == "bfloat16") return DType::kBF16;
   if (text == "fp16" || text == "f16" || text == "float16") return DType::kF16;

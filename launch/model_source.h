@@ -43,8 +43,5 @@ DType parse_compute_dtype(const std::string& text);
 // needs a CUDA GPU of sm_89+ and is not implemented yet), anything else too (kInvalidArgument),
 // both naming the flag.
 runtime::KvCacheDtype parse_kv_cache_dtype(const std::string& text);
-// Refuses (kUnimplemented, naming the flag) a KV cache dtype `device` (cpu | cuda) has no kernels
-// for: int8 on cuda, for now.
-void check_kv_cache_device(runtime::KvCacheDtype kv_dtype, const std::string& device);
 
 }  // namespace tpserve::launch

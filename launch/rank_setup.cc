@@ -20,9 +20,7 @@
 namespace tpserve::launch {
 
 runtime::KvCacheDtype RankOptions::kv_dtype() const {
-  const runtime::KvCacheDtype kv_dtype = parse_kv_cache_dtype(kv_cache_dtype);
-  check_kv_cache_device(kv_dtype, device.device);
-  return kv_dtype;
+  return parse_kv_cache_dtype(kv_cache_dtype);
 }
 
 runtime::ModelOptions RankOptions::model_options() const {
@@ -43,7 +41,7 @@ void add_rank_options(CLI::App& app, RankOptions& options) {
       ->check(CLI::Range(1, 1024));
   app.add_option("--kv-cache-dtype", options.kv_cache_dtype,
                  "KV cache element type: auto (the compute dtype) or int8 (one scale per position "
-                 "and KV head; ~3.9x the positions of f32, ~1.9x of bf16; CPU only for now)");
+                 "and KV head; ~3.9x the positions of f32, ~1.9x of bf16)");
   app.add_option("--collective-timeout", options.collective_timeout_s,
                  "Seconds a collective may wait for a peer while loading before the job is ended")
       ->check(CLI::Range(0.1, 86400.0));

@@ -21,13 +21,22 @@
 // When the planner splits the keys (decode: few tokens, long contexts; flash-decoding), each CTA
 // writes unnormalized partials (acc, max, sum) to scratch and attention_reduce_kernel combines the
 // splits: out = sum_s e^(m_s - M) acc_s / sum_s e^(m_s - M) l_s.
+//
+// The int8 KV cache (launch_attention_int8; kernels/cpu/kv_int8.cc is the twin) is the same kernel
+// with C = int8_t: the same grid, plan, tiles and online softmax, each K/V block still read once
+// per q-head group. Rows are staged with 8-byte cp.async copies (8 codes, as 8 bf16 / fp16 take
+// 16 bytes), and each key's float32 K and V scales with 4-byte copies beside them. A key's score is
+// scale_k * sum(q_d * code_d) (the scale factored out of the dot product), a value element is
+// code * scale_v: equal to attention over the dequantized cache up to float32 rounding order.
 #include <cuda_pipeline.h>
 
 #include <cfloat>
+#include <type_traits>
 
 #include "kernels/cuda/attention_config.h"
 #include "kernels/cuda/cuda_ops.h"
 #include "kernels/cuda/cuda_types.cuh"
+#include "kernels/cuda/kv_int8.h"
 
 namespace tpserve::kernels::cuda {
 
@@ -47,8 +56,10 @@ static_assert(kAttentionMaxHeadDim % kThreads == 0);
 struct AttentionArgs {
   const void* q;
   int64_t q_row_stride;
-  const void* key_cache;
+  const void* key_cache;    // [slots, num_kv_heads, head_dim] of the cache element type C
   const void* value_cache;
+  const float* key_scale;   // int8 cache only: [slots, num_kv_heads]
+  const float* value_scale;
   const int32_t* token_seq;
   const int32_t* token_pos;
   const int32_t* block_tables;
@@ -69,12 +80,19 @@ struct AttentionArgs {
   float2* partial_ml;  // [num_tokens, num_q_heads, num_splits] (running max, running sum)
 };
 
-// q (float), p (float, [key][head]), m/l/alpha, then K and V tiles double-buffered.
-size_t attention_smem_bytes(int head_dim, size_t elem_bytes) {
-  const size_t floats =
-      static_cast<size_t>(kMaxHeads) * head_dim + kTile * kMaxHeads + 3 * kMaxHeads;
-  return floats * sizeof(float) + 4 * static_cast<size_t>(kTile) * (head_dim + 8) * elem_bytes;
+// q (float), p (float, [key][head]), m/l/alpha, (int8: K and V scales double-buffered), then K
+// and V tiles double-buffered.
+template <typename C>
+size_t attention_smem_bytes(int head_dim) {
+  constexpr bool kInt8 = std::is_same_v<C, int8_t>;
+  const size_t floats = static_cast<size_t>(kMaxHeads) * head_dim + kTile * kMaxHeads +
+                        3 * kMaxHeads + (kInt8 ? 4 * kTile : 0);
+  return floats * sizeof(float) + 4 * static_cast<size_t>(kTile) * (head_dim + 8) * sizeof(C);
 }
+
+__device__ __forceinline__ float cache_to_float(int8_t x) { return static_cast<float>(x); }
+__device__ __forceinline__ float cache_to_float(__nv_bfloat16 x) { return to_float(x); }
+__device__ __forceinline__ float cache_to_float(__half x) { return to_float(x); }
 
 // The running-softmax update of head h for one tile, by the warp that scored it (lane = key).
 __device__ __forceinline__ void online_softmax_update(int h, float score, bool valid, int lane,
@@ -94,18 +112,24 @@ __device__ __forceinline__ void online_softmax_update(int h, float score, bool v
   }
 }
 
-template <typename T>
+// T: the compute dtype of q and out; C: the cache element type (T, or int8_t codes with scales).
+template <typename T, typename C>
 __global__ void __launch_bounds__(kThreads) paged_attention_kernel(AttentionArgs a) {
+  constexpr bool kInt8 = std::is_same_v<C, int8_t>;
+  constexpr int kVectorBytes = 8 * sizeof(C);  // one staged copy: 8 elements
   extern __shared__ __align__(16) unsigned char smem[];
   const int head_dim = a.head_dim;
-  const int pitch = head_dim + 8;  // elements per staged K/V row: +16 bytes against bank conflicts
-  float* q_s = reinterpret_cast<float*>(smem);         // [kMaxHeads][head_dim], pre-scaled
-  float* p_s = q_s + kMaxHeads * head_dim;             // [kTile][kMaxHeads] softmax numerators
-  float* m_s = p_s + kTile * kMaxHeads;                // running max per head
-  float* l_s = m_s + kMaxHeads;                        // running sum per head
-  float* alpha_s = l_s + kMaxHeads;                    // rescale of the accumulators this tile
-  T* k_s = reinterpret_cast<T*>(alpha_s + kMaxHeads);  // 2 x [kTile][pitch]
-  T* v_s = k_s + 2 * kTile * pitch;                    // 2 x [kTile][pitch]
+  const int pitch = head_dim + 8;  // elements per staged K/V row: +8 against bank conflicts
+  float* q_s = reinterpret_cast<float*>(smem);  // [kMaxHeads][head_dim], pre-scaled
+  float* p_s = q_s + kMaxHeads * head_dim;      // [kTile][kMaxHeads] softmax numerators
+  float* m_s = p_s + kTile * kMaxHeads;         // running max per head
+  float* l_s = m_s + kMaxHeads;                 // running sum per head
+  float* alpha_s = l_s + kMaxHeads;             // rescale of the accumulators this tile
+  // int8 only (no room taken otherwise): 2 x [kTile] key scales, then 2 x [kTile] value scales.
+  float* k_scale_s = alpha_s + kMaxHeads;
+  float* v_scale_s = k_scale_s + 2 * kTile;
+  C* k_s = reinterpret_cast<C*>(k_scale_s + (kInt8 ? 4 * kTile : 0));  // 2 x [kTile][pitch]
+  C* v_s = k_s + 2 * kTile * pitch;                                    // 2 x [kTile][pitch]
 
   const int t = blockIdx.x;
   const int kv_local = blockIdx.y / a.head_chunks;
@@ -133,25 +157,36 @@ __global__ void __launch_bounds__(kThreads) paged_attention_kernel(AttentionArgs
   }
 
   const int64_t slot_stride = static_cast<int64_t>(a.num_kv_heads) * head_dim;
-  const T* key_cache =
-      static_cast<const T*>(a.key_cache) + static_cast<int64_t>(kv_local) * head_dim;
-  const T* value_cache =
-      static_cast<const T*>(a.value_cache) + static_cast<int64_t>(kv_local) * head_dim;
+  const C* key_cache =
+      static_cast<const C*>(a.key_cache) + static_cast<int64_t>(kv_local) * head_dim;
+  const C* value_cache =
+      static_cast<const C*>(a.value_cache) + static_cast<int64_t>(kv_local) * head_dim;
   const int32_t* table = a.block_tables + static_cast<int64_t>(seq) * a.max_blocks_per_seq;
   const int vectors_per_row = head_dim / 8;
-  // Asynchronous 16-byte copies (cp.async) of one tile's K and V rows into buffer `buffer`.
+  // Asynchronous copies (cp.async) of 8 elements (16 bytes; int8: 8) of one tile's K and V rows
+  // into buffer `buffer`, and with an int8 cache each key's two scales (4 bytes each).
   const auto stage_tile = [&](int tile, int buffer) {
     const int n = min(kTile, key_end - tile);
-    T* k_dst = k_s + buffer * kTile * pitch;
-    T* v_dst = v_s + buffer * kTile * pitch;
+    C* k_dst = k_s + buffer * kTile * pitch;
+    C* v_dst = v_s + buffer * kTile * pitch;
     for (int i = tid; i < n * vectors_per_row; i += kThreads) {
       const int j = i / vectors_per_row, c = (i % vectors_per_row) * 8;
       const int pos = tile + j;
       const int64_t slot =
           static_cast<int64_t>(table[pos / a.block_size]) * a.block_size + pos % a.block_size;
       const int64_t offset = slot * slot_stride + c;
-      __pipeline_memcpy_async(k_dst + j * pitch + c, key_cache + offset, 16);
-      __pipeline_memcpy_async(v_dst + j * pitch + c, value_cache + offset, 16);
+      __pipeline_memcpy_async(k_dst + j * pitch + c, key_cache + offset, kVectorBytes);
+      __pipeline_memcpy_async(v_dst + j * pitch + c, value_cache + offset, kVectorBytes);
+    }
+    if constexpr (kInt8) {
+      if (tid < n) {
+        const int pos = tile + tid;
+        const int64_t slot =
+            static_cast<int64_t>(table[pos / a.block_size]) * a.block_size + pos % a.block_size;
+        const int64_t row = slot * a.num_kv_heads + kv_local;
+        __pipeline_memcpy_async(k_scale_s + buffer * kTile + tid, a.key_scale + row, 4);
+        __pipeline_memcpy_async(v_scale_s + buffer * kTile + tid, a.value_scale + row, 4);
+      }
     }
     __pipeline_commit();
   };
@@ -186,18 +221,19 @@ __global__ void __launch_bounds__(kThreads) paged_attention_kernel(AttentionArgs
     __syncthreads();  // this tile's copies (all threads') and q_s / p_s / m_s are visible
 
     // Scores: warp w serves heads w and w + 4 together (each K element converted once), lane = key.
-    const T* keys = k_s + buffer * kTile * pitch;
+    const C* keys = k_s + buffer * kTile * pitch;
     float dot[kHeadsPerWarp];
 #pragma unroll
     for (int i = 0; i < kHeadsPerWarp; ++i) dot[i] = 0.0f;
     if (lane < n) {
-      const T* key = keys + lane * pitch;
+      const C* key = keys + lane * pitch;
       for (int c = 0; c < head_dim; c += 8) {
-        const uint4 raw = *reinterpret_cast<const uint4*>(key + c);
-        const T* e = reinterpret_cast<const T*>(&raw);
+        using Vector = std::conditional_t<kInt8, uint2, uint4>;  // 8 elements
+        const Vector raw = *reinterpret_cast<const Vector*>(key + c);
+        const C* e = reinterpret_cast<const C*>(&raw);
         float k[8];
 #pragma unroll
-        for (int u = 0; u < 8; ++u) k[u] = to_float(e[u]);
+        for (int u = 0; u < 8; ++u) k[u] = cache_to_float(e[u]);
 #pragma unroll
         for (int i = 0; i < kHeadsPerWarp; ++i) {
           const int h = warp + i * kWarps;
@@ -208,6 +244,11 @@ __global__ void __launch_bounds__(kThreads) paged_attention_kernel(AttentionArgs
                       q1.y * k[5] + q1.z * k[6] + q1.w * k[7];
           }
         }
+      }
+      if constexpr (kInt8) {
+        const float key_scale = k_scale_s[buffer * kTile + lane];
+#pragma unroll
+        for (int i = 0; i < kHeadsPerWarp; ++i) dot[i] *= key_scale;
       }
     }
 #pragma unroll
@@ -221,7 +262,8 @@ __global__ void __launch_bounds__(kThreads) paged_attention_kernel(AttentionArgs
     __syncthreads();
 
     // P V: thread owns dims tid and tid + 128 of every head.
-    const T* values = v_s + buffer * kTile * pitch;
+    const C* values = v_s + buffer * kTile * pitch;
+    const float* value_scales = v_scale_s + buffer * kTile;
 #pragma unroll
     for (int r = 0; r < kDimsPerThread; ++r) {
       const int d = tid + r * kThreads;
@@ -229,7 +271,8 @@ __global__ void __launch_bounds__(kThreads) paged_attention_kernel(AttentionArgs
 #pragma unroll
         for (int h = 0; h < kMaxHeads; ++h) acc[h][r] *= alpha_s[h];
         for (int j = 0; j < n; ++j) {
-          const float v = to_float(values[j * pitch + d]);
+          const float v = kInt8 ? cache_to_float(values[j * pitch + d]) * value_scales[j]
+                                : cache_to_float(values[j * pitch + d]);
           const float4 p0 = *reinterpret_cast<const float4*>(p_s + j * kMaxHeads);
           const float4 p1 = *reinterpret_cast<const float4*>(p_s + j * kMaxHeads + 4);
           acc[0][r] += p0.x * v;
@@ -313,18 +356,13 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-}  // namespace
-
-void launch_attention(DType dtype, cudaStream_t stream, const AttentionPlan& plan, const void* q,
-                      int64_t q_row_stride, const void* key_cache, const void* value_cache,
-                      const PagedBatch& batch, const HeadLayout& heads, float scale, void* out,
-                      void* scratch) {
-  if (batch.num_tokens <= 0) return;
+// Kernel arguments common to both cache types (the caches themselves are set by the caller).
+AttentionArgs attention_args(const AttentionPlan& plan, const void* q, int64_t q_row_stride,
+                             const PagedBatch& batch, const HeadLayout& heads, float scale,
+                             void* out, void* scratch) {
   AttentionArgs a{};
   a.q = q;
   a.q_row_stride = q_row_stride;
-  a.key_cache = key_cache;
-  a.value_cache = value_cache;
   a.token_seq = batch.token_seq;
   a.token_pos = batch.token_pos;
   a.block_tables = batch.block_tables;
@@ -347,24 +385,55 @@ void launch_attention(DType dtype, cudaStream_t stream, const AttentionPlan& pla
   a.partial_ml = plan.num_splits > 1
                      ? reinterpret_cast<float2*>(a.partial_acc + partial_rows * heads.head_dim)
                      : nullptr;
+  return a;
+}
+
+// The attention kernel for cache element type C (T or int8_t), then the split reduction.
+template <typename T, typename C>
+void run_attention(cudaStream_t stream, const AttentionPlan& plan, const AttentionArgs& a,
+                   const PagedBatch& batch, const HeadLayout& heads) {
   const dim3 grid(batch.num_tokens, heads.num_kv_heads * plan.head_chunks, plan.num_splits);
-  TPSERVE_DISPATCH_DTYPE(dtype, T, {
-    const size_t smem = attention_smem_bytes(heads.head_dim, sizeof(T));
-    if (smem > 48 * 1024) {  // head_dim > ~150: opt in to more than the default 48 KiB
-      TPSERVE_CUDA_CHECK(cudaFuncSetAttribute(paged_attention_kernel<T>,
-                                              cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                              static_cast<int>(smem)));
-    }
-    paged_attention_kernel<T><<<grid, kThreads, smem, stream>>>(a);
+  const size_t smem = attention_smem_bytes<C>(heads.head_dim);
+  if (smem > 48 * 1024) {  // head_dim > ~150: opt in to more than the default 48 KiB
+    TPSERVE_CUDA_CHECK(cudaFuncSetAttribute(paged_attention_kernel<T, C>,
+                                            cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                            static_cast<int>(smem)));
+  }
+  paged_attention_kernel<T, C><<<grid, kThreads, smem, stream>>>(a);
+  TPSERVE_CUDA_CHECK_LAUNCH();
+  if (plan.num_splits > 1) {
+    const dim3 reduce_grid(batch.num_tokens, heads.num_q_heads);
+    attention_reduce_kernel<T><<<reduce_grid, kThreads, 0, stream>>>(
+        a.partial_acc, a.partial_ml, plan.num_splits, heads.num_q_heads, heads.head_dim,
+        static_cast<T*>(a.out));
     TPSERVE_CUDA_CHECK_LAUNCH();
-    if (plan.num_splits > 1) {
-      const dim3 reduce_grid(batch.num_tokens, heads.num_q_heads);
-      attention_reduce_kernel<T><<<reduce_grid, kThreads, 0, stream>>>(
-          a.partial_acc, a.partial_ml, plan.num_splits, heads.num_q_heads, heads.head_dim,
-          static_cast<T*>(out));
-      TPSERVE_CUDA_CHECK_LAUNCH();
-    }
-  });
+  }
+}
+
+}  // namespace
+
+void launch_attention(DType dtype, cudaStream_t stream, const AttentionPlan& plan, const void* q,
+                      int64_t q_row_stride, const void* key_cache, const void* value_cache,
+                      const PagedBatch& batch, const HeadLayout& heads, float scale, void* out,
+                      void* scratch) {
+  if (batch.num_tokens <= 0) return;
+  AttentionArgs a = attention_args(plan, q, q_row_stride, batch, heads, scale, out, scratch);
+  a.key_cache = key_cache;
+  a.value_cache = value_cache;
+  TPSERVE_DISPATCH_DTYPE(dtype, T, { run_attention<T, T>(stream, plan, a, batch, heads); });
+}
+
+void launch_attention_int8(DType dtype, cudaStream_t stream, const AttentionPlan& plan,
+                           const void* q, int64_t q_row_stride, const Int8KvCache& cache,
+                           const PagedBatch& batch, const HeadLayout& heads, float scale,
+                           void* out, void* scratch) {
+  if (batch.num_tokens <= 0) return;
+  AttentionArgs a = attention_args(plan, q, q_row_stride, batch, heads, scale, out, scratch);
+  a.key_cache = cache.key;
+  a.value_cache = cache.value;
+  a.key_scale = cache.key_scale;
+  a.value_scale = cache.value_scale;
+  TPSERVE_DISPATCH_DTYPE(dtype, T, { run_attention<T, int8_t>(stream, plan, a, batch, heads); });
 }
 
 }  // namespace tpserve::kernels::cuda

@@ -16,6 +16,7 @@
 #include "kernels/cuda/cublaslt_linear.h"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/cuda_ops.h"
+#include "kernels/cuda/kv_int8.h"
 #include "kernels/cuda/quantized_linear.h"
 #include "kernels/quantized_host.h"
 
@@ -375,6 +376,39 @@ class CudaBackend final : public Backend {
     ensure_attention_scratch(plan.scratch_bytes);
     launch_attention(dtype_, stream_, plan, q, q_row_stride, key_cache, value_cache, batch, heads,
                      scale, out, attention_scratch_);
+  }
+  // The int8 KV cache (kernels/cuda/kv_int8.h): the same kernels and checks as the float cache's.
+  bool has_int8_kv_cache() const override { return true; }
+  void cache_write_int8(const void* key, const void* value, int64_t row_stride,
+                        const PagedBatch& batch, const HeadLayout& heads,
+                        const Int8KvCache& cache) override {
+    activate();
+    launch_cache_write_int8(dtype_, stream_, key, value, row_stride, batch, heads, cache);
+  }
+  void rope_cache_write_int8(void* qkv, int64_t row_stride, const int32_t* positions,
+                             int num_tokens, const HeadLayout& heads, const RopeParams& rope,
+                             const PagedBatch& batch, const Int8KvCache& cache) override {
+    if (num_tokens != batch.num_tokens || rope.head_dim != heads.head_dim ||
+        rope.rotary_dim < 0 || rope.rotary_dim > heads.head_dim || rope.rotary_dim % 2 != 0) {
+      raise(ErrorCode::kInvalidArgument,
+            "cuda rope_cache_write_int8: {} tokens for a batch of {}, rotary_dim {} of head_dim "
+            "{} (heads {})",
+            num_tokens, batch.num_tokens, rope.rotary_dim, rope.head_dim, heads.head_dim);
+    }
+    activate();
+    launch_rope_cache_write_int8(dtype_, stream_, qkv, row_stride, positions, num_tokens, heads,
+                                 rope, batch, cache);
+  }
+  void attention_int8(const void* q, int64_t q_row_stride, const Int8KvCache& cache,
+                      const PagedBatch& batch, const HeadLayout& heads, float scale,
+                      void* out) override {
+    if (batch.num_tokens <= 0) return;
+    activate();
+    const AttentionPlan plan = plan_attention(batch, heads, num_sms_);
+    check_attention_caches(cache.key, cache.value);
+    ensure_attention_scratch(plan.scratch_bytes);
+    launch_attention_int8(dtype_, stream_, plan, q, q_row_stride, cache, batch, heads, scale, out,
+                          attention_scratch_);
   }
   void copy_rows(const void* src, const int32_t* rows, int num_rows, int64_t cols,
                  void* dst) override {

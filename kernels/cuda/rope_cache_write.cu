@@ -11,8 +11,15 @@
 // query_scale multiplies the rotated q pairs before they are rounded (kernels/cpu/rope.cc's order).
 // Every element is written by exactly one thread and no thread reads what another wrote, so the
 // only barrier is the one after step 1.
+//
+// With an int8 cache (kInt8, launch_rope_cache_write_int8) steps 2 and 3 write nothing to the
+// cache; after a second barrier (the rotated k is then in the row, in the compute dtype, visible
+// to the whole CTA), each warp quantizes whole k and v heads from the row into their slot
+// (quantize_head_int8): the codes of exactly the values the float cache would have stored.
 #include "kernels/cuda/cuda_ops.h"
 #include "kernels/cuda/cuda_types.cuh"
+#include "kernels/cuda/kv_int8.cuh"
+#include "kernels/cuda/kv_int8.h"
 
 namespace tpserve::kernels::cuda {
 
@@ -39,9 +46,10 @@ struct RopeCacheArgs {
   const float* query_scale;      // [num_tokens] or nullptr
 };
 
-template <typename T>
+template <typename T, bool kInt8>
 __global__ void __launch_bounds__(kThreads)
-    rope_cache_write_kernel(T* qkv, RopeCacheArgs a, T* key_cache, T* value_cache) {
+    rope_cache_write_kernel(T* qkv, RopeCacheArgs a, T* key_cache, T* value_cache,
+                            Int8KvCache int8_cache) {
   extern __shared__ float2 cos_sin[];  // [half], scaled by attention_scaling
   const int t = blockIdx.x;
   const int head_dim = a.head_dim, half = a.half;
@@ -54,8 +62,8 @@ __global__ void __launch_bounds__(kThreads)
       a.block_tables[static_cast<int64_t>(a.token_seq[t]) * a.max_blocks_per_seq +
                      pos / a.block_size];
   const int64_t slot = static_cast<int64_t>(block) * a.block_size + pos % a.block_size;
-  T* key_slot = key_cache + slot * kv_width;
-  T* value_slot = value_cache + slot * kv_width;
+  T* key_slot = kInt8 ? nullptr : key_cache + slot * kv_width;
+  T* value_slot = kInt8 ? nullptr : value_cache + slot * kv_width;
 
   const float position = static_cast<float>(a.positions[t]);
   const float growth = a.frequency_scale != nullptr ? a.frequency_scale[t] : 1.0f;
@@ -85,7 +93,7 @@ __global__ void __launch_bounds__(kThreads)
     const T r_hi = from_float<T>((x_hi * cs.x + x_lo * cs.y) * scale);
     h[lo] = r_lo;
     h[hi] = r_hi;
-    if (head >= a.num_q_heads) {
+    if (!kInt8 && head >= a.num_q_heads) {
       T* cached = key_slot + static_cast<int64_t>(head - a.num_q_heads) * head_dim;
       cached[lo] = r_lo;
       cached[hi] = r_hi;
@@ -95,9 +103,11 @@ __global__ void __launch_bounds__(kThreads)
   const int rotary_dim = 2 * half;
   const int tail = head_dim - rotary_dim;  // dims that pass through unrotated
   if (tail > 0) {
-    for (int i = threadIdx.x; i < a.num_kv_heads * tail; i += blockDim.x) {
-      const int64_t d = static_cast<int64_t>(i / tail) * head_dim + rotary_dim + i % tail;
-      key_slot[d] = key[d];
+    if constexpr (!kInt8) {
+      for (int i = threadIdx.x; i < a.num_kv_heads * tail; i += blockDim.x) {
+        const int64_t d = static_cast<int64_t>(i / tail) * head_dim + rotary_dim + i % tail;
+        key_slot[d] = key[d];
+      }
     }
     if (a.query_scale != nullptr) {
       for (int i = threadIdx.x; i < a.num_q_heads * tail; i += blockDim.x) {
@@ -106,16 +116,27 @@ __global__ void __launch_bounds__(kThreads)
       }
     }
   }
-  for (int64_t i = threadIdx.x; i < kv_width; i += blockDim.x) value_slot[i] = value[i];
+  if constexpr (!kInt8) {
+    for (int64_t i = threadIdx.x; i < kv_width; i += blockDim.x) value_slot[i] = value[i];
+  } else {
+    __syncthreads();  // every rotated k element is in the row
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    // Work item i: KV head i / 2, its key (i even) or value (i odd).
+    for (int i = warp; i < 2 * a.num_kv_heads; i += kThreads / 32) {
+      const int kv_head = i / 2;
+      const bool is_key = i % 2 == 0;
+      const int64_t cache_row = slot * a.num_kv_heads + kv_head;
+      const T* x = (is_key ? key : value) + static_cast<int64_t>(kv_head) * head_dim;
+      int8_t* codes = (is_key ? int8_cache.key : int8_cache.value) + cache_row * head_dim;
+      float* scale = (is_key ? int8_cache.key_scale : int8_cache.value_scale) + cache_row;
+      quantize_head_int8(x, head_dim, codes, scale, lane);
+    }
+  }
 }
 
-}  // namespace
-
-void launch_rope_cache_write(DType dtype, cudaStream_t stream, void* qkv, int64_t row_stride,
-                             const int32_t* positions, int num_tokens, const HeadLayout& heads,
-                             const RopeParams& rope, const PagedBatch& batch, void* key_cache,
-                             void* value_cache) {
-  if (num_tokens <= 0) return;
+RopeCacheArgs rope_cache_args(int64_t row_stride, const int32_t* positions,
+                              const HeadLayout& heads, const RopeParams& rope,
+                              const PagedBatch& batch) {
   RopeCacheArgs a{};
   a.row_stride = row_stride;
   a.positions = positions;
@@ -133,10 +154,36 @@ void launch_rope_cache_write(DType dtype, cudaStream_t stream, void* qkv, int64_
   a.attention_scaling = rope.attention_scaling;
   a.frequency_scale = rope.frequency_scale;
   a.query_scale = rope.query_scale;
+  return a;
+}
+
+}  // namespace
+
+void launch_rope_cache_write(DType dtype, cudaStream_t stream, void* qkv, int64_t row_stride,
+                             const int32_t* positions, int num_tokens, const HeadLayout& heads,
+                             const RopeParams& rope, const PagedBatch& batch, void* key_cache,
+                             void* value_cache) {
+  if (num_tokens <= 0) return;
+  const RopeCacheArgs a = rope_cache_args(row_stride, positions, heads, rope, batch);
   const size_t smem = static_cast<size_t>(a.half) * sizeof(float2);
   TPSERVE_DISPATCH_DTYPE(dtype, T, {
-    rope_cache_write_kernel<T><<<num_tokens, kThreads, smem, stream>>>(
-        static_cast<T*>(qkv), a, static_cast<T*>(key_cache), static_cast<T*>(value_cache));
+    rope_cache_write_kernel<T, false><<<num_tokens, kThreads, smem, stream>>>(
+        static_cast<T*>(qkv), a, static_cast<T*>(key_cache), static_cast<T*>(value_cache),
+        Int8KvCache{});
+  });
+  TPSERVE_CUDA_CHECK_LAUNCH();
+}
+
+void launch_rope_cache_write_int8(DType dtype, cudaStream_t stream, void* qkv, int64_t row_stride,
+                                  const int32_t* positions, int num_tokens,
+                                  const HeadLayout& heads, const RopeParams& rope,
+                                  const PagedBatch& batch, const Int8KvCache& cache) {
+  if (num_tokens <= 0) return;
+  const RopeCacheArgs a = rope_cache_args(row_stride, positions, heads, rope, batch);
+  const size_t smem = static_cast<size_t>(a.half) * sizeof(float2);
+  TPSERVE_DISPATCH_DTYPE(dtype, T, {
+    rope_cache_write_kernel<T, true><<<num_tokens, kThreads, smem, stream>>>(
+        static_cast<T*>(qkv), a, nullptr, nullptr, cache);
   });
   TPSERVE_CUDA_CHECK_LAUNCH();
 }

@@ -3,7 +3,7 @@
 # tests/runtime/model/kv_int8_mpitest.cc). Over an int8 pool far too small for the batch
 # (preemption and recomputation, prefix caching, n-gram speculation) a batch job gives the records
 # of a roomy int8 run: a position's codes do not depend on which step wrote them. The pool holds as
-# many positions as the codes and scales allow. Bad values of the flag, fp8, and int8 on cuda are
+# many positions as the codes and scales allow. Bad values of the flag and fp8 are
 # refused on every rank, naming the flag. `plan` shows the int8 cache's positions.
 source "$(dirname "$0")/lib.sh"
 
@@ -95,13 +95,6 @@ every_rank() {
 every_rank "kv dtype int4" "--kv-cache-dtype int4: expected auto or int8" generate "${prompt[@]}" --kv-cache-dtype int4
 every_rank "kv dtype fp8" "--kv-cache-dtype fp8: needs a CUDA GPU of sm_89\+, not implemented yet" \
   generate "${prompt[@]}" --kv-cache-dtype fp8
-every_rank "kv int8 on cuda" "--kv-cache-dtype int8: not implemented on cuda yet" \
-  generate "${prompt[@]}" --kv-cache-dtype int8 --device cuda
-every_rank "kv int8 on cuda, batch" "--kv-cache-dtype int8: not implemented on cuda yet" \
-  generate --model "$fixtures/qwen2_tied" --input "$input" --output "$scratch/never.jsonl" \
-  --kv-cache-dtype int8 --device cuda
-every_rank "kv int8 on cuda, serve" "--kv-cache-dtype int8: not implemented on cuda yet" \
-  serve --model "$fixtures/qwen2_tied" --port 0 --kv-cache-dtype int8 --device cuda
 # One process: plan and bench.
 single() {
   local name=$1 pattern=$2
@@ -113,8 +106,6 @@ single() {
 }
 single "plan kv dtype" "--kv-cache-dtype q4: expected auto or int8" plan --preset qwen2.5-7b --kv-cache-dtype q4
 single "plan fp8" "--kv-cache-dtype fp8: needs a CUDA GPU" plan --preset qwen2.5-7b --kv-cache-dtype fp8
-single "bench int8 on cuda" "--kv-cache-dtype int8: not implemented on cuda yet" \
-  bench --preset qwen2.5-7b --layers 1 --device cuda --kv-cache-dtype int8
 
 # plan: an int8 KV position of qwen2.5-7b (28 layers, 4 KV heads of 128) at TP 1 is
 # 28 x 2 x 4 x 132 = 29568 bytes against 57344 in bf16: 1.94x the positions in the same memory.

@@ -107,6 +107,80 @@ TEST_P(GpuFixtureModelTest, LogitsMatchTransformers) {
   }
 }
 
+// The int8 KV cache on the GPU (kernels/cuda/kv_int8.h) against the int8 KV cache on the CPU
+// (kernels/cpu/kv_int8.cc, whose distance to the float cache kv_int8_mpitest.cc bounds by 0.3 in
+// log-probability), at the same N: logits at every prompt position within int8_tolerance, and the
+// same argmax wherever the CPU's top-2 margin exceeds twice that. The GPU quantizes the key after
+// RoPE has rounded it to bf16 / fp16, so where x / scale lies within that rounding of a .5 boundary
+// its code is one step from the CPU's (a few percent of the elements in bf16, fewer in fp16): a
+// difference of the size of the quantization error itself. Hence the compute dtype's tolerance
+// (the float cache's, above) plus the int8 cache's 0.3.
+float int8_tolerance(DType dtype) { return tolerance(dtype) + 0.3f; }
+
+TEST_P(GpuFixtureModelTest, Int8KvCacheMatchesTheCpuInt8Cache) {
+  const int tp = mpi_->size();
+  if (tp > config_.num_heads) GTEST_SKIP() << "tp " << tp << " exceeds the heads";
+  if (config_.quant.enabled()) {
+    try {
+      rank_shape(config_, tp, mpi_->rank());
+    } catch (const Error& e) {  // cuts a group: model_mpitest checks the refusal
+      GTEST_SKIP() << e.what();
+    }
+  }
+  const DType dtype = std::get<1>(GetParam());
+  const parallel::NodeTopology node = parallel::node_topology(MPI_COMM_WORLD);
+  const parallel::GpuCommChoice choice =
+      parallel::choose_gpu_comm(node, kernels::cuda_device_count(), /*allow_shared_gpu=*/true);
+  ASSERT_TRUE(choice.ok()) << choice.error;
+  backend_ = kernels::make_cuda_backend(choice.device, dtype);
+  fit_quantization_to(config_, *backend_);
+  gpu_comm_ = parallel::make_gpu_communicator(*mpi_, choice, backend_->native_stream(),
+                                              std::chrono::seconds(120));
+  ModelOptions options;
+  options.num_kv_blocks = 16;
+  options.block_size = 4;
+  options.kv_cache_dtype = KvCacheDtype::kInt8;
+  const RankShape shape = rank_shape(config_, tp, mpi_->rank());
+  Model model(config_, shape, *backend_, *gpu_comm_, options);
+  model.load(*open_checkpoint(config_));
+  std::unique_ptr<kernels::Backend> cpu = kernels::make_cpu_backend();
+  Model cpu_model(config_, shape, *cpu, *mpi_, options);
+  cpu_model.load(*open_checkpoint(config_));
+  const float tol = int8_tolerance(dtype);
+  const size_t vocab = static_cast<size_t>(config_.vocab_size);
+  for (const testing::ReferenceCase& c : testing::load_reference(dir_)) {
+    const StepInput step =
+        testing::prompt_step(c.prompt_ids, options.num_kv_blocks, options.block_size);
+    std::vector<float> logits, expected;
+    model.forward(step, logits);
+    cpu_model.forward(step, expected);
+    ASSERT_EQ(logits.size(), expected.size());
+    float worst = 0;
+    for (size_t i = 0; i < logits.size(); ++i) {
+      worst = std::max(worst, std::fabs(logits[i] - expected[i]));
+    }
+    for (size_t row = 0; row < logits.size() / vocab; ++row) {
+      const float* got = logits.data() + row * vocab;
+      const float* ref = expected.data() + row * vocab;
+      std::vector<float> sorted(ref, ref + vocab);
+      std::partial_sort(sorted.begin(), sorted.begin() + 2, sorted.end(), std::greater<>());
+      if (sorted[0] - sorted[1] > 2 * tol) {
+        EXPECT_EQ(std::max_element(got, got + vocab) - got,
+                  std::max_element(ref, ref + vocab) - ref)
+            << "argmax at prompt position " << row;
+      }
+    }
+    EXPECT_LE(worst, tol) << std::get<0>(GetParam()) << " tp " << tp << " prompt of "
+                          << c.prompt_ids.size() << " tokens";
+    if (mpi_->rank() == 0) {
+      std::printf("[ fidelity ] cuda int8 KV %s %s tp=%d prompt_len=%zu max|logit - cpu int8 KV| "
+                  "= %.3g\n",
+                  std::string(dtype_name(dtype)).c_str(), std::get<0>(GetParam()).c_str(), tp,
+                  c.prompt_ids.size(), worst);
+    }
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(
     Fixtures, GpuFixtureModelTest,
     ::testing::Combine(::testing::Values("llama_gqa", "qwen2_tied", "llama_bias_f16", "qwen_v1",
