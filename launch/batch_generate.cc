@@ -23,9 +23,14 @@ int run_batch_generate(const BatchGenerateOptions& options) {
     if (comm.rank() == 0 && !std::filesystem::is_regular_file(options.input)) {
       raise(ErrorCode::kNotFound, "--input {}: no such file", options.input);
     }
-    load_serving_rank(rank, comm, {options.model_dir, {}, options.lora_dir, options.max_seqs,
-                                   options.kv_cache_mib, options.rank,
-                                   options.engine.speculative_ngram});
+    ServingRankOptions serving;
+    serving.model_dir = options.model_dir;
+    serving.lora_dir = options.lora_dir;
+    serving.max_seqs = options.max_seqs;
+    serving.kv_cache_mib = options.kv_cache_mib;
+    serving.rank = options.rank;
+    serving.speculative_ngram = options.engine.speculative_ngram;
+    load_serving_rank(rank, comm, serving);
     if (rank.tokenizer) {
       try {
         chat_template = runtime::chat_template_for_model(options.model_dir, *rank.tokenizer, options.chat_template_file);

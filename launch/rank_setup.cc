@@ -3,6 +3,8 @@
 #include <cblas.h>
 #include <fmt/ranges.h>
 
+#include <sched.h>
+
 #include <cstdlib>
 #include <thread>
 
@@ -150,10 +152,39 @@ int32_t kv_blocks_for_rank(const runtime::ModelConfig& config, int tp_size,
   return static_cast<int32_t>(std::min<int64_t>(plan.kv_blocks, INT32_MAX));
 }
 
+int affinity_cores() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof(set), &set) != 0) return 0;  // unknown: no limit applied
+  return CPU_COUNT(&set);
+}
+
+int cpu_threads_for_rank(int hardware_cores, int local_ranks, int allowed_cores,
+                         const char* openblas_env, std::string* warning) {
+  const int share = std::max(1, hardware_cores / std::max(1, local_ranks));
+  const int wanted = openblas_env != nullptr ? std::max(1, std::atoi(openblas_env)) : share;
+  if (warning != nullptr) warning->clear();
+  if (warning != nullptr && allowed_cores > 0 && allowed_cores < std::min(wanted, share)) {
+    *warning = fmt::format(
+        "this rank may run on only {} of the host's {} cores (its CPU affinity: mpirun binds each "
+        "rank to one core by default when it starts one or two), not the {} its threads would "
+        "use; launch with `mpirun --bind-to none` (launch/mpirun.sh does) or "
+        "`--map-by slot:PE={}`",
+        allowed_cores, hardware_cores, std::min(wanted, share), share);
+  }
+  // An explicit OPENBLAS_NUM_THREADS is kept; the default is capped by the affinity.
+  if (openblas_env != nullptr || allowed_cores <= 0) return wanted;
+  return std::min(wanted, allowed_cores);
+}
+
 void configure_cpu_threads(const parallel::MpiSession& session) {
-  if (std::getenv("OPENBLAS_NUM_THREADS") != nullptr) return;
+  const char* env = std::getenv("OPENBLAS_NUM_THREADS");
   const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  openblas_set_num_threads(std::max(1, cores / session.local_size()));
+  std::string warning;
+  const int threads =
+      cpu_threads_for_rank(cores, session.local_size(), affinity_cores(), env, &warning);
+  if (!warning.empty()) log().warn("{}", warning);
+  if (env == nullptr) openblas_set_num_threads(threads);
 }
 
 namespace {

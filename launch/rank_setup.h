@@ -80,6 +80,13 @@ int32_t kv_blocks_for_rank(const runtime::ModelConfig& config, int tp_size,
 // says otherwise.
 void configure_cpu_threads(const parallel::MpiSession& session);
 
+// The CPU threads a rank uses: OPENBLAS_NUM_THREADS when set, else the host's cores shared among
+// its ranks and capped by the cores the rank's CPU affinity allows (0: unknown). When the
+// affinity allows fewer cores than the threads would use (mpirun's default --bind-to core for
+// one or two ranks puts a rank on one core), `warning` says so and how to launch instead.
+int cpu_threads_for_rank(int hardware_cores, int local_ranks, int allowed_cores,
+                         const char* openblas_env, std::string* warning);
+
 // Runs `phase` on every rank and agrees on the outcome: a rank whose phase throws logs one line
 // naming the problem; then all ranks learn whether every rank succeeded. Returns that verdict,
 // so no rank goes on into a collective that a failed peer will never join.

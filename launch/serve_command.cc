@@ -145,9 +145,15 @@ int run_serve(const ServeOptions& options) {
   configure_cpu_threads(session);
   ServingRank rank;
   const bool loaded = run_phase(comm, "load", [&] {
-    load_serving_rank(rank, comm, {options.model_dir, options.synthetic, options.lora_dir,
-                                   options.max_seqs, options.kv_cache_mib, options.rank,
-                                   options.engine.speculative_ngram});
+    ServingRankOptions serving;
+    serving.model_dir = options.model_dir;
+    serving.synthetic = options.synthetic;
+    serving.lora_dir = options.lora_dir;
+    serving.max_seqs = options.max_seqs;
+    serving.kv_cache_mib = options.kv_cache_mib;
+    serving.rank = options.rank;
+    serving.speculative_ngram = options.engine.speculative_ngram;
+    load_serving_rank(rank, comm, serving);
   });
   if (!loaded) return kExitStartFailed;
   // Rank 0 opens its ports (one in use is an error) before any rank starts serving, so a refusal

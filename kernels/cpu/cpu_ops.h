@@ -41,6 +41,9 @@ void cache_write_int8(const float* key, const float* value, int64_t row_stride,
 void rope_cache_write_int8(float* qkv, int64_t row_stride, const int32_t* positions,
                            int num_tokens, const HeadLayout& heads, const RopeParams& rope,
                            const PagedBatch& batch, const Int8KvCache& cache);
+// q . k in the order both attentions use (8 partial sums, added pairwise, then the tail), so
+// attention_int8 equals attention over the dequantized cache bit for bit.
+float dot_product(const float* q, const float* k, int n);
 void attention_int8(const float* q, int64_t q_row_stride, const Int8KvCache& cache,
                     const PagedBatch& batch, const HeadLayout& heads, float scale, float* out);
 void copy_rows(const float* src, const int32_t* rows, int num_rows, int64_t cols, float* dst);

@@ -13,9 +13,11 @@
 // each block's codes of one KV head become a float tile once for all the query heads of its group.
 #include <algorithm>
 #include <cmath>
+#include <utility>
 #include <vector>
 
 #include "kernels/cpu/cpu_ops.h"
+#include "kernels/cpu/row_pool.h"
 
 namespace tpserve::kernels::cpu {
 
@@ -91,15 +93,25 @@ void attention_int8(const float* q, int64_t q_row_stride, const Int8KvCache& cac
   const auto kv_head_of = [&](int h) {
     return (heads.q_head_begin + h) / heads.group_size - heads.kv_head_begin;
   };
-  std::vector<float> scores, totals;
-  std::vector<float> tile(static_cast<size_t>(block_size) * head_dim);
-  for (int t = 0; t < batch.num_tokens; ++t) {
-    const int seq = batch.token_seq[t];
-    const int context = batch.token_pos[t] + 1;
-    // Local query heads [first, last) all read KV head kv_head.
-    for (int first = 0, last = 0; first < heads.num_q_heads; first = last) {
+  // Runs of local query heads [first, last) that read one KV head; (token, run) pairs are split
+  // over the row threads (the same arithmetic per pair whatever the split).
+  std::vector<std::pair<int, int>> runs;
+  for (int first = 0, last = 0; first < heads.num_q_heads; first = last) {
+    for (last = first + 1; last < heads.num_q_heads && kv_head_of(last) == kv_head_of(first);) {
+      ++last;
+    }
+    runs.emplace_back(first, last);
+  }
+  const int64_t pairs = static_cast<int64_t>(batch.num_tokens) * static_cast<int64_t>(runs.size());
+  parallel_rows(pairs, 1, [&](int64_t begin, int64_t end) {
+    std::vector<float> scores, totals;
+    std::vector<float> tile(static_cast<size_t>(block_size) * head_dim);
+    for (int64_t pair = begin; pair < end; ++pair) {
+      const int t = static_cast<int>(pair / static_cast<int64_t>(runs.size()));
+      const auto [first, last] = runs[static_cast<size_t>(pair % static_cast<int64_t>(runs.size()))];
+      const int seq = batch.token_seq[t];
+      const int context = batch.token_pos[t] + 1;
       const int kv_head = kv_head_of(first);
-      for (last = first + 1; last < heads.num_q_heads && kv_head_of(last) == kv_head;) ++last;
       const int group = last - first;
       scores.resize(static_cast<size_t>(group) * context);
       totals.assign(static_cast<size_t>(group), 0.0f);
@@ -112,9 +124,7 @@ void attention_int8(const float* q, int64_t q_row_stride, const Int8KvCache& cac
           float* row_scores = scores.data() + static_cast<int64_t>(g) * context + p0;
           for (int i = 0; i < count; ++i) {
             const float* key = tile.data() + static_cast<int64_t>(i) * head_dim;
-            float dot = 0.0f;
-            for (int d = 0; d < head_dim; ++d) dot += query[d] * key[d];
-            row_scores[i] = dot * scale;
+            row_scores[i] = dot_product(query, key, head_dim) * scale;
           }
         }
       }
@@ -146,7 +156,7 @@ void attention_int8(const float* q, int64_t q_row_stride, const Int8KvCache& cac
         }
       }
     }
-  }
+  });
 }
 
 }  // namespace tpserve::kernels::cpu

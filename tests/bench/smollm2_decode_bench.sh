@@ -40,7 +40,7 @@ for tp in $tps; do
   per_rank=$((threads / tp > 0 ? threads / tp : 1))
   rates=()
   for ((i = 0; i < repeats; i++)); do
-    out=$(OPENBLAS_NUM_THREADS=$per_rank mpirun --oversubscribe --allow-run-as-root -np "$tp" \
+    out=$(OPENBLAS_NUM_THREADS=$per_rank mpirun --oversubscribe --allow-run-as-root --bind-to none -np "$tp" \
             -x OPENBLAS_NUM_THREADS "$tpserve" generate --model "$model" --prompt-ids "$ids" \
             --max-tokens "$tokens" --ignore-eos 2>/dev/null)
     rates+=("$(sed -n 's/^decode: .*(\([0-9.]*\) tokens\/s)$/\1/p' <<<"$out")")
