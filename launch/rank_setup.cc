@@ -164,7 +164,13 @@ int cpu_threads_for_rank(int hardware_cores, int local_ranks, int allowed_cores,
   const int share = std::max(1, hardware_cores / std::max(1, local_ranks));
   const int wanted = openblas_env != nullptr ? std::max(1, std::atoi(openblas_env)) : share;
   if (warning != nullptr) warning->clear();
-  if (warning != nullptr && allowed_cores > 0 && allowed_cores < std::min(wanted, share)) {
+  // Warned: threads asked for (OPENBLAS_NUM_THREADS) beyond the allowed cores, or a default
+  // rank confined to a single core (mpirun's binding), not a scheduler's deliberate share
+  // (srun --cpus-per-task), which silently caps the default.
+  const bool confined = allowed_cores > 0 && (openblas_env != nullptr
+                                                  ? allowed_cores < std::min(wanted, share)
+                                                  : allowed_cores == 1 && share > 1);
+  if (warning != nullptr && confined) {
     *warning = fmt::format(
         "this rank may run on only {} of the host's {} cores (its CPU affinity: mpirun binds each "
         "rank to one core by default when it starts one or two), not the {} its threads would "

@@ -81,9 +81,10 @@ int32_t kv_blocks_for_rank(const runtime::ModelConfig& config, int tp_size,
 void configure_cpu_threads(const parallel::MpiSession& session);
 
 // The CPU threads a rank uses: OPENBLAS_NUM_THREADS when set, else the host's cores shared among
-// its ranks and capped by the cores the rank's CPU affinity allows (0: unknown). When the
-// affinity allows fewer cores than the threads would use (mpirun's default --bind-to core for
-// one or two ranks puts a rank on one core), `warning` says so and how to launch instead.
+// its ranks and capped by the cores the rank's CPU affinity allows (0: unknown). `warning` says
+// how to launch instead when OPENBLAS_NUM_THREADS asks for more threads than the affinity allows
+// cores, or when a rank is confined to one core of several (mpirun's default --bind-to core for
+// one or two ranks); a scheduler's own share (srun --cpus-per-task) only caps the default.
 int cpu_threads_for_rank(int hardware_cores, int local_ranks, int allowed_cores,
                          const char* openblas_env, std::string* warning);
 
