@@ -190,7 +190,7 @@ TEST_P(CudaQuantized, LargeLayer) {
   check({8, 512, 1536, 32, Groups::kColumns, "8-bit 512x1536"}, {1, 16, 200});
 }
 
-INSTANTIATE_TEST_SUITE_P(Dtypes, CudaQuantized, ::testing::Values(DType::kBF16, DType::kF16),
+INSTANTIATE_TEST_SUITE_P(Cuda, CudaQuantized, ::testing::Values(DType::kBF16, DType::kF16),
                          [](const auto& info) { return std::string(dtype_name(info.param)); });
 
 }  // namespace
