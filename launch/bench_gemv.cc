@@ -84,10 +84,7 @@ double device_seconds(kernels::Backend& backend, int copies, int iters, F f) {
 }
 
 int run_gemv_bench_cuda(const GemvBenchOptions& options) {
-  if (kernels::cuda_device_count() == 0) {
-    raise(ErrorCode::kUnavailable, "--gemv --device cuda: no CUDA device found (or tpserve was "
-          "built without CUDA)");
-  }
+  // Every flag is checked before any device is looked for.
   const std::string dtype_text = options.dtype.empty() ? "bf16" : options.dtype;
   const DType dtype = dtype_text == "fp16" ? DType::kF16 : DType::kBF16;
   if (dtype_text != "bf16" && dtype_text != "fp16") {
@@ -103,6 +100,10 @@ int run_gemv_bench_cuda(const GemvBenchOptions& options) {
     const size_t end = std::min(options.shape.find(',', begin), options.shape.size());
     shapes.push_back(parse_shape(options.shape.substr(begin, end - begin), options));
     begin = end + 1;
+  }
+  if (kernels::cuda_device_count() == 0) {
+    raise(ErrorCode::kUnavailable, "--gemv --device cuda: no CUDA device found (or tpserve was "
+          "built without CUDA)");
   }
   auto backend = kernels::make_cuda_backend(0, dtype);
   const double copy_gbps = kernels::cuda_copy_bandwidth_gbps(0, size_t{1} << 30);

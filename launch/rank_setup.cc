@@ -301,6 +301,10 @@ void load_serving_rank(ServingRank& rank, parallel::MpiCommunicator& comm,
   if (synthetic == !options.model_dir.empty()) {
     raise(ErrorCode::kInvalidArgument, "give exactly one of --model DIR and --synthetic PRESET");
   }
+  if (!synthetic && (options.synthetic.quant != "none" || options.synthetic.group_size != 128)) {
+    raise(ErrorCode::kInvalidArgument, "--quant and --group-size quantize a --synthetic preset; "
+          "a checkpoint's quantization is its own (config.json's quantization_config)");
+  }
   if (synthetic && !options.lora_dir.empty()) {
     raise(ErrorCode::kInvalidArgument, "--lora merges into a checkpoint's weights: it needs "
           "--model, not --synthetic");

@@ -355,13 +355,7 @@ class CudaBackend final : public Backend {
   void rope_cache_write(void* qkv, int64_t row_stride, const int32_t* positions, int num_tokens,
                         const HeadLayout& heads, const RopeParams& rope, const PagedBatch& batch,
                         void* key_cache, void* value_cache) override {
-    if (num_tokens != batch.num_tokens || rope.head_dim != heads.head_dim ||
-        rope.rotary_dim < 0 || rope.rotary_dim > heads.head_dim || rope.rotary_dim % 2 != 0) {
-      raise(ErrorCode::kInvalidArgument,
-            "cuda rope_cache_write: {} tokens for a batch of {}, rotary_dim {} of head_dim {} "
-            "(heads {})",
-            num_tokens, batch.num_tokens, rope.rotary_dim, rope.head_dim, heads.head_dim);
-    }
+    check_rope_cache_write("rope_cache_write", num_tokens, heads, rope, batch);
     activate();
     launch_rope_cache_write(dtype_, stream_, qkv, row_stride, positions, num_tokens, heads, rope,
                             batch, key_cache, value_cache);
@@ -388,13 +382,7 @@ class CudaBackend final : public Backend {
   void rope_cache_write_int8(void* qkv, int64_t row_stride, const int32_t* positions,
                              int num_tokens, const HeadLayout& heads, const RopeParams& rope,
                              const PagedBatch& batch, const Int8KvCache& cache) override {
-    if (num_tokens != batch.num_tokens || rope.head_dim != heads.head_dim ||
-        rope.rotary_dim < 0 || rope.rotary_dim > heads.head_dim || rope.rotary_dim % 2 != 0) {
-      raise(ErrorCode::kInvalidArgument,
-            "cuda rope_cache_write_int8: {} tokens for a batch of {}, rotary_dim {} of head_dim "
-            "{} (heads {})",
-            num_tokens, batch.num_tokens, rope.rotary_dim, rope.head_dim, heads.head_dim);
-    }
+    check_rope_cache_write("rope_cache_write_int8", num_tokens, heads, rope, batch);
     activate();
     launch_rope_cache_write_int8(dtype_, stream_, qkv, row_stride, positions, num_tokens, heads,
                                  rope, batch, cache);
@@ -451,6 +439,17 @@ class CudaBackend final : public Backend {
       return false;
     }
     return attributes.type == cudaMemoryTypeHost;
+  }
+
+  // The shapes both fused RoPE + cache writes need; raises naming `op`.
+  static void check_rope_cache_write(const char* op, int num_tokens, const HeadLayout& heads,
+                                     const RopeParams& rope, const PagedBatch& batch) {
+    if (num_tokens != batch.num_tokens || rope.head_dim != heads.head_dim ||
+        rope.rotary_dim < 0 || rope.rotary_dim > heads.head_dim || rope.rotary_dim % 2 != 0) {
+      raise(ErrorCode::kInvalidArgument,
+            "cuda {}: {} tokens for a batch of {}, rotary_dim {} of head_dim {} (heads {})", op,
+            num_tokens, batch.num_tokens, rope.rotary_dim, rope.head_dim, heads.head_dim);
+    }
   }
 
   // Grown geometrically, so steady-state steps allocate nothing.

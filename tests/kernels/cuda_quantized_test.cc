@@ -23,6 +23,7 @@
 #include "kernels/ops.h"
 #include "kernels/quantized_device.h"
 #include "kernels/quantized_host.h"
+#include "runtime/model/device_buffer.h"
 
 namespace tpserve::kernels {
 namespace {
@@ -75,20 +76,6 @@ QuantizedHostMatrix make_matrix(const Case& c, uint32_t seed) {
   return m;
 }
 
-// Device memory released on scope exit.
-class Buffer {
- public:
-  Buffer(Backend& backend, size_t bytes) : backend_(backend), data_(backend.allocate(bytes)) {}
-  ~Buffer() { backend_.release(data_); }
-  Buffer(const Buffer&) = delete;
-  Buffer& operator=(const Buffer&) = delete;
-  void* get() const { return data_; }
-
- private:
-  Backend& backend_;
-  void* data_;
-};
-
 class CudaQuantized : public ::testing::TestWithParam<DType> {
  protected:
   void SetUp() override {
@@ -101,10 +88,10 @@ class CudaQuantized : public ::testing::TestWithParam<DType> {
   float tolerance() const { return GetParam() == DType::kBF16 ? 1e-2f : 2e-3f; }
 
   // Uploads v, returns it as the device holds it (rounded to the compute dtype).
-  std::vector<float> round_trip(const Buffer& buffer, const std::vector<float>& v) {
-    backend_->upload_f32(buffer.get(), v.data(), static_cast<int64_t>(v.size()));
+  std::vector<float> round_trip(runtime::DeviceBuffer& buffer, const std::vector<float>& v) {
+    backend_->upload_f32(buffer.data(), v.data(), static_cast<int64_t>(v.size()));
     std::vector<float> rounded(v.size());
-    backend_->download_f32(rounded.data(), buffer.get(), static_cast<int64_t>(v.size()));
+    backend_->download_f32(rounded.data(), buffer.data(), static_cast<int64_t>(v.size()));
     return rounded;
   }
 
@@ -120,17 +107,18 @@ class CudaQuantized : public ::testing::TestWithParam<DType> {
       std::vector<float> x(static_cast<size_t>(m * c.cols)), bias(static_cast<size_t>(c.rows));
       for (float& v : x) v = normal(rng);
       for (float& v : bias) v = normal(rng);
-      Buffer x_dev(*backend_, x.size() * element), bias_dev(*backend_, bias.size() * element);
-      Buffer out_dev(*backend_, static_cast<size_t>(m * c.rows) * element);
+      runtime::DeviceBuffer x_dev(*backend_, x.size() * element);
+      runtime::DeviceBuffer bias_dev(*backend_, bias.size() * element);
+      runtime::DeviceBuffer out_dev(*backend_, static_cast<size_t>(m * c.rows) * element);
       x = round_trip(x_dev, x);
       bias = round_trip(bias_dev, bias);
       std::vector<float> expected(static_cast<size_t>(m * c.rows));
       cpu::quantized_linear(x.data(), cpu_view, with_bias ? bias.data() : nullptr, m,
                             expected.data());
-      backend_->quantized_linear(x_dev.get(), device.matrix(),
-                                 with_bias ? bias_dev.get() : nullptr, m, out_dev.get());
+      backend_->quantized_linear(x_dev.data(), device.matrix(),
+                                 with_bias ? bias_dev.data() : nullptr, m, out_dev.data());
       std::vector<float> got(expected.size());
-      backend_->download_f32(got.data(), out_dev.get(), static_cast<int64_t>(got.size()));
+      backend_->download_f32(got.data(), out_dev.data(), static_cast<int64_t>(got.size()));
       double square = 0;
       for (float v : expected) square += static_cast<double>(v) * v;
       const float rms = static_cast<float>(std::sqrt(square / expected.size()));

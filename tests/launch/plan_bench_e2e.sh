@@ -127,6 +127,20 @@ run1 30 bench --gemv 256x
 [[ $status -ne 0 ]] && grep -q "\-\-gemv '256x': expected OUTxIN" <<<"$err" || fail "bench --gemv 256x: $status $err"
 run1 30 bench --gemv 256x500 --gemv-group 128
 [[ $status -ne 0 ]] && grep -q "an even group size that divides 500" <<<"$err" || fail "bench --gemv group: $status $err"
+# --device cuda: every flag is refused by name before a device is looked for; without one, the
+# refusal says so.
+run1 30 bench --gemv 256x512 --device cuda --gemv-tokens 1,9000
+[[ $status -ne 0 ]] && grep -q -- "--gemv-tokens: 9000 is not in 1..8192" <<<"$err" || fail "bench --gemv-tokens 9000: $status $err"
+run1 30 bench --gemv 256x512 --device cuda --gemv-tokens 1,x
+[[ $status -ne 0 ]] && grep -q -- "--gemv-tokens" <<<"$err" || fail "bench --gemv-tokens x: $status $err"
+run1 30 bench --gemv 256x512,64x --device cuda
+[[ $status -ne 0 ]] && grep -q "\-\-gemv '64x': expected OUTxIN" <<<"$err" || fail "bench --gemv list: $status $err"
+run1 30 bench --gemv 256x512 --device cuda --dtype f32
+[[ $status -ne 0 ]] && grep -q "the cuda GEMV bench runs bf16 or fp16" <<<"$err" || fail "bench --gemv f32: $status $err"
+if ! command -v nvidia-smi >/dev/null; then
+  run1 30 bench --gemv 256x512 --device cuda
+  [[ $status -ne 0 ]] && grep -q "no CUDA device found" <<<"$err" || fail "bench --gemv --device cuda without a GPU: $status $err"
+fi
 
 run1 30 bench --device cuda --model "$TPSERVE_FIXTURES/qwen2_tied"
 if [[ $status -eq 0 ]]; then

@@ -3,7 +3,8 @@
 # (load tests at real scale without a checkpoint). Here a tiny preset (qwen2_tied's config.json,
 # found through TPSERVE_CONFIGS) at np 2, and GPTQ-int4-quantized at np 1: token-id requests
 # complete over gRPC (bench-serve) and HTTP; a text prompt is refused naming the missing
-# tokenizer; --synthetic with --model, with --lora, and an unknown preset are refused by name.
+# tokenizer; --synthetic with --model, with --lora, an unknown preset, --quant without
+# --synthetic, an unknown --quant and a bad --group-size are refused by name.
 source "$(dirname "$0")/lib.sh"
 
 mkdir -p "$scratch/configs/presets"
@@ -66,5 +67,12 @@ run 1 30 serve --synthetic tiny --lora "$TPSERVE_FIXTURES/qwen2_tied_lora" --por
 run 1 30 serve --synthetic nosuch --port 0
 [[ $status -ne 0 && $err == *"--synthetic: unknown preset 'nosuch'"*"tiny"* ]] ||
   fail "unknown preset: status $status: $err"
+run 1 30 serve --model "$TPSERVE_FIXTURES/qwen2_tied" --quant gptq-int4 --port 0
+[[ $status -ne 0 && $err == *"--quant and --group-size quantize a --synthetic preset"* ]] ||
+  fail "--quant with --model: status $status: $err"
+run 1 30 serve --synthetic tiny --quant gptq-int3 --port 0
+[[ $status -ne 0 && $err == *"--quant"*"gptq-int3"* ]] || fail "--quant gptq-int3: status $status: $err"
+run 1 30 serve --synthetic tiny --quant gptq-int4 --group-size 0 --port 0
+[[ $status -ne 0 && $err == *"group"* ]] || fail "--group-size 0: status $status: $err"
 echo "ok: refusals"
 finish

@@ -46,6 +46,32 @@ class GpuFixtureModelTest : public ::testing::TestWithParam<std::tuple<std::stri
     config_ = read_model_config(model_path_);
   }
 
+  // Why this fixture does not run at `tp` (empty: it does): more ranks than query heads, or a
+  // quantized fixture whose shard cut falls inside a group (model_mpitest checks the refusal).
+  std::string skip_reason(int tp) const {
+    if (tp > config_.num_heads) return "tp " + std::to_string(tp) + " exceeds the heads";
+    if (!config_.quant.enabled()) return {};
+    try {
+      rank_shape(config_, tp, mpi_->rank());
+    } catch (const Error& e) {
+      return e.what();
+    }
+    return {};
+  }
+
+  // This rank's GPU backend and communicator (ranks sharing a GPU: host-staged); GGUF's Q4_0 /
+  // Q8_0 stay packed on the GPU too.
+  void open_device(DType dtype) {
+    const parallel::NodeTopology node = parallel::node_topology(MPI_COMM_WORLD);
+    const parallel::GpuCommChoice choice =
+        parallel::choose_gpu_comm(node, kernels::cuda_device_count(), /*allow_shared_gpu=*/true);
+    ASSERT_TRUE(choice.ok()) << choice.error;
+    backend_ = kernels::make_cuda_backend(choice.device, dtype);
+    fit_quantization_to(config_, *backend_);
+    gpu_comm_ = parallel::make_gpu_communicator(*mpi_, choice, backend_->native_stream(),
+                                                std::chrono::seconds(120));
+  }
+
   std::unique_ptr<parallel::MpiCommunicator> mpi_;
   std::unique_ptr<kernels::Backend> backend_;
   std::unique_ptr<parallel::Communicator> gpu_comm_;
@@ -56,23 +82,10 @@ class GpuFixtureModelTest : public ::testing::TestWithParam<std::tuple<std::stri
 
 TEST_P(GpuFixtureModelTest, LogitsMatchTransformers) {
   const int tp = mpi_->size();  // uneven shards where tp does not divide the heads (np 3: 3,3,2)
-  if (tp > config_.num_heads) GTEST_SKIP() << "tp " << tp << " exceeds the heads";
-  if (config_.quant.enabled()) {
-    try {
-      rank_shape(config_, tp, mpi_->rank());
-    } catch (const Error& e) {  // cuts a group: model_mpitest checks the refusal
-      GTEST_SKIP() << e.what();
-    }
-  }
+  if (const std::string why = skip_reason(tp); !why.empty()) GTEST_SKIP() << why;
   const DType dtype = std::get<1>(GetParam());
-  const parallel::NodeTopology node = parallel::node_topology(MPI_COMM_WORLD);
-  const parallel::GpuCommChoice choice =
-      parallel::choose_gpu_comm(node, kernels::cuda_device_count(), /*allow_shared_gpu=*/true);
-  ASSERT_TRUE(choice.ok()) << choice.error;
-  backend_ = kernels::make_cuda_backend(choice.device, dtype);
-  fit_quantization_to(config_, *backend_);  // GGUF's Q4_0 / Q8_0 stay packed on the GPU too
-  gpu_comm_ = parallel::make_gpu_communicator(*mpi_, choice, backend_->native_stream(),
-                                              std::chrono::seconds(120));
+  open_device(dtype);
+  if (HasFatalFailure()) return;
   ModelOptions options;
   options.num_kv_blocks = 16;  // the long-context fixtures' prompts reach 40 tokens
   options.block_size = 4;
@@ -119,23 +132,10 @@ float int8_tolerance(DType dtype) { return tolerance(dtype) + 0.3f; }
 
 TEST_P(GpuFixtureModelTest, Int8KvCacheMatchesTheCpuInt8Cache) {
   const int tp = mpi_->size();
-  if (tp > config_.num_heads) GTEST_SKIP() << "tp " << tp << " exceeds the heads";
-  if (config_.quant.enabled()) {
-    try {
-      rank_shape(config_, tp, mpi_->rank());
-    } catch (const Error& e) {  // cuts a group: model_mpitest checks the refusal
-      GTEST_SKIP() << e.what();
-    }
-  }
+  if (const std::string why = skip_reason(tp); !why.empty()) GTEST_SKIP() << why;
   const DType dtype = std::get<1>(GetParam());
-  const parallel::NodeTopology node = parallel::node_topology(MPI_COMM_WORLD);
-  const parallel::GpuCommChoice choice =
-      parallel::choose_gpu_comm(node, kernels::cuda_device_count(), /*allow_shared_gpu=*/true);
-  ASSERT_TRUE(choice.ok()) << choice.error;
-  backend_ = kernels::make_cuda_backend(choice.device, dtype);
-  fit_quantization_to(config_, *backend_);
-  gpu_comm_ = parallel::make_gpu_communicator(*mpi_, choice, backend_->native_stream(),
-                                              std::chrono::seconds(120));
+  open_device(dtype);
+  if (HasFatalFailure()) return;
   ModelOptions options;
   options.num_kv_blocks = 16;
   options.block_size = 4;
