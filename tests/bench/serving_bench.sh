@@ -12,8 +12,10 @@
 #   prefix     multi-turn chats sharing a system prompt (bench-serve --turns): prefix caching off
 #              against on; TTFT of first turns and of turns 2+
 #   http       the same streamed load over gRPC and over the OpenAI HTTP API at concurrency 1, 64
-#              and 512: requests/s and inter-token latency of each. On the tiny qwen2_tied fixture
-#              (a step takes well under a millisecond), so that the front ends' own costs show.
+#              and 512: requests/s, latency and rank 0's CPU time per streamed token of each,
+#              medians over HTTP_ROUNDS (default 5) alternated rounds. On the tiny qwen2_tied
+#              fixture (a step takes well under a millisecond), so that the front ends' own costs
+#              show.
 # The model of the other cases is tests/bench/make_kv_bench_model.py's random Qwen2 (6 layers,
 # hidden 512, made once under $OUT). OPENBLAS_NUM_THREADS=1 per rank.
 # N-gram speculation needs a model whose replies copy its prompt: tests/bench/ngram_bench.sh.
@@ -74,11 +76,6 @@ field() {
   python3 -c 'import json, sys; v = json.load(open(sys.argv[1]))[sys.argv[2]]; print(round(v, 2) if isinstance(v, float) else v)' \
     "$out/$1.json" "$2"
 }
-# best PREFIX FIELD max|min: the best value of FIELD over the reports $out/PREFIX-*.json.
-best() {
-  python3 -c 'import glob, json, sys; v = [json.load(open(f))[sys.argv[2]] for f in glob.glob(sys.argv[1] + "-*.json")]; print(round(max(v) if sys.argv[3] == "max" else min(v), 2))' \
-    "$out/$1" "$2" "$3"
-}
 ratio() { python3 -c 'import sys; print(f"{float(sys.argv[1]) / float(sys.argv[2]):.2f}")' "$1" "$2"; }
 
 echo "tpserve $(git -C "$root" rev-parse --short HEAD) np $np; $(nproc) cores: $(lscpu | sed -n 's/^Model name: *//p')"
@@ -123,29 +120,50 @@ for c in "${cases[@]}"; do
                                                "$(field prefix-on ttft_later_turns_p50_ms)")"
     ;;
   http)
-    echo "| concurrency | gRPC requests/s | HTTP requests/s | HTTP / gRPC | gRPC latency p50 ms | HTTP latency p50 ms | added ms per token |"
+    # Rounds alternate the front ends so that both see the same machine; on a shared 2-core VM one
+    # round can be 2-3x slower than the next, so each figure is the median over the rounds
+    # (HTTP_ROUNDS, default 5), with the slowest and fastest round beside it. Server CPU per token
+    # is rank 0's user + system time (/proc) over the tokens streamed in the round: what each front
+    # end costs the server, independent of how the client shared the cores.
+    echo "| concurrency | gRPC requests/s median (min-max) | HTTP requests/s median (min-max) | HTTP / gRPC | latency p50 gRPC / HTTP ms | HTTP's added ms per token | server CPU us per token gRPC / HTTP |"
     echo "| --- | --- | --- | --- | --- | --- | --- |"
     serve_model=$root/tests/fixtures/qwen2_tied
     start_server "$out/http.log" --kv-cache-mib 256 --max-seqs 512 --max-tokens-per-step 4096 \
       --no-enable-prefix-caching
+    rank0=$(pgrep -x tpserve -a | awk -v port="--port $port " 'index($0, port) {print $1; exit}')
+    cpu_ticks() { awk '{print $14 + $15}' "/proc/$rank0/stat"; }
     tokens=64
+    rounds=${HTTP_ROUNDS:-5}
     for conc in 1 64 512; do
       requests=$((conc == 1 ? 256 : conc * 4))
       common=(--requests "$requests" --concurrency "$conc" --prompt-len 16 --output-len "$tokens" --spread 0)
-      # Rounds alternate the front ends so that both see the same machine; the best round of each
-      # counts (the least disturbed by other work).
-      for round in 1 2 3; do
-        load "grpc-$conc-$round" "${common[@]}"
-        load "http-$conc-$round" "${common[@]}" --http "127.0.0.1:$http_port"
+      for round in $(seq "$rounds"); do
+        for fe in grpc http; do
+          extra=()
+          [[ $fe == http ]] && extra=(--http "127.0.0.1:$http_port")
+          before=$(cpu_ticks)
+          load "$fe-$conc-$round" "${common[@]}" "${extra[@]}"
+          echo $(($(cpu_ticks) - before)) >"$out/$fe-$conc-$round.ticks"
+        done
       done
-      best grpc-$conc request_throughput max >"$out/grpc-$conc.best"
-      best http-$conc request_throughput max >"$out/http-$conc.best"
-      g=$(cat "$out/grpc-$conc.best") h=$(cat "$out/http-$conc.best")
-      gl=$(best grpc-$conc latency_p50_ms min) hl=$(best http-$conc latency_p50_ms min)
-      # A request's latency is its tokens' generation and delivery: the difference over its
-      # tokens is what the HTTP path adds to each (negative: HTTP was faster).
-      echo "| $conc | $g | $h | $(ratio "$h" "$g") | $gl | $hl |" \
-           "$(python3 -c "print(f'{($hl - $gl) / $tokens:.3f}')") |"
+      summary=$(python3 - "$out" "$conc" "$requests" "$tokens" "$(getconf CLK_TCK)" <<'PY'
+import glob, json, statistics, sys
+out, conc, requests, tokens, hz = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+def rounds(fe, field):
+    return [json.load(open(f))[field] for f in sorted(glob.glob(f"{out}/{fe}-{conc}-*.json"))]
+def cpu_us(fe):
+    ticks = [int(open(f).read()) for f in glob.glob(f"{out}/{fe}-{conc}-*.ticks")]
+    return statistics.median(ticks) / hz * 1e6 / (requests * tokens)
+g, h = rounds("grpc", "request_throughput"), rounds("http", "request_throughput")
+gl, hl = statistics.median(rounds("grpc", "latency_p50_ms")), statistics.median(rounds("http", "latency_p50_ms"))
+gm, hm = statistics.median(g), statistics.median(h)
+# A request's latency is its tokens' generation and delivery: the difference over its tokens is
+# what the HTTP path adds to each (negative: HTTP was faster).
+print(f"| {conc} | {gm:.1f} ({min(g):.1f}-{max(g):.1f}) | {hm:.1f} ({min(h):.1f}-{max(h):.1f}) | "
+      f"{hm / gm:.2f} | {gl:.1f} / {hl:.1f} | {(hl - gl) / tokens:+.3f} | {cpu_us('grpc'):.0f} / {cpu_us('http'):.0f} |")
+PY
+)
+      echo "$summary"
     done
     stop_server
     serve_model=$model
