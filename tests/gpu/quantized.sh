@@ -1,19 +1,26 @@
 #!/usr/bin/env bash
-# The GPU checks of quantized weights and the int8 KV cache (issue 15) and of uneven shards
-# (issue 19), about 5 minutes on an H200 once the machine is up (quick.sh and run.sh are the
-# general ones). Run from the repository root on the device machine, with the bundle carried:
+# The GPU checks of quantized weights and the int8 KV cache (issue 15), of uneven shards (issue 19)
+# and of loading (issue 18), about 6 minutes on an H200 once the machine is up (quick.sh and run.sh
+# are the general ones). Run from the repository root on the device machine, with the bundle carried:
 #   bash tests/gpu/bundle.sh build .gpu/bundle.tar.xz      # here (.gpu/ is git-ignored locally)
 #   device run: OUT=$OUT bash tests/gpu/quantized.sh        # carry [".gpu"]
-# Sections can be picked with SECTIONS="tests gemv model kv serve tp3" (default: all).
+# Sections can be picked with SECTIONS="tests gemv model kv serve tp3 load" (default: all).
 set -uo pipefail
 out=${OUT:-/tmp/tpserve_gpu}; mkdir -p "$out"
 exec > >(tee "$out/gpu_log.txt") 2>&1
 repo=$(pwd)
 bundle=.gpu/bundle.tar.xz
 source "$repo/tests/gpu/env.sh"
-sections=" ${SECTIONS:-tests gemv model kv serve tp3} "
+sections=" ${SECTIONS:-tests gemv model kv serve tp3 load} "
 want() { [[ $sections == *" $1 "* ]]; }
 quiet() { grep -v "^\[.*info\]"; }
+# The load section's 14 GiB checkpoint is written in the background from the start (disk-bound).
+ckpt=/tmp/tpserve_load_qwen2.5-7b
+if want load; then
+  ( python3 tests/bench/make_load_bench_model.py $ckpt --shape qwen2.5-7b --dtype bf16 --files 4 \
+      >/tmp/gen_7b.log 2>&1 ) &
+  gen=$!
+fi
 step devices; nvidia-smi -L; nvidia-smi --query-gpu=clocks.sm,clocks.mem,power.limit --format=csv
 ldd $bin/tpserve | grep -E "not found"
 
@@ -106,5 +113,25 @@ if want tp3; then
       --json "$out/bench_tp3_rank$r.json" 2>&1 | quiet
   done
   timeout 30 $bin/tpserve plan --preset qwen2.5-7b --tp 3 2>&1 | grep -iE "imbalance|rank" | head -6
+fi
+if want load; then
+  # GPU: the load against min(page-cache read, pinned H2D) measured in the same run (goal 0.8).
+  # CPU: the same checkpoint into float32 at TP 1/2/4 against the memory copy measured in the same
+  # run (goal 0.5) on a machine whose first touches of fresh memory are not a virtual machine's.
+  step "load benchmark (issue 18): qwen2.5-7b-shaped bf16, 14.19 GiB in 4 files"
+  wait $gen; tail -2 /tmp/gen_7b.log; df -h /tmp | tail -1
+  if [[ -f $ckpt/model.safetensors.index.json ]]; then
+    cat $ckpt/*.safetensors >/dev/null
+    for dt in bf16 fp16; do
+      timeout 120 "${mpi[@]}" -np 1 $bin/tpserve bench --load $ckpt --device cuda --dtype $dt \
+        --load-threads 8 --json "$out/load_gpu_${dt}.json" 2>&1 | quiet
+    done
+    for np in 1 2 4; do
+      timeout 150 "${mpi[@]}" -np $np $bin/tpserve bench --load $ckpt --device cpu \
+        --load-threads $((16 / np)) --json "$out/load_cpu_np$np.json" 2>&1 | quiet
+    done
+  else
+    echo "no checkpoint $ckpt"
+  fi
 fi
 step done
