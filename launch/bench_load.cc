@@ -75,9 +75,11 @@ void on_threads(int threads, Fn fn) {
 }
 
 // `bytes` of the checkpoint's files (front to back, file after file, from this rank's starting
-// file so ranks do not all read the same pages) by `threads` threads in 8 MiB preads. GB/s.
+// file so ranks do not all read the same pages) by `threads` threads in preads of the load's chunk
+// size. GB/s.
 double page_cache_read_gbps(const std::vector<std::string>& files, int64_t bytes, int threads,
                             int rank) {
+  const int64_t chunk = runtime::load_chunk_bytes();
   struct Span {
     int fd;
     int64_t offset, length;
@@ -91,8 +93,8 @@ double page_cache_read_gbps(const std::vector<std::string>& files, int64_t bytes
     if (fd < 0) raise(ErrorCode::kNotFound, "{}: cannot open: {}", path, std::strerror(errno));
     fds.push_back(fd);
     const int64_t size = ::lseek(fd, 0, SEEK_END);
-    for (int64_t offset = 0; offset < size && planned < bytes; offset += runtime::kLoadChunkBytes) {
-      const int64_t length = std::min({runtime::kLoadChunkBytes, size - offset, bytes - planned});
+    for (int64_t offset = 0; offset < size && planned < bytes; offset += chunk) {
+      const int64_t length = std::min({chunk, size - offset, bytes - planned});
       spans.push_back({fd, offset, length});
       planned += length;
     }
@@ -101,7 +103,7 @@ double page_cache_read_gbps(const std::vector<std::string>& files, int64_t bytes
   MPI_Barrier(MPI_COMM_WORLD);
   const auto start = Clock::now();
   on_threads(threads, [&](int) {
-    std::vector<char> buffer(static_cast<size_t>(runtime::kLoadChunkBytes));
+    std::vector<char> buffer(static_cast<size_t>(chunk));
     for (size_t i = next++; i < spans.size(); i = next++) {
       int64_t done = 0;
       while (done < spans[i].length) {
@@ -254,9 +256,10 @@ int run_load_bench(const LoadBenchOptions& options) {
   if (rank != 0) return 0;
 
   const double gib = 1024.0 * 1024.0 * 1024.0;
-  std::printf("load bench: %s, tp %d, %s %s, %d load threads per rank, %u cores on this host\n",
-              options.model_dir.c_str(), tp, options.device.c_str(),
+  std::printf("load bench: %s, tp %d, %s %s, %d load threads per rank, %lld MiB chunks, %u cores on "
+              "this host\n", options.model_dir.c_str(), tp, options.device.c_str(),
               std::string(dtype_name(backend->compute_dtype())).c_str(), threads,
+              static_cast<long long>(runtime::load_chunk_bytes() >> 20),
               std::thread::hardware_concurrency());
   std::printf("rank  load_s  load_GB/s  cache_GB/s  copy_GB/s%s  load/copy  load/cache%s  "
               "out_GB/s  fresh_GB/s  out/fresh  shard_GiB  rss_base_GiB  peak_rss_GiB  "
@@ -292,7 +295,8 @@ int run_load_bench(const LoadBenchOptions& options) {
     if (!out) raise(ErrorCode::kInvalidArgument, "--json: cannot write {}", options.json_path);
     out << nlohmann::json{{"model", options.model_dir}, {"tp", tp}, {"device", options.device},
                           {"dtype", std::string(dtype_name(backend->compute_dtype()))},
-                          {"threads", threads}, {"cores", std::thread::hardware_concurrency()},
+                          {"threads", threads}, {"chunk_bytes", runtime::load_chunk_bytes()},
+                          {"cores", std::thread::hardware_concurrency()},
                           {"all_ranks_s", slowest}, {"ranks", ranks}}
                .dump(1)
         << "\n";

@@ -6,10 +6,13 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <charconv>
+#include <cstdlib>
 #include <cstring>
 #include <exception>
 #include <map>
 #include <mutex>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -21,7 +24,7 @@ namespace tpserve::runtime {
 namespace {
 
 // `rows` segments of `segment` bytes, `stride` bytes apart from file offset `offset`, landing one
-// after another at dst in the compute dtype. rows * segment <= kLoadChunkBytes.
+// after another at dst in the compute dtype. rows * segment <= load_chunk_bytes().
 struct Piece {
   size_t file = 0;
   uint64_t offset = 0;
@@ -74,9 +77,10 @@ void read_exactly(const OpenFile& file, int fd, char* out, uint64_t bytes, uint6
   }
 }
 
-// Cuts one block of a checkpoint tensor into pieces of at most kLoadChunkBytes of file bytes.
+// Cuts one block of a checkpoint tensor into pieces of at most `chunk` file bytes.
 void add_block_pieces(const Checkpoint& checkpoint, const SourceBlock& block, size_t file,
-                      size_t target, int out_element, char*& cursor, std::vector<Piece>& pieces) {
+                      size_t target, int out_element, int64_t chunk, char*& cursor,
+                      std::vector<Piece>& pieces) {
   const TensorEntry& entry = checkpoint.tensor(block.tensor);
   const SafetensorsFile& source = *checkpoint.safetensors_of(block.tensor);
   const auto element = static_cast<uint64_t>(dtype_size(entry.dtype));
@@ -86,7 +90,7 @@ void add_block_pieces(const Checkpoint& checkpoint, const SourceBlock& block, si
   const uint64_t base = source.data_offset() + entry.data_begin +
                         (static_cast<uint64_t>(block.rows.begin) * cols +
                          static_cast<uint64_t>(block.cols.begin)) * element;
-  const uint64_t chunk_elements = static_cast<uint64_t>(kLoadChunkBytes) / element;
+  const uint64_t chunk_elements = static_cast<uint64_t>(chunk) / element;
   // Contiguous bytes (whole rows, or one over-long row segment): element-aligned pieces.
   const auto add_run = [&](uint64_t offset, uint64_t elements) {
     for (uint64_t done = 0; done < elements; done += chunk_elements) {
@@ -102,11 +106,11 @@ void add_block_pieces(const Checkpoint& checkpoint, const SourceBlock& block, si
     return;
   }
   const uint64_t segment = width * element;
-  if (segment > static_cast<uint64_t>(kLoadChunkBytes)) {
+  if (segment > static_cast<uint64_t>(chunk)) {
     for (uint64_t row = 0; row < rows; ++row) add_run(base + row * cols * element, width);
     return;
   }
-  const uint64_t rows_per_piece = static_cast<uint64_t>(kLoadChunkBytes) / segment;
+  const uint64_t rows_per_piece = static_cast<uint64_t>(chunk) / segment;
   for (uint64_t row = 0; row < rows; row += rows_per_piece) {
     const uint64_t count = std::min(rows_per_piece, rows - row);
     pieces.push_back({file, base + row * cols * element, segment, cols * element,
@@ -136,6 +140,24 @@ std::vector<Piece> interleave_files(std::vector<Piece> pieces, size_t files) {
 
 }  // namespace
 
+int64_t parse_load_chunk_mib(const char* text) {
+  constexpr int64_t kDefaultMib = 8;
+  if (text == nullptr || *text == '\0') return kDefaultMib << 20;
+  int64_t mib = 0;
+  const std::string_view view(text);
+  const auto [end, error] = std::from_chars(view.data(), view.data() + view.size(), mib);
+  if (error != std::errc() || end != view.data() + view.size() || mib < 1 || mib > 256) {
+    raise(ErrorCode::kInvalidArgument,
+          "TPSERVE_LOAD_CHUNK_MIB: '{}' is not a whole number of MiB from 1 to 256", view);
+  }
+  return mib << 20;
+}
+
+int64_t load_chunk_bytes() {
+  static const int64_t bytes = parse_load_chunk_mib(std::getenv("TPSERVE_LOAD_CHUNK_MIB"));
+  return bytes;
+}
+
 int default_load_threads() {
   return static_cast<int>(std::clamp<unsigned>(std::thread::hardware_concurrency(), 1, 8));
 }
@@ -145,6 +167,7 @@ void load_dense_shards(const Checkpoint& checkpoint, std::span<const ShardTarget
                        const std::function<void(const ShardLoadProgress&)>& progress) {
   const DType compute = backend.compute_dtype();
   const int out_element = dtype_size(compute);
+  const int64_t chunk = load_chunk_bytes();
   std::vector<OpenFile> files;
   std::map<const SafetensorsFile*, size_t> file_index;
   std::vector<Piece> pieces;
@@ -170,7 +193,7 @@ void load_dense_shards(const Checkpoint& checkpoint, std::span<const ShardTarget
           files.back().sequential = open_for_reading(files.back().path, POSIX_FADV_SEQUENTIAL);
           files.back().random = open_for_reading(files.back().path, POSIX_FADV_RANDOM);
         }
-        add_block_pieces(checkpoint, block, it->second, t, out_element, cursor, pieces);
+        add_block_pieces(checkpoint, block, it->second, t, out_element, chunk, cursor, pieces);
       }
       pieces_left[t] = static_cast<int64_t>(pieces.size() - before);
       char* end = static_cast<char*>(targets[t].dst) + weight.numel() * out_element;
@@ -210,7 +233,7 @@ void load_dense_shards(const Checkpoint& checkpoint, std::span<const ShardTarget
                          piece.offset + static_cast<uint64_t>(r) * piece.stride);
           }
         } else {
-          if (buffer == nullptr) buffer = static_cast<char*>(backend.allocate_host(kLoadChunkBytes));
+          if (buffer == nullptr) buffer = static_cast<char*>(backend.allocate_host(static_cast<size_t>(chunk)));
           for (int64_t r = 0; r < piece.rows; ++r) {
             read_exactly(file, fd, buffer + r * piece.segment, piece.segment,
                          piece.offset + static_cast<uint64_t>(r) * piece.stride);

@@ -5,7 +5,7 @@
 // where the file dtype differs from the compute dtype (on the CPU, a float32 file is read straight
 // into the weight, no buffer at all). Pieces of different files are interleaved, so threads read
 // several files at once. Nothing else is held: peak host memory is the weights themselves (on the
-// CPU) plus threads x kLoadChunkBytes of buffers.
+// CPU) plus threads x load_chunk_bytes() of buffers.
 #pragma once
 
 #include <cstdint>
@@ -18,8 +18,15 @@
 
 namespace tpserve::runtime {
 
-// File bytes one thread reads before handing them on (its buffer size).
-constexpr int64_t kLoadChunkBytes = int64_t{8} << 20;
+// File bytes one thread reads before handing them on (its buffer size): 8 MiB, or
+// TPSERVE_LOAD_CHUNK_MIB (1-256) where the environment sets it -- a tuning knob for the GPU path,
+// where a smaller pinned buffer may stay in the host's last-level cache between the read and the
+// DMA. Read once; an invalid value raises an error naming the variable.
+int64_t load_chunk_bytes();
+
+// TPSERVE_LOAD_CHUNK_MIB's text (nullptr or empty: unset) as bytes; anything but an integer from 1
+// to 256 raises kInvalidArgument naming the variable.
+int64_t parse_load_chunk_mib(const char* text);
 
 // One dense shard to fill: dst holds weight.numel() elements of the compute dtype; rows past the
 // blocks (vocab padding) are zeroed.

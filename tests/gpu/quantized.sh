@@ -126,6 +126,13 @@ if want load; then
       timeout 120 "${mpi[@]}" -np 1 $bin/tpserve bench --load $ckpt --device cuda --dtype $dt \
         --load-threads 8 --json "$out/load_gpu_${dt}.json" 2>&1 | quiet
     done
+    # The pinned buffer per thread, smaller (may stay in the last-level cache between the read and
+    # the DMA) and larger (fewer DMAs) than the default 8 MiB.
+    for mib in 1 2 4 32; do
+      TPSERVE_LOAD_CHUNK_MIB=$mib timeout 120 "${mpi[@]}" -x TPSERVE_LOAD_CHUNK_MIB -np 1 $bin/tpserve \
+        bench --load $ckpt --device cuda --dtype bf16 --load-threads 8 \
+        --json "$out/load_gpu_bf16_chunk$mib.json" 2>&1 | quiet | tail -n +2
+    done
     for np in 1 2 4; do
       timeout 150 "${mpi[@]}" -np $np $bin/tpserve bench --load $ckpt --device cpu \
         --load-threads $((16 / np)) --json "$out/load_cpu_np$np.json" 2>&1 | quiet

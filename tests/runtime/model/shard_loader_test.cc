@@ -5,6 +5,7 @@
 // bf16_to_f32 of the file's bits, bit for bit. Also: whole fixture models load exactly as the
 // float32 staging path (read_f32 + upload_f32) loads them, at TP 1, 2 and 3; and a file truncated
 // after it was opened stops the load with one line naming it.
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <cstring>
@@ -147,6 +148,25 @@ TEST_P(ShardLoaderDtype, EveryBlockShapeLandsAsTheScalarReference) {
 INSTANTIATE_TEST_SUITE_P(FileDtypes, ShardLoaderDtype,
                          ::testing::Values(DType::kF32, DType::kF16, DType::kBF16),
                          [](const auto& info) { return std::string(dtype_name(info.param)); });
+
+// TPSERVE_LOAD_CHUNK_MIB: unset or empty is 8 MiB; 1-256 MiB is taken; anything else is an error
+// naming the variable (ctest's shard_loader_small_chunks reruns the loads above at 1 MiB).
+TEST(ShardLoader, ChunkSizeFromTheEnvironment) {
+  EXPECT_EQ(parse_load_chunk_mib(nullptr), int64_t{8} << 20);
+  EXPECT_EQ(parse_load_chunk_mib(""), int64_t{8} << 20);
+  EXPECT_EQ(parse_load_chunk_mib("1"), int64_t{1} << 20);
+  EXPECT_EQ(parse_load_chunk_mib("256"), int64_t{256} << 20);
+  for (const char* bad : {"0", "257", "-4", "8M", " 8", "eight", "99999999999999999999"}) {
+    try {
+      (void)parse_load_chunk_mib(bad);
+      ADD_FAILURE() << "accepted '" << bad << "'";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
+      EXPECT_THAT(e.what(),
+                  ::testing::HasSubstr("TPSERVE_LOAD_CHUNK_MIB: '" + std::string(bad) + "'"));
+    }
+  }
+}
 
 // A file cut short after Checkpoint::open validated it (being rewritten, a full disk, a network
 // file system): the read stops with one line naming the file, not a SIGBUS or a partial model.
