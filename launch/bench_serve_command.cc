@@ -209,6 +209,15 @@ void run_conversation(v1::Generation::Stub& stub, const BenchServeOptions& o,
 }
 
 int run_bench_serve(const BenchServeOptions& o) {
+  if (o.rate > 0 && !o.http_address.empty()) {
+    std::fprintf(stderr, "error: --http runs at a fixed --concurrency; drop --rate\n");
+    return 1;
+  }
+  if (o.turns > 1 && (o.rate > 0 || !o.http_address.empty())) {
+    std::fprintf(stderr, "error: --turns %d runs over gRPC at a fixed --concurrency (conversations in "
+                 "flight); drop %s\n", o.turns, o.rate > 0 ? "--rate" : "--http");
+    return 1;
+  }
   auto channel = grpc::CreateChannel(o.address, grpc::InsecureChannelCredentials());
   auto stub = v1::Generation::NewStub(channel);
   v1::ModelInfoResponse info;
@@ -222,17 +231,23 @@ int run_bench_serve(const BenchServeOptions& o) {
   }
   const std::vector<v1::GenerateRequest> requests = make_requests(o, info.vocab_size());
   std::vector<RequestTiming> timings(requests.size());
+  // gRPC: a connection per 8 workers rather than every stream multiplexed over one, so that at
+  // high concurrency one connection's client-side reader is not what is measured; HTTP: one
+  // kept-alive connection per worker, as a client pool would hold.
+  std::vector<std::unique_ptr<v1::Generation::Stub>> stubs;
+  for (int w = 0; o.rate <= 0 && w < o.concurrency; w += 8) {
+    grpc::ChannelArguments args;
+    args.SetInt("tpserve.bench_connection", w);  // distinct arguments: a connection of its own
+    args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+    auto connection = grpc::CreateCustomChannel(o.address, grpc::InsecureChannelCredentials(), args);
+    // Connected before the clock starts, so that the first requests do not race the connection
+    // (once in ~60 runs at 64 streams on a loaded machine, RPCs on a channel whose first connect
+    // attempt had failed all failed at once). One that still fails shows as failed requests.
+    (void)connection->WaitForConnected(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    stubs.push_back(v1::Generation::NewStub(connection));
+  }
   std::atomic<size_t> next{0};
   const auto start = Clock::now();
-  if (o.rate > 0 && !o.http_address.empty()) {
-    std::fprintf(stderr, "error: --http runs at a fixed --concurrency; drop --rate\n");
-    return 1;
-  }
-  if (o.turns > 1 && (o.rate > 0 || !o.http_address.empty())) {
-    std::fprintf(stderr, "error: --turns %d runs over gRPC at a fixed --concurrency (conversations in "
-                 "flight); drop %s\n", o.turns, o.rate > 0 ? "--rate" : "--http");
-    return 1;
-  }
   if (o.rate > 0) {
     // Poisson arrivals: each request on its own thread at its exponential-gap start time.
     std::mt19937_64 rng(o.seed + 1);
@@ -248,17 +263,6 @@ int run_bench_serve(const BenchServeOptions& o) {
     }
     for (auto& t : threads) t.join();
   } else {
-    // gRPC: a connection per 8 workers rather than every stream multiplexed over one, so that at
-    // high concurrency one connection's client-side reader is not what is measured; HTTP: one
-    // kept-alive connection per worker, as a client pool would hold.
-    std::vector<std::unique_ptr<v1::Generation::Stub>> stubs;
-    for (int w = 0; w < o.concurrency; w += 8) {
-      grpc::ChannelArguments args;
-      args.SetInt("tpserve.bench_connection", w);  // distinct arguments: a connection of its own
-      args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-      stubs.push_back(v1::Generation::NewStub(
-          grpc::CreateCustomChannel(o.address, grpc::InsecureChannelCredentials(), args)));
-    }
     std::vector<std::thread> workers;
     for (int w = 0; w < o.concurrency; ++w) {
       workers.emplace_back([&, w] {
