@@ -132,6 +132,15 @@ std::optional<GgmlTypeTraits> ggml_type_traits(uint32_t type) {
   return std::nullopt;
 }
 
+std::optional<DType> ggml_float_dtype(GgmlType type) {
+  switch (type) {
+    case GgmlType::kF32: return DType::kF32;
+    case GgmlType::kF16: return DType::kF16;
+    case GgmlType::kBF16: return DType::kBF16;
+    default: return std::nullopt;
+  }
+}
+
 std::string_view ggml_type_name(uint32_t type) {
   if (auto traits = ggml_type_traits(type)) return traits->name;
   // The rest of ggml.h's enum, so that an error names what the file holds.

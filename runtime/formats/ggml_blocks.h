@@ -10,6 +10,8 @@
 #include <optional>
 #include <string_view>
 
+#include "common/dtype.h"
+
 namespace tpserve::runtime {
 
 // ggml_type values (ggml.h); only the ones tpserve can decode are named.
@@ -33,6 +35,10 @@ struct GgmlTypeTraits {
 
 // The layout of a decodable type, or nullopt for any other ggml_type value.
 std::optional<GgmlTypeTraits> ggml_type_traits(uint32_t type);
+
+// The plain float types as DType (F32, F16, BF16): blocks of them can be copied as stored.
+// nullopt for every block type.
+std::optional<DType> ggml_float_dtype(GgmlType type);
 
 // ggml's name of any ggml_type value ("Q5_0", "IQ2_XS", ...), for errors; "type N" when unknown.
 std::string_view ggml_type_name(uint32_t type);

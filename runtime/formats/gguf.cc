@@ -381,4 +381,24 @@ uint64_t GgufFile::read_f32(const GgufTensor& tensor, int64_t row_begin, int64_t
   return static_cast<uint64_t>((row_end - row_begin) * blocks * traits.block_bytes);
 }
 
+uint64_t GgufFile::read_stored(const GgufTensor& tensor, int64_t row_begin, int64_t row_end,
+                               int64_t col_begin, int64_t col_end, void* out) const {
+  if (!ggml_float_dtype(tensor.type)) {
+    raise(ErrorCode::kUnimplemented, "{}: tensor '{}' is {}; only F32, F16 and BF16 tensors are "
+          "read as stored", path_.string(), tensor.name,
+          ggml_type_traits(static_cast<uint32_t>(tensor.type))->name);
+  }
+  check_block(tensor, row_begin, row_end, col_begin, col_end);
+  const uint64_t element = ggml_type_traits(static_cast<uint32_t>(tensor.type))->block_bytes;
+  const uint64_t row_bytes = tensor.row_bytes();
+  const uint64_t width = static_cast<uint64_t>(col_end - col_begin) * element;
+  auto* to = static_cast<std::byte*>(out);
+  for (int64_t row = row_begin; row < row_end; ++row) {
+    std::memcpy(to, data_ + tensor.offset + static_cast<uint64_t>(row) * row_bytes +
+                        static_cast<uint64_t>(col_begin) * element, width);
+    to += width;
+  }
+  return static_cast<uint64_t>(row_end - row_begin) * width;
+}
+
 }  // namespace tpserve::runtime

@@ -67,6 +67,10 @@ class GgufFile {
   // bytes read. A range outside the tensor -> kOutOfRange.
   uint64_t read_f32(const GgufTensor& tensor, int64_t row_begin, int64_t row_end,
                     int64_t col_begin, int64_t col_end, float* out) const;
+  // The same block of an F32 / F16 / BF16 `tensor` as stored (no conversion), row-major, into
+  // `out`; another type -> kUnimplemented naming the tensor. Returns the bytes read.
+  uint64_t read_stored(const GgufTensor& tensor, int64_t row_begin, int64_t row_end,
+                       int64_t col_begin, int64_t col_end, void* out) const;
   // The packed blocks (Q8_0 / Q4_0 / Q4_1) of rows [row_begin, row_end) x cols [col_begin, col_end)
   // of `tensor`, unpacked one row at a time: sink(row, blocks, count). The column range must start
   // and end on block boundaries (kInvalidArgument naming the tensor); only those blocks are read.

@@ -58,7 +58,8 @@ std::unique_ptr<Checkpoint> Checkpoint::open_gguf(std::unique_ptr<GgufFile> file
 }
 
 void Checkpoint::read_gguf(const Located& located, std::string_view name, int64_t row_begin,
-                           int64_t row_end, int64_t col_begin, int64_t col_end, float* out) const {
+                           int64_t row_end, int64_t col_begin, int64_t col_end, size_t value_bytes,
+                           std::byte* out, const GgufRead& read) const {
   const GgufTensor& tensor = *located.gguf;
   if (tensor.dims.size() == 1) {
     // A vector is an [n, 1] matrix to the adapters (TensorEntry::rows), one row of n to GGUF.
@@ -66,8 +67,7 @@ void Checkpoint::read_gguf(const Located& located, std::string_view name, int64_
       raise(ErrorCode::kOutOfRange, "{}: tensor '{}': cols [{}, {}) of a vector (only [0, 1))",
             dir_.string(), name, col_begin, col_end);
     }
-    bytes_read_.fetch_add(gguf_->read_f32(tensor, 0, 1, row_begin, row_end, out),
-                          std::memory_order_relaxed);
+    bytes_read_.fetch_add(read(tensor, 0, 1, row_begin, row_end, out), std::memory_order_relaxed);
     return;
   }
   if (row_begin < 0 || row_begin > row_end || row_end > tensor.rows()) {
@@ -75,16 +75,16 @@ void Checkpoint::read_gguf(const Located& located, std::string_view name, int64_
           dir_.string(), name, row_begin, row_end, tensor.rows());
   }
   if (located.row_order == nullptr) {
-    bytes_read_.fetch_add(gguf_->read_f32(tensor, row_begin, row_end, col_begin, col_end, out),
+    bytes_read_.fetch_add(read(tensor, row_begin, row_end, col_begin, col_end, out),
                           std::memory_order_relaxed);
     return;
   }
-  const int64_t width = col_end - col_begin;
+  const size_t row_bytes = static_cast<size_t>(col_end - col_begin) * value_bytes;
   for (int64_t row = row_begin; row < row_end; ++row) {
     const int64_t source = (*located.row_order)[static_cast<size_t>(row)];
-    bytes_read_.fetch_add(gguf_->read_f32(tensor, source, source + 1, col_begin, col_end, out),
+    bytes_read_.fetch_add(read(tensor, source, source + 1, col_begin, col_end, out),
                           std::memory_order_relaxed);
-    out += width;
+    out += row_bytes;
   }
 }
 

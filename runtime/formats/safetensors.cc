@@ -529,7 +529,12 @@ void Checkpoint::read_f32(std::string_view name, int64_t row_begin, int64_t row_
                           int64_t col_begin, int64_t col_end, float* out) const {
   const Located& located = locate(name);
   if (located.gguf != nullptr) {
-    read_gguf(located, name, row_begin, row_end, col_begin, col_end, out);
+    read_gguf(located, name, row_begin, row_end, col_begin, col_end, sizeof(float),
+              reinterpret_cast<std::byte*>(out),
+              [&](const GgufTensor& t, int64_t r0, int64_t r1, int64_t c0, int64_t c1,
+                  std::byte* to) {
+                return gguf_->read_f32(t, r0, r1, c0, c1, reinterpret_cast<float*>(to));
+              });
     return;
   }
   const TensorEntry& entry = *located.entry;
@@ -541,6 +546,37 @@ void Checkpoint::read_f32(std::string_view name, int64_t row_begin, int64_t row_
              [&](const std::byte* bytes, int64_t count) {
                convert_to_f32(entry.dtype, bytes, out, count);
                out += count;
+             });
+}
+
+std::optional<DType> Checkpoint::stored_float_dtype(std::string_view name) const {
+  const Located& located = locate(name);
+  if (located.gguf != nullptr) return ggml_float_dtype(located.gguf->type);
+  if (is_weight_dtype(located.entry->dtype)) return located.entry->dtype;
+  return std::nullopt;
+}
+
+void Checkpoint::read_stored(std::string_view name, int64_t row_begin, int64_t row_end,
+                             int64_t col_begin, int64_t col_end, void* out) const {
+  const std::optional<DType> dtype = stored_float_dtype(name);
+  if (!dtype) {
+    raise(ErrorCode::kUnimplemented, "{}: tensor '{}' is not stored as F32, F16 or BF16",
+          path_of(name).string(), name);
+  }
+  const Located& located = locate(name);
+  auto* to = static_cast<std::byte*>(out);
+  if (located.gguf != nullptr) {
+    read_gguf(located, name, row_begin, row_end, col_begin, col_end,
+              static_cast<size_t>(dtype_size(*dtype)), to,
+              [&](const GgufTensor& t, int64_t r0, int64_t r1, int64_t c0, int64_t c1,
+                  std::byte* into) { return gguf_->read_stored(t, r0, r1, c0, c1, into); });
+    return;
+  }
+  const auto element = static_cast<size_t>(dtype_size(*dtype));
+  read_block(name, row_begin, row_end, col_begin, col_end,
+             [&](const std::byte* bytes, int64_t count) {
+               std::memcpy(to, bytes, static_cast<size_t>(count) * element);
+               to += static_cast<size_t>(count) * element;
              });
 }
 

@@ -117,6 +117,13 @@ class Checkpoint {
   // (little-endian, as safetensors writes). Other dtypes -> kUnimplemented.
   void read_i32(std::string_view name, int64_t row_begin, int64_t row_end, int64_t col_begin,
                 int64_t col_end, int32_t* out) const;
+  // The dtype tensor `name`'s values are stored in when they can be copied as they are: F32, F16
+  // or BF16, in a safetensors or a GGUF file; nullopt for anything else (I32, GGUF block types).
+  std::optional<DType> stored_float_dtype(std::string_view name) const;
+  // The block of read_f32 as stored (stored_float_dtype(name) values, a GGUF view's row order
+  // applied), for a backend to convert itself (Backend::upload). Other dtypes -> kUnimplemented.
+  void read_stored(std::string_view name, int64_t row_begin, int64_t row_end, int64_t col_begin,
+                   int64_t col_end, void* out) const;
   // GGUF files: the ggml type tensor `name` is stored in; nullopt for a safetensors tensor.
   std::optional<GgmlType> gguf_type(std::string_view name) const;
   // GGUF packed tensors (Q8_0 / Q4_0 / Q4_1, ggml_packed_bits > 0): rows [row_begin, row_end) in
@@ -151,8 +158,13 @@ class Checkpoint {
   // (bytes, element count).
   void read_block(std::string_view name, int64_t row_begin, int64_t row_end, int64_t col_begin,
                   int64_t col_end, const std::function<void(const std::byte*, int64_t)>& sink) const;
+  // A GGUF tensor's block, `value_bytes` per value in `out`: read(tensor, rows, cols, out) for
+  // each run of the file's rows (a view's row order applied; a vector is one row of n).
+  using GgufRead = std::function<uint64_t(const GgufTensor&, int64_t, int64_t, int64_t, int64_t,
+                                          std::byte*)>;
   void read_gguf(const Located& located, std::string_view name, int64_t row_begin, int64_t row_end,
-                 int64_t col_begin, int64_t col_end, float* out) const;
+                 int64_t col_begin, int64_t col_end, size_t value_bytes, std::byte* out,
+                 const GgufRead& read) const;
 
   std::filesystem::path dir_;
   std::vector<std::unique_ptr<SafetensorsFile>> files_;

@@ -137,7 +137,8 @@ void WeightStore::load(const Checkpoint& checkpoint, const std::vector<WeightSha
     }
   }
 
-  std::vector<float> staging(static_cast<size_t>(largest));
+  std::vector<float> staging;
+  std::vector<std::byte> stored;
   for (size_t i = 0; i < plan.size(); ++i) {
     const WeightShard& weight = plan[i];
     if (path[i] == Path::kQuantized) {
@@ -146,6 +147,36 @@ void WeightStore::load(const Checkpoint& checkpoint, const std::vector<WeightSha
       continue;
     }
     if (path[i] != Path::kStaged) continue;
+    const bool as_stored =
+        lora == nullptr &&
+        std::all_of(weight.blocks.begin(), weight.blocks.end(), [&](const SourceBlock& block) {
+          return checkpoint.stored_float_dtype(block.tensor).has_value();
+        });
+    if (as_stored) {
+      // GGUF F32 / F16 / BF16 tensors: their bytes as stored, converted by the backend (on a GPU
+      // after the bus, as the parallel reader's are); an F32 block on the CPU is read in place.
+      DeviceBuffer buffer(backend, static_cast<size_t>(weight.numel()) * element);
+      char* out = static_cast<char*>(buffer.data());
+      for (const SourceBlock& block : weight.blocks) {
+        const DType dtype = *checkpoint.stored_float_dtype(block.tensor);
+        const int64_t n = block.rows.size() * block.cols.size();
+        void* into = out;
+        if (!backend.host_memory() || dtype != backend.compute_dtype()) {
+          stored.resize(static_cast<size_t>(n * dtype_size(dtype)));
+          into = stored.data();
+        }
+        checkpoint.read_stored(block.tensor, block.rows.begin, block.rows.end, block.cols.begin,
+                               block.cols.end, into);
+        if (into != out) backend.upload(out, dtype, into, n);
+        out += n * element;
+      }
+      char* end = static_cast<char*>(buffer.data()) + weight.numel() * element;
+      if (out < end) backend.fill_zero(out, static_cast<size_t>(end - out));  // vocab padding rows
+      store(weight, std::move(buffer), state, {});
+      report();
+      continue;
+    }
+    staging.resize(static_cast<size_t>(largest));
     float* cursor = staging.data();
     for (const SourceBlock& block : weight.blocks) {
       checkpoint.read_f32(block.tensor, block.rows.begin, block.rows.end, block.cols.begin,

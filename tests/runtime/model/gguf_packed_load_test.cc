@@ -5,7 +5,10 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
+#include <optional>
 
+#include "common/dtype.h"
 #include "common/error.h"
 #include "runtime/families/architecture.h"
 #include "runtime/model/checkpoint_source.h"
@@ -40,6 +43,41 @@ TEST(GgufPackedLoad, ConfigNamesEveryPackedTensor) {
   EXPECT_EQ(c.quant.packed_bits_of("model.layers.0.input_layernorm.weight"), 0);
   // A float GGUF file has no quantization at all.
   EXPECT_FALSE(read_model_config(testing::fixtures_dir() / "gguf" / "llama_gqa.gguf").quant.enabled());
+}
+
+// Checkpoint::read_stored: a GGUF float tensor's block as stored (F16 here, F32 norms), in the
+// view's row order (q/k rows), widens to read_f32's values; a packed tensor is refused by name.
+TEST(GgufPackedLoad, ReadStoredIsReadF32BeforeWidening) {
+  const ModelConfig c = read_model_config(fixture("gguf_llama_q4"));
+  const auto checkpoint = open_checkpoint(c);
+  for (const char* name :
+       {"model.layers.1.mlp.down_proj.weight", "model.layers.1.self_attn.q_proj.weight",
+        "model.layers.0.input_layernorm.weight"}) {
+    const std::optional<DType> dtype = checkpoint->stored_float_dtype(name);
+    if (!dtype) continue;  // q_proj of layer 1 may be packed in this file
+    const TensorEntry& entry = checkpoint->tensor(name);
+    const int64_t rows = entry.rows(), cols = entry.cols();
+    // A block off the corners: rows 1..rows-1, cols 1..cols (a vector has one column).
+    const int64_t c0 = cols > 1 ? 1 : 0;
+    const int64_t n = (rows - 1) * (cols - c0);
+    std::vector<std::byte> stored(static_cast<size_t>(n * dtype_size(*dtype)));
+    checkpoint->read_stored(name, 1, rows, c0, cols, stored.data());
+    std::vector<float> widened(static_cast<size_t>(n)), want(static_cast<size_t>(n));
+    convert_to_f32(*dtype, stored.data(), widened.data(), n);
+    checkpoint->read_f32(name, 1, rows, c0, cols, want.data());
+    ASSERT_EQ(std::memcmp(widened.data(), want.data(), want.size() * 4), 0) << name;
+  }
+  EXPECT_EQ(checkpoint->stored_float_dtype("model.layers.1.mlp.down_proj.weight"), DType::kF16);
+  EXPECT_EQ(checkpoint->stored_float_dtype("model.layers.0.self_attn.q_proj.weight"), std::nullopt);
+  std::vector<std::byte> out(64);
+  try {
+    checkpoint->read_stored("model.layers.0.self_attn.q_proj.weight", 0, 1, 0, 32, out.data());
+    FAIL() << "a Q4_0 tensor was read as stored";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kUnimplemented);
+    EXPECT_NE(std::string(e.what()).find("model.layers.0.self_attn.q_proj.weight"),
+              std::string::npos) << e.what();
+  }
 }
 
 // Every packed shard of every rank at TP 1-4 equals the file's decoded floats (q/k rows in

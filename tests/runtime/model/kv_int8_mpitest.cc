@@ -98,7 +98,6 @@ TEST_P(KvInt8ModelTest, GreedyContinuationsMatchTransformersUpToNearTies) {
                                                             KvCacheDtype::kInt8));
   options.max_tokens_per_step = 64;
   auto reference = build(options, KvCacheDtype::kAuto, float_backend_);
-  const size_t vocab = static_cast<size_t>(config_.vocab_size);
   int cases = 0, identical = 0;
   for (const testing::ReferenceCase& c : testing::load_reference(dir_)) {
     ++cases;

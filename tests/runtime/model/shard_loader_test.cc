@@ -16,6 +16,8 @@
 #include "runtime/families/architecture.h"
 #include "runtime/families/load_config.h"
 #include "runtime/model/shard_loader.h"
+#include "runtime/model/quantized_load.h"
+#include "runtime/model/checkpoint_source.h"
 #include "runtime/model/weights.h"
 #include "tests/runtime/formats/safetensors_writer.h"
 #include "tests/test_support.h"
@@ -234,6 +236,49 @@ TEST_P(FixtureLoad, MatchesTheFloat32StagingPath) {
 INSTANTIATE_TEST_SUITE_P(Fixtures, FixtureLoad,
                          ::testing::Values("qwen2_tied", "llama_bias_f16", "internlm2", "chatglm",
                                            "qwen_v1", "llama_9heads"));
+
+// GGUF files (float ones, and the float tensors of a Q4/Q8 one): the shards that are not kept
+// packed arrive as stored (Checkpoint::read_stored, then Backend::upload) and are the bytes of the
+// float32 staging path, at TP 1-3.
+TEST(GgufFixtureLoad, FloatShardsMatchTheFloat32StagingPath) {
+  auto backend = kernels::make_cpu_backend();
+  for (const char* file :
+       {"gguf/llama_gqa.gguf", "gguf/qwen2_tied.gguf", "gguf_llama_q4/model.gguf"}) {
+    const ModelConfig config = read_model_config(testing::fixtures_dir() / file);
+    const Architecture* architecture = find_architecture(config.architecture);
+    ASSERT_NE(architecture, nullptr);
+    const auto checkpoint = open_checkpoint(config);
+    for (int tp : {1, 2, 3}) {
+      for (int rank = 0; rank < tp; ++rank) {
+        std::vector<WeightShard> plan;
+        try {
+          plan = plan_weights(config, *architecture, rank_shape(config, tp, rank));
+          validate_weights(*checkpoint, plan, config.quant);
+        } catch (const Error&) {
+          continue;  // a TP size this file refuses (more ranks than heads, a cut inside a block)
+        }
+        WeightStore store;
+        store.load(*checkpoint, plan, *backend, {}, nullptr, config.quant, 2);
+        int floats = 0;
+        for (const WeightShard& weight : plan) {
+          if (shard_is_quantized(*checkpoint, config.quant, weight)) continue;
+          ++floats;
+          std::vector<float> expected(static_cast<size_t>(weight.numel()), 0.0f);
+          float* cursor = expected.data();
+          for (const SourceBlock& block : weight.blocks) {
+            checkpoint->read_f32(block.tensor, block.rows.begin, block.rows.end, block.cols.begin,
+                                 block.cols.end, cursor);
+            cursor += block.rows.size() * block.cols.size();
+          }
+          const auto* got = static_cast<const float*>(store.get(weight.name));
+          ASSERT_EQ(std::memcmp(got, expected.data(), expected.size() * 4), 0)
+              << file << " tp " << tp << " rank " << rank << " " << weight.name;
+        }
+        EXPECT_GT(floats, 0) << file;
+      }
+    }
+  }
+}
 
 }  // namespace
 }  // namespace tpserve::runtime
