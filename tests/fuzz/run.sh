@@ -54,9 +54,9 @@ for target in "${targets[@]}"; do
     status=FAILED
     failed+=("$target")
   fi
-  executions=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo "?")
+  executions=$(grep -ao 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo "?")
   echo "fuzz: $target: $status, $executions executions in ${seconds}s max (log $log)"
-  if [[ $status == FAILED ]]; then grep -m1 -A12 'ERROR\|WARNING\|==ABORTING\|deadly\|runtime error' "$log" || tail -20 "$log"; fi
+  if [[ $status == FAILED ]]; then grep -a -m1 -A12 'ERROR\|WARNING\|==ABORTING\|deadly\|runtime error' "$log" || tail -20 "$log"; fi
 done
 if ((${#failed[@]})); then
   echo "fuzz: FAILED: ${failed[*]}" >&2
