@@ -386,7 +386,7 @@ uint64_t GgufFile::read_stored(const GgufTensor& tensor, int64_t row_begin, int6
   if (!ggml_float_dtype(tensor.type)) {
     raise(ErrorCode::kUnimplemented, "{}: tensor '{}' is {}; only F32, F16 and BF16 tensors are "
           "read as stored", path_.string(), tensor.name,
-          ggml_type_traits(static_cast<uint32_t>(tensor.type))->name);
+          ggml_type_name(static_cast<uint32_t>(tensor.type)));
   }
   check_block(tensor, row_begin, row_end, col_begin, col_end);
   const uint64_t element = ggml_type_traits(static_cast<uint32_t>(tensor.type))->block_bytes;
