@@ -1,5 +1,6 @@
 #include "runtime/tokenizer/model_files.h"
 
+#include <charconv>
 #include <cfloat>
 #include <climits>
 #include <cstdint>
@@ -159,8 +160,13 @@ void read_tokenizer_config(const fs::path& path, TokenizerSettings& settings) {
     }
     for (const auto& [key, entry] : decoder.items()) {
       AddedToken token;
+      // The key is the token's id: a whole non-negative decimal integer ("12abc" or "-5" is not).
+      const auto [end, error] = std::from_chars(key.data(), key.data() + key.size(), token.id);
+      if (error != std::errc() || end != key.data() + key.size() || token.id < 0) {
+        raise(ErrorCode::kDataLoss, "{}: added_tokens_decoder[\"{}\"]: the key is not a token id "
+              "(a non-negative integer below 2^31)", path.string(), key);
+      }
       try {
-        token.id = std::stoi(key);
         token.content = entry.at("content").get<std::string>();
         token.special = entry.value("special", true);
         token.lstrip = entry.value("lstrip", false);

@@ -71,6 +71,20 @@ void validate(std::string_view text, std::string_view what) {
   }
 }
 
+char32_t next_or_replacement(std::string_view text, size_t& pos) {
+  const int length = sequence_length(static_cast<unsigned char>(text[pos]));
+  if (length == 0) {
+    ++pos;
+    return 0xFFFD;
+  }
+  const int valid = valid_prefix(text, pos, length);
+  if (valid != length) {
+    pos += static_cast<size_t>(valid);
+    return 0xFFFD;
+  }
+  return next(text, pos);
+}
+
 char32_t next(std::string_view text, size_t& pos) {
   auto lead = static_cast<unsigned char>(text[pos]);
   int length = sequence_length(lead);

@@ -18,6 +18,11 @@ void validate(std::string_view text, std::string_view what);
 // Decodes the code point at `pos` of valid UTF-8 and advances `pos` past it.
 char32_t next(std::string_view text, size_t& pos);
 
+// The same for text that may not be valid: an ill-formed sequence (a stray or overlong byte, a
+// truncated character) decodes as U+FFFD and advances past its maximal subpart, as Python's
+// errors="replace" does, so that a loop over any bytes ends and reads nothing past them.
+char32_t next_or_replacement(std::string_view text, size_t& pos);
+
 void append(std::string& out, char32_t code_point);
 
 // Length of the longest prefix that does not end inside a sequence that could still complete: the

@@ -5,7 +5,7 @@
 # committed seeds are never changed). Exits non-zero when any target crashes, leaks, times out or
 # runs out of memory; the input that did it is saved as build-fuzz/artifacts/<target>/crash-*.
 #
-#   bash tests/fuzz/run.sh                 # CI: 8 s per target, about a minute in all
+#   bash tests/fuzz/run.sh                 # CI: 8 s per target, under 2 minutes in all
 #   bash tests/fuzz/run.sh 600             # 10 minutes per target
 #   bash tests/fuzz/run.sh 600 tiktoken    # one target
 #   FUZZ_JOBS=1 FUZZ_RUNS=10000000 bash tests/fuzz/run.sh 86400 config_json   # until 10M executions
@@ -20,7 +20,7 @@ seconds=${1:-8}
 shift || true
 targets=("$@")
 ((${#targets[@]})) || targets=(tokenizer_json tiktoken safetensors safetensors_index config_json batch_line
-                               sampling_params gguf)
+                               sampling_params gguf chat_template tokenizer_config)
 build=${FUZZ_BUILD_DIR:-$root/build-fuzz}
 
 launcher=()
@@ -34,7 +34,7 @@ cmake --build "$build" --parallel "${FUZZ_BUILD_JOBS:-$(nproc)}" --target "${tar
 # Maximum input sizes: large enough for every seed, small enough to keep executions fast.
 declare -A max_len=([tokenizer_json]=8192 [tiktoken]=4096 [safetensors]=2048 [safetensors_index]=4096
                     [config_json]=2048 [batch_line]=1024 [sampling_params]=1024
-                    [gguf]=8192)
+                    [gguf]=8192 [chat_template]=8192 [tokenizer_config]=8192)
 failed=()
 for target in "${targets[@]}"; do
   corpus=$build/corpus/$target

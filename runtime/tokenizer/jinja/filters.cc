@@ -2,7 +2,9 @@
 // json.dumps(x, ensure_ascii=False, indent=None, separators=None, sort_keys=False), which unlike
 // jinja2's does not escape HTML characters.
 #include <algorithm>
+#include <charconv>
 #include <cmath>
+#include <cstdint>
 #include <optional>
 #include <set>
 
@@ -26,7 +28,10 @@ Value lookup_path(const Value& item, const std::string& path) {
     size_t dot = path.find('.', start);
     std::string part = path.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
     bool digits = !part.empty() && std::all_of(part.begin(), part.end(), ::isdigit);
-    current = get_item(current, digits ? Value(static_cast<int64_t>(std::stoll(part))) : Value(part));
+    // Digits past int64 index no list: INT64_MAX is out of range as well.
+    int64_t index = INT64_MAX;
+    if (digits) std::from_chars(part.data(), part.data() + part.size(), index);
+    current = get_item(current, digits ? Value(index) : Value(part));
     if (dot == std::string::npos) break;
     start = dot + 1;
   }

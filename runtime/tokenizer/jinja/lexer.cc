@@ -214,11 +214,23 @@ class Lexer {
       }
       if (pos_ >= src_.size()) fail("unterminated string");
       char e = src_[pos_++];
+      // Python's messages: "truncated \xXX escape" (fewer than `count` hex digits) and "illegal
+      // Unicode character" (past U+10FFFF). A lone surrogate, which Python would keep in the str
+      // only to fail when the text is encoded, is refused here.
       auto hex = [&](int count) {
-        if (pos_ + count > src_.size()) fail("truncated \\x / \\u escape");
-        unsigned long cp = std::stoul(src_.substr(pos_, count), nullptr, 16);
-        pos_ += count;
-        utf8::append(value, static_cast<char32_t>(cp));
+        const char* what = count == 2 ? "truncated \\xXX escape"
+                           : count == 4 ? "truncated \\uXXXX escape"
+                                        : "truncated \\UXXXXXXXX escape";
+        char32_t cp = 0;
+        for (int i = 0; i < count; ++i, ++pos_) {
+          const char digit = pos_ < src_.size() ? src_[pos_] : '\0';
+          if (!std::isxdigit(static_cast<unsigned char>(digit))) fail(what);
+          cp = cp * 16 + static_cast<char32_t>(std::isdigit(static_cast<unsigned char>(digit))
+                                                   ? digit - '0'
+                                                   : std::tolower(static_cast<unsigned char>(digit)) - 'a' + 10);
+        }
+        if (cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) fail("illegal Unicode character");
+        utf8::append(value, cp);
       };
       switch (e) {
         case 'n': value += '\n'; break;

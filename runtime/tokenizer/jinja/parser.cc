@@ -1,5 +1,6 @@
 #include "runtime/tokenizer/jinja/parser.h"
 
+#include <cstdlib>
 #include <initializer_list>
 #include <string_view>
 
@@ -417,7 +418,8 @@ class Parser {
           fail("integer literal out of range");
         }
       }
-      case Type::kFloat: return literal(Value(std::stod(token.text)));
+      // strtod as Python's float(): 1e999 is inf and 1e-999 is 0.0 (std::stod throws on both).
+      case Type::kFloat: return literal(Value(std::strtod(token.text.c_str(), nullptr)));
       case Type::kOperator:
         if (token.text == "(") {
           advance();
@@ -464,7 +466,11 @@ class Parser {
           auto item = make_expr(Expr::Kind::kGetItem);
           item->object = std::move(node);
           auto index = make_expr(Expr::Kind::kLiteral);
-          index->value = Value(static_cast<int64_t>(std::stoll(current().text)));
+          try {
+            index->value = Value(static_cast<int64_t>(std::stoll(current().text)));
+          } catch (const std::exception&) {
+            fail("integer index out of range");
+          }
           advance();
           item->args.push_back(std::move(index));
           node = std::move(item);

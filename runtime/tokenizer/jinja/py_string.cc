@@ -9,7 +9,7 @@ namespace {
 
 std::vector<char32_t> decode(std::string_view text) {
   std::vector<char32_t> out;
-  for (size_t pos = 0; pos < text.size();) out.push_back(utf8::next(text, pos));
+  for (size_t pos = 0; pos < text.size();) out.push_back(utf8::next_or_replacement(text, pos));
   return out;
 }
 
@@ -121,13 +121,13 @@ std::string replace(std::string_view text, std::string_view old, std::string_vie
 
 std::string upper(std::string_view text) {
   std::string out;
-  for (size_t pos = 0; pos < text.size();) utf8::append(out, to_upper(utf8::next(text, pos)));
+  for (size_t pos = 0; pos < text.size();) utf8::append(out, to_upper(utf8::next_or_replacement(text, pos)));
   return out;
 }
 
 std::string lower(std::string_view text) {
   std::string out;
-  for (size_t pos = 0; pos < text.size();) utf8::append(out, to_lower(utf8::next(text, pos)));
+  for (size_t pos = 0; pos < text.size();) utf8::append(out, to_lower(utf8::next_or_replacement(text, pos)));
   return out;
 }
 
@@ -135,7 +135,7 @@ std::string title(std::string_view text) {
   std::string out;
   bool previous_cased = false;
   for (size_t pos = 0; pos < text.size();) {
-    char32_t c = utf8::next(text, pos);
+    char32_t c = utf8::next_or_replacement(text, pos);
     utf8::append(out, previous_cased ? to_lower(c) : to_title(c));
     previous_cased = is_cased_letter(c);
   }
@@ -146,7 +146,7 @@ std::string capitalize(std::string_view text) {
   std::string out;
   bool first = true;
   for (size_t pos = 0; pos < text.size();) {
-    char32_t c = utf8::next(text, pos);
+    char32_t c = utf8::next_or_replacement(text, pos);
     utf8::append(out, first ? to_title(c) : to_lower(c));
     first = false;
   }
@@ -157,7 +157,7 @@ std::string capitalize(std::string_view text) {
 bool has_only_case(std::string_view text, utf8proc_category_t wanted) {
   bool cased = false;
   for (size_t pos = 0; pos < text.size();) {
-    char32_t c = utf8::next(text, pos);
+    char32_t c = utf8::next_or_replacement(text, pos);
     if (!is_cased_letter(c)) continue;
     if (utf8proc_category(static_cast<utf8proc_int32_t>(c)) != wanted) return false;
     cased = true;

@@ -11,6 +11,7 @@
 #include "runtime/tokenizer/jinja/lexer.h"
 #include "runtime/tokenizer/jinja/parser.h"
 #include "runtime/tokenizer/jinja/template.h"
+#include "runtime/tokenizer/utf8.h"
 
 namespace tpserve::runtime::jinja {
 namespace {
@@ -483,9 +484,20 @@ Value Renderer::eval_binary(const Expr& expr) {
 
 }  // namespace
 
+namespace {
+
+std::string_view valid_source(std::string_view source, const std::string& name) {
+  utf8::validate(source, name);
+  return source;
+}
+
+}  // namespace
+
+// A template is text: jinja2 gets a Python str, so its source is valid UTF-8 (transformers decodes
+// the file or the JSON string first).
 Template::Template(std::string_view source, std::string name)
     : name_(std::move(name)),
-      body_(std::make_shared<const Body>(parse(tokenize(source, name_), name_))) {}
+      body_(std::make_shared<const Body>(parse(tokenize(valid_source(source, name_), name_), name_))) {}
 
 Template::~Template() = default;
 Template::Template(Template&&) noexcept = default;

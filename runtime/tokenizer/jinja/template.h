@@ -33,7 +33,8 @@ struct RenderLimits {
 
 class Template {
  public:
-  // Parses `source`. A syntax error throws tpserve::Error(kInvalidArgument) "<name>, line N: ...".
+  // Parses `source`. A syntax error throws tpserve::Error(kInvalidArgument) "<name>, line N: ...";
+  // a source that is not valid UTF-8, "invalid UTF-8 in <name> at byte offset N ...".
   Template(std::string_view source, std::string name);
   ~Template();
   Template(Template&&) noexcept;

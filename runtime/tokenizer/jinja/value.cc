@@ -147,7 +147,7 @@ void json_string(std::string& out, const std::string& text, bool ensure_ascii) {
       continue;
     }
     size_t start = pos;
-    char32_t cp = utf8::next(text, pos);
+    char32_t cp = utf8::next_or_replacement(text, pos);
     if (!ensure_ascii) {
       out.append(text, start, pos - start);
       continue;

@@ -140,6 +140,34 @@ TEST(ChatTemplateJinjaTest, RunawayTemplatesStop) {
   EXPECT_NE(error_of([&] { Template(deep, "deep"); }).find("nests deeper"), std::string::npos);
 }
 
+// Found by the chat_template fuzz target: escapes with too few hex digits ("\xZZ" reached
+// std::stoul, which threw std::invalid_argument and ended the process), code points past U+10FFFF
+// or in the surrogates, float literals past a double's range and huge attribute indices.
+TEST(ChatTemplateJinjaTest, LiteralsOutsideTheirRangeAreErrorsOrPythonValues) {
+  EXPECT_EQ(error_of([] { Template("{{ '\\xZZ' }}", "t"); }), "t, line 1: truncated \\xXX escape");
+  EXPECT_EQ(error_of([] { Template("{{ '\\u12G4' }}", "t"); }), "t, line 1: truncated \\uXXXX escape");
+  EXPECT_EQ(error_of([] { Template("{{ '\\U0001F60' }}", "t"); }),
+            "t, line 1: truncated \\UXXXXXXXX escape");
+  EXPECT_EQ(error_of([] { Template("{{ '\\x4", "t"); }), "t, line 1: truncated \\xXX escape");
+  EXPECT_EQ(error_of([] { Template("{{ '\\U00110000' }}", "t"); }), "t, line 1: illegal Unicode character");
+  EXPECT_EQ(error_of([] { Template("{{ '\\ud800' }}", "t"); }), "t, line 1: illegal Unicode character");
+  EXPECT_EQ(Template("{{ '\\x41\\u00e9\\U0001F600' }}", "t").render(ordered_json::object()),
+            "A\u00e9\U0001F600");
+  // Invalid UTF-8 in the source (a Python str cannot hold it): refused naming the byte. It used to
+  // reach str.strip(), whose decoder did not advance past the byte and filled memory.
+  EXPECT_EQ(error_of([] { Template("{{ 'a\xC0" "b'.strip() }}", "t"); }),
+            "invalid UTF-8 in t at byte offset 5 (byte 0xC0)");
+  // Strings from the context are decoded leniently: an ill-formed byte is U+FFFD, never a hang.
+  EXPECT_EQ(Template("{{ s.strip() | length }}", "t").render({{"s", " a\xC0\xE4" "b "}}), "4");
+  // Python's float(): inf and 0.0.
+  EXPECT_EQ(Template("{{ 1e999 }} {{ 1e-999 }}", "t").render(ordered_json::object()), "inf 0.0");
+  EXPECT_EQ(error_of([] { Template("{{ x.99999999999999999999 }}", "t"); }),
+            "t, line 1: integer index out of range");
+  EXPECT_EQ(Template("{{ [[1]] | map(attribute='99999999999999999999') | list | length }}", "t")
+                .render(ordered_json::object()),
+            "1");
+}
+
 // transformers' AssistantTracker extension adds {% generation %}: the body renders as is.
 TEST(ChatTemplateJinjaTest, GenerationBlockRendersItsBody) {
   EXPECT_EQ(Template("a{% generation %}b{{ 1 }}{% endgeneration %}c", "g").render(ordered_json::object()), "ab1c");

@@ -7,6 +7,7 @@
 #include <fstream>
 
 #include "common/error.h"
+#include "runtime/tokenizer/model_files.h"
 #include "runtime/tokenizer/tokenizer.h"
 #include "tests/test_support.h"
 
@@ -157,6 +158,30 @@ TEST(SentencePieceLimitsTest, AddedTokenIdsFromTokenizerConfigAreChecked) {
     EXPECT_NE(message.find("tokenizer_config.json: added_tokens_decoder[\"" + id + "\"]"), std::string::npos)
         << message;
   }
+}
+
+// added_tokens_decoder's keys are ids: a key that is not wholly a non-negative int32 ("12abc" used to
+// be read as 12 by std::stoi, "-5" as -5) is refused naming the file and the key.
+TEST(TokenizerConfigLimitsTest, AddedTokenKeysMustBeWholeIds) {
+  testing::ScratchDir dir("tokenizer_config_ids");
+  for (const std::string id : {"12abc", "-5", "99999999999", " 7", "", "0x10"}) {
+    write_file(dir.path() / "tokenizer_config.json",
+               R"({"added_tokens_decoder": {")" + id + R"(": {"content": "<x>"}}})");
+    try {
+      (void)read_tokenizer_settings(dir.path());
+      ADD_FAILURE() << "accepted key '" << id << "'";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), ErrorCode::kDataLoss);
+      EXPECT_NE(std::string(e.what()).find("tokenizer_config.json: added_tokens_decoder[\"" + id +
+                                           "\"]: the key is not a token id"),
+                std::string::npos) << e.what();
+    }
+  }
+  write_file(dir.path() / "tokenizer_config.json",
+             R"({"added_tokens_decoder": {"7": {"content": "<x>"}}})");
+  const TokenizerSettings settings = read_tokenizer_settings(dir.path());
+  ASSERT_EQ(settings.added_tokens.size(), 1u);
+  EXPECT_EQ(settings.added_tokens[0].id, 7);
 }
 
 }  // namespace
