@@ -200,6 +200,18 @@ TEST(ShardLoader, FileTruncatedAfterOpenNamesTheFile) {
   }
 }
 
+// What the float32 staging path stores for `weight`: its blocks through read_f32, padding zero.
+std::vector<float> staged_f32(const Checkpoint& checkpoint, const WeightShard& weight) {
+  std::vector<float> expected(static_cast<size_t>(weight.numel()), 0.0f);
+  float* cursor = expected.data();
+  for (const SourceBlock& block : weight.blocks) {
+    checkpoint.read_f32(block.tensor, block.rows.begin, block.rows.end, block.cols.begin,
+                        block.cols.end, cursor);
+    cursor += block.rows.size() * block.cols.size();
+  }
+  return expected;
+}
+
 // Whole models from the transformers fixtures (F32, F16 and BF16 files): each rank's weights are
 // the bytes the float32 staging path (read_f32, then upload_f32) produces.
 class FixtureLoad : public ::testing::TestWithParam<std::string> {};
@@ -218,13 +230,7 @@ TEST_P(FixtureLoad, MatchesTheFloat32StagingPath) {
       WeightStore store;
       store.load(*checkpoint, plan, *backend, {}, nullptr, config.quant, 3);
       for (const WeightShard& weight : plan) {
-        std::vector<float> expected(static_cast<size_t>(weight.numel()), 0.0f);
-        float* cursor = expected.data();
-        for (const SourceBlock& block : weight.blocks) {
-          checkpoint->read_f32(block.tensor, block.rows.begin, block.rows.end, block.cols.begin,
-                               block.cols.end, cursor);
-          cursor += block.rows.size() * block.cols.size();
-        }
+        const std::vector<float> expected = staged_f32(*checkpoint, weight);
         const auto* got = static_cast<const float*>(store.get(weight.name));
         ASSERT_EQ(std::memcmp(got, expected.data(), expected.size() * 4), 0)
             << GetParam() << " tp " << tp << " rank " << rank << " " << weight.name;
@@ -263,13 +269,7 @@ TEST(GgufFixtureLoad, FloatShardsMatchTheFloat32StagingPath) {
         for (const WeightShard& weight : plan) {
           if (shard_is_quantized(*checkpoint, config.quant, weight)) continue;
           ++floats;
-          std::vector<float> expected(static_cast<size_t>(weight.numel()), 0.0f);
-          float* cursor = expected.data();
-          for (const SourceBlock& block : weight.blocks) {
-            checkpoint->read_f32(block.tensor, block.rows.begin, block.rows.end, block.cols.begin,
-                                 block.cols.end, cursor);
-            cursor += block.rows.size() * block.cols.size();
-          }
+          const std::vector<float> expected = staged_f32(*checkpoint, weight);
           const auto* got = static_cast<const float*>(store.get(weight.name));
           ASSERT_EQ(std::memcmp(got, expected.data(), expected.size() * 4), 0)
               << file << " tp " << tp << " rank " << rank << " " << weight.name;
