@@ -1,6 +1,5 @@
 #include "runtime/tokenizer/added_tokens.h"
 
-#include <algorithm>
 #include <cstring>
 
 namespace tpserve::runtime {
@@ -23,8 +22,6 @@ void AddedTokens::add(AddedToken token) {
   index_by_content_[token.content] = index;
   tokens_.push_back(std::move(token));
   bucket.push_back(index);
-  std::stable_sort(bucket.begin(), bucket.end(),
-                   [&](size_t a, size_t b) { return tokens_[a].content.size() > tokens_[b].content.size(); });
 }
 
 const AddedToken* AddedTokens::by_id(int32_t id) const {
@@ -41,12 +38,13 @@ void AddedTokens::split(std::string_view text, std::vector<TextSegment>& out) co
   size_t plain_start = 0, pos = 0;
   while (pos < text.size()) {
     const auto& bucket = by_first_byte_[static_cast<unsigned char>(text[pos])];
+    // The longest match; the first added among equal lengths.
     const AddedToken* match = nullptr;
     for (size_t index : bucket) {
       const std::string& content = tokens_[index].content;
-      if (text.size() - pos >= content.size() && std::memcmp(text.data() + pos, content.data(), content.size()) == 0) {
+      if ((match == nullptr || content.size() > match->content.size()) && text.size() - pos >= content.size() &&
+          std::memcmp(text.data() + pos, content.data(), content.size()) == 0) {
         match = &tokens_[index];
-        break;
       }
     }
     if (match == nullptr) {

@@ -6,6 +6,7 @@
 #include <fstream>
 
 #include "common/error.h"
+#include "runtime/tokenizer/added_tokens.h"
 #include "runtime/tokenizer/tokenizer.h"
 #include "runtime/tokenizer/unicode_nfc.h"
 #include "runtime/tokenizer/utf8.h"
@@ -172,6 +173,38 @@ TEST(TokenizerLinearTimeTest, LongRunsOfOneCharacter) {
     expect_linear_time(*tokenizer, std::string(100'000, ' ') + "x");
     expect_linear_time(*tokenizer, std::string(1 << 20, '!'));
   }
+}
+
+std::vector<std::pair<std::string, int32_t>> segments(const AddedTokens& added, std::string_view text) {
+  std::vector<TextSegment> out;
+  added.split(text, out);
+  std::vector<std::pair<std::string, int32_t>> pairs;
+  for (const TextSegment& segment : out) pairs.emplace_back(std::string(segment.text), segment.added_id);
+  return pairs;
+}
+
+TEST(AddedTokensTest, TheLongestMatchWinsWhateverTheOrderAdded) {
+  AddedTokens added;
+  added.add({"<a", 1});
+  added.add({"<ab>", 2});
+  added.add({"<ab", 3});
+  using Segments = std::vector<std::pair<std::string, int32_t>>;
+  EXPECT_EQ(segments(added, "<ab>c<abd<a"), (Segments{{"<ab>", 2}, {"c", -1}, {"<ab", 3}, {"d", -1}, {"<a", 1}}));
+  // A later listing of the same text replaces the token (tokenizers' AddedVocabulary does too).
+  added.add({"<ab", 7});
+  EXPECT_EQ(segments(added, "x<ab"), (Segments{{"x", -1}, {"<ab", 7}}));
+}
+
+TEST(AddedTokensTest, ManyTokensWithOneFirstByteLoadInLinearTime) {
+  // Loading used to sort the first byte's bucket on every add: n log n per token, minutes here.
+  constexpr int32_t kCount = 100'000;
+  auto start = std::chrono::steady_clock::now();
+  AddedTokens added;
+  for (int32_t id = 0; id < kCount; ++id) added.add({"<t" + std::to_string(id) + ">", id});
+  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  EXPECT_LT(seconds, 10.0);
+  using Segments = std::vector<std::pair<std::string, int32_t>>;
+  EXPECT_EQ(segments(added, "<t99999><t5>!<t1"), (Segments{{"<t99999>", 99999}, {"<t5>", 5}, {"!<t1", -1}}));
 }
 
 }  // namespace
