@@ -1,7 +1,5 @@
 #include "runtime/tokenizer/added_tokens.h"
 
-#include <cstring>
-
 namespace tpserve::runtime {
 namespace {
 
@@ -16,12 +14,22 @@ void AddedTokens::add(AddedToken token) {
     index_by_id_[token.id] = it->second;
     return;
   }
-  size_t index = tokens_.size();
-  auto& bucket = by_first_byte_[static_cast<unsigned char>(token.content[0])];
-  index_by_id_[token.id] = index;
-  index_by_content_[token.content] = index;
+  const auto index = static_cast<int64_t>(tokens_.size());
+  uint32_t& first = root_children_[static_cast<unsigned char>(token.content[0])];
+  if (first == 0) {
+    first = static_cast<uint32_t>(token_at_node_.size());
+    token_at_node_.push_back(-1);
+  }
+  uint32_t node = first;
+  for (char c : std::string_view(token.content).substr(1)) {
+    auto [edge, inserted] = children_.try_emplace(edge_key(node, c), static_cast<uint32_t>(token_at_node_.size()));
+    if (inserted) token_at_node_.push_back(-1);
+    node = edge->second;
+  }
+  token_at_node_[node] = index;
+  index_by_id_[token.id] = static_cast<size_t>(index);
+  index_by_content_[token.content] = static_cast<size_t>(index);
   tokens_.push_back(std::move(token));
-  bucket.push_back(index);
 }
 
 const AddedToken* AddedTokens::by_id(int32_t id) const {
@@ -37,15 +45,14 @@ const AddedToken* AddedTokens::by_content(std::string_view content) const {
 void AddedTokens::split(std::string_view text, std::vector<TextSegment>& out) const {
   size_t plain_start = 0, pos = 0;
   while (pos < text.size()) {
-    const auto& bucket = by_first_byte_[static_cast<unsigned char>(text[pos])];
-    // The longest match; the first added among equal lengths.
+    // The longest token starting here: one trie step per byte, however many tokens share a prefix.
     const AddedToken* match = nullptr;
-    for (size_t index : bucket) {
-      const std::string& content = tokens_[index].content;
-      if ((match == nullptr || content.size() > match->content.size()) && text.size() - pos >= content.size() &&
-          std::memcmp(text.data() + pos, content.data(), content.size()) == 0) {
-        match = &tokens_[index];
-      }
+    uint32_t node = root_children_[static_cast<unsigned char>(text[pos])];
+    for (size_t i = pos + 1; node != 0; ++i) {
+      if (token_at_node_[node] >= 0) match = &tokens_[static_cast<size_t>(token_at_node_[node])];
+      if (i == text.size()) break;
+      auto edge = children_.find(edge_key(node, text[i]));
+      node = edge == children_.end() ? 0 : edge->second;
     }
     if (match == nullptr) {
       ++pos;
