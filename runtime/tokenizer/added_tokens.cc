@@ -15,14 +15,14 @@ void AddedTokens::add(AddedToken token) {
     return;
   }
   const auto index = static_cast<int64_t>(tokens_.size());
-  uint32_t& first = root_children_[static_cast<unsigned char>(token.content[0])];
+  uint64_t& first = root_children_[static_cast<unsigned char>(token.content[0])];
   if (first == 0) {
-    first = static_cast<uint32_t>(token_at_node_.size());
+    first = token_at_node_.size();
     token_at_node_.push_back(-1);
   }
-  uint32_t node = first;
+  uint64_t node = first;
   for (char c : std::string_view(token.content).substr(1)) {
-    auto [edge, inserted] = children_.try_emplace(edge_key(node, c), static_cast<uint32_t>(token_at_node_.size()));
+    auto [edge, inserted] = children_.try_emplace(edge_key(node, c), token_at_node_.size());
     if (inserted) token_at_node_.push_back(-1);
     node = edge->second;
   }
@@ -47,7 +47,7 @@ void AddedTokens::split(std::string_view text, std::vector<TextSegment>& out) co
   while (pos < text.size()) {
     // The longest token starting here: one trie step per byte, however many tokens share a prefix.
     const AddedToken* match = nullptr;
-    uint32_t node = root_children_[static_cast<unsigned char>(text[pos])];
+    uint64_t node = root_children_[static_cast<unsigned char>(text[pos])];
     for (size_t i = pos + 1; node != 0; ++i) {
       if (token_at_node_[node] >= 0) match = &tokens_[static_cast<size_t>(token_at_node_[node])];
       if (i == text.size()) break;
