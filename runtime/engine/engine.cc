@@ -411,10 +411,11 @@ void Engine::serve() {
 namespace {
 
 // Fault injection for the end-to-end tests: TPSERVE_FAULT_EXIT_RANK=r with
-// TPSERVE_FAULT_EXIT_AFTER_STEPS=k makes rank r die by SIGKILL after k steps, as a crashed process
-// or the OOM killer would (with TPSERVE_FAULT_HANG=1 it hangs instead, as a stuck driver would);
-// TPSERVE_FAULT_STEP_DELAY_MS=d makes every other rank take d ms longer per
-// step, as a slow device would (so a test can keep a request in flight, whatever the machine).
+// TPSERVE_FAULT_EXIT_AFTER_STEPS=k makes rank r die by SIGKILL after k steps (heartbeats are not
+// steps), as a crashed process or the OOM killer would (with TPSERVE_FAULT_HANG=1 it hangs
+// instead, as a stuck driver would); TPSERVE_FAULT_STEP_DELAY_MS=d makes every other rank take d
+// ms longer per step, as a slow device would (so a test can keep a request in flight, whatever the
+// machine).
 int env_int(const char* name, int fallback) {
   const char* value = std::getenv(name);
   return value == nullptr ? fallback : std::atoi(value);
@@ -428,7 +429,9 @@ void Engine::follow(Model& model, parallel::Communicator& comm) {
   const int step_delay_ms = env_int("TPSERVE_FAULT_STEP_DELAY_MS", 0);
   const bool hang = env_int("TPSERVE_FAULT_HANG", 0) != 0;
   std::vector<float> logits;
-  for (int steps = 0;; ++steps) {
+  // Steps with tokens only: heartbeats come whenever rank 0 idles a second, so counting them would
+  // move the fault by however long the test took to send its request.
+  for (int steps = 0;;) {
     StepInput step;
     broadcast_step(comm, step);
     if (step.stop) return;
@@ -442,6 +445,7 @@ void Engine::follow(Model& model, parallel::Communicator& comm) {
       log().flush();
       std::raise(SIGKILL);
     }
+    ++steps;
     if (step_delay_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(step_delay_ms));
     model.forward(step, logits);
   }

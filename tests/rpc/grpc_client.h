@@ -8,6 +8,7 @@
 #include <chrono>
 #include <memory>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -64,6 +65,30 @@ class Client {
     HealthStatus response;
     if (!health_->Check(&context, request, &response).ok()) return HealthStatus::UNKNOWN;
     return response.status();
+  }
+
+  // Polls health() until it reports `wanted` or `limit` passes; the last status seen. For what a
+  // signal changes: a fixed sleep is too short on a loaded CI machine and wasted elsewhere.
+  HealthStatus::ServingStatus await_health(HealthStatus::ServingStatus wanted,
+                                           std::chrono::milliseconds limit) {
+    const auto deadline = std::chrono::steady_clock::now() + limit;
+    HealthStatus::ServingStatus seen = health();
+    while (seen != wanted && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      seen = health();
+    }
+    return seen;
+  }
+
+  // Polls Stats until `done(stats)` holds or `limit` passes; whether it held.
+  template <typename Predicate>
+  bool await_stats(Predicate done, std::chrono::milliseconds limit) {
+    const auto deadline = std::chrono::steady_clock::now() + limit;
+    while (!done(stats())) {
+      if (std::chrono::steady_clock::now() >= deadline) return false;
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    return true;
   }
 
   v1::StatsResponse stats() {

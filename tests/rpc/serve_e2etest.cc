@@ -333,25 +333,33 @@ TEST(ServeChatClient, StreamsARepliedTurn) {
 }
 
 TEST(ServeLifecycle, QueueOverflowIsResourceExhausted) {
-  // 5 ms more per step on rank 1: each 40-token request holds the one slot for 200 ms, so the
-  // six arrive while the queue is full, however fast the machine.
+  // 10 ms more per step on rank 1: each 200-token request holds the one slot for at least 2 s.
+  // Two requests fill the queue (one running, one waiting); the next ones, sent once Stats shows
+  // both admitted, are refused, and the two finish.
   testing::ServerProcess server(2, {"--model", kModel, "--max-queued", "2", "--max-seqs", "1"},
-                                {"TPSERVE_FAULT_STEP_DELAY_MS=5"});
-  std::vector<std::thread> threads;
-  std::atomic<int> exhausted{0}, ok{0};
-  for (int i = 0; i < 6; ++i) {
-    threads.emplace_back([&] {
-      Client client(server.address());
+                                {"TPSERVE_FAULT_STEP_DELAY_MS=10"});
+  Client client(server.address());
+  std::vector<std::thread> admitted;
+  std::vector<grpc::Status> admitted_status(2);
+  for (int i = 0; i < 2; ++i) {
+    admitted.emplace_back([&, i] {
+      Client own(server.address());
       v1::GenerateResponse response;
-      const auto status = client.generate(Client::greedy({1, 2, 3}, 40), &response);
-      if (status.error_code() == StatusCode::RESOURCE_EXHAUSTED) ++exhausted;
-      if (status.ok()) ++ok;
+      admitted_status[i] = own.generate(Client::greedy({1, 2, 3}, 200), &response);
     });
+    EXPECT_TRUE(client.await_stats([&](const v1::StatsResponse& s) { return s.requests_in_flight() == i + 1; },
+                                   std::chrono::seconds(20)))
+        << "request " << i << " was not admitted";
   }
-  for (std::thread& t : threads) t.join();
-  EXPECT_GT(exhausted.load(), 0);
-  EXPECT_GT(ok.load(), 0);
-  EXPECT_EQ(exhausted.load() + ok.load(), 6);
+  for (int i = 0; i < 3; ++i) {
+    v1::GenerateResponse response;
+    const grpc::Status status = client.generate(Client::greedy({1, 2, 3}, 4), &response);
+    EXPECT_EQ(status.error_code(), StatusCode::RESOURCE_EXHAUSTED) << status.error_message();
+    EXPECT_NE(status.error_message().find("queue is full"), std::string::npos) << status.error_message();
+  }
+  EXPECT_EQ(client.stats().requests_in_flight(), 2);
+  for (std::thread& t : admitted) t.join();
+  for (const grpc::Status& status : admitted_status) EXPECT_TRUE(status.ok()) << status.error_message();
 }
 
 TEST(ServeLifecycle, SigtermDrainsInFlightRequestsAndEveryRankExitsZero) {
@@ -370,8 +378,8 @@ TEST(ServeLifecycle, SigtermDrainsInFlightRequestsAndEveryRankExitsZero) {
   // As a scheduler stopping the job would: SIGTERM to the ranks (rank 0 drains; the others follow).
   ASSERT_GT(server.rank0_pid(), 0);
   kill(server.rank0_pid(), SIGTERM);
-  std::this_thread::sleep_for(std::chrono::milliseconds(200));
-  EXPECT_EQ(client.health(), HealthStatus::NOT_SERVING);
+  EXPECT_EQ(client.await_health(HealthStatus::NOT_SERVING, std::chrono::seconds(10)),
+            HealthStatus::NOT_SERVING);
   v1::GenerateResponse refused;
   EXPECT_EQ(client.generate(Client::greedy({1, 2}, 2), &refused).error_code(), StatusCode::UNAVAILABLE);
   request.join();

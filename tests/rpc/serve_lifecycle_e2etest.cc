@@ -70,8 +70,11 @@ TEST(ServeLifecycle, AHungRankIsNamedToTheClientAfterTheStepTimeout) {
   v1::GenerateResponse response;
   grpc::Status status;
   std::thread request([&] { status = client.generate(Client::greedy({1, 2, 3}, 200), &response); });
-  // A second client arriving while the step hangs is answered the same way.
-  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  // A second client arriving while the step hangs is answered the same way. Rank 0 completes 20
+  // steps and waits in the 21st: only then is the second request sent (sent earlier, on a slow
+  // machine, it could finish before the hang).
+  EXPECT_TRUE(client.await_stats([](const v1::StatsResponse& s) { return s.steps() >= 20; },
+                                 std::chrono::seconds(20)));
   v1::GenerateResponse late_response;
   const grpc::Status late = client.generate(Client::greedy({4, 5}, 4), &late_response);
   request.join();
@@ -102,8 +105,9 @@ TEST(ServeLifecycle, SigtermToMpirunShDrainsInFlightRequestsAndExitsZero) {
   std::thread request([&] { in_flight = client.generate(long_request, &response); });
   while (client.stats().running_sequences() == 0) std::this_thread::sleep_for(std::chrono::milliseconds(5));
   server.signal(SIGTERM);  // the script's pid: what `kill` of the job sends
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
-  EXPECT_EQ(client.health(), HealthStatus::NOT_SERVING);
+  // The request takes 250 steps of at least 10 ms: it is still in flight when this holds.
+  EXPECT_EQ(client.await_health(HealthStatus::NOT_SERVING, std::chrono::seconds(10)),
+            HealthStatus::NOT_SERVING);
   request.join();
   EXPECT_TRUE(in_flight.ok()) << in_flight.error_message();
   ASSERT_EQ(response.choices_size(), 4);
