@@ -345,10 +345,10 @@ TEST(ServeLifecycle, QueueOverflowIsResourceExhausted) {
     admitted.emplace_back([&, i] {
       Client own(server.address());
       v1::GenerateResponse response;
-      admitted_status[i] = own.generate(Client::greedy({1, 2, 3}, 200), &response);
+      admitted_status[i] = own.generate(Client::greedy({1, 2, 3}, 200), &response, std::chrono::seconds(120));
     });
-    EXPECT_TRUE(client.await_stats([&](const v1::StatsResponse& s) { return s.requests_in_flight() == i + 1; },
-                                   std::chrono::seconds(20)))
+    const auto admitted_so_far = [&](const v1::StatsResponse& s) { return s.requests_in_flight() == i + 1; };
+    EXPECT_TRUE(client.await_stats(admitted_so_far, std::chrono::seconds(20)))
         << "request " << i << " was not admitted";
   }
   for (int i = 0; i < 3; ++i) {
@@ -365,7 +365,7 @@ TEST(ServeLifecycle, QueueOverflowIsResourceExhausted) {
 TEST(ServeLifecycle, SigtermDrainsInFlightRequestsAndEveryRankExitsZero) {
   // Rank 1 takes 10 ms longer per step: the request below stays in flight for seconds on any
   // machine.
-  testing::ServerProcess server(2, {"--model", kModel, "--drain-timeout", "20"},
+  testing::ServerProcess server(2, {"--model", kModel, "--drain-timeout", "120"},
                                 {"TPSERVE_FAULT_STEP_DELAY_MS=10"});
   Client client(server.address());
   grpc::Status in_flight;
@@ -373,7 +373,8 @@ TEST(ServeLifecycle, SigtermDrainsInFlightRequestsAndEveryRankExitsZero) {
   // 16 sequences of 250 tokens: 250 steps, at least 2.5 s.
   v1::GenerateRequest long_request = Client::greedy({1, 2, 3}, 250);
   long_request.mutable_sampling()->set_n(16);
-  std::thread request([&] { in_flight = client.generate(long_request, &response); });
+  std::thread request(
+      [&] { in_flight = client.generate(long_request, &response, std::chrono::seconds(120)); });
   while (client.stats().running_sequences() == 0) std::this_thread::sleep_for(std::chrono::milliseconds(5));
   // As a scheduler stopping the job would: SIGTERM to the ranks (rank 0 drains; the others follow).
   ASSERT_GT(server.rank0_pid(), 0);

@@ -95,14 +95,15 @@ TEST(ServeLifecycle, SigtermToMpirunShDrainsInFlightRequestsAndExitsZero) {
   ServerLaunch launch;
   launch.launcher = std::string("bash ") + TPSERVE_MPIRUN_SH;
   // Rank 1 takes 10 ms longer per step: the request below stays in flight for seconds.
-  ServerProcess server(2, {"--model", kModel, "--drain-timeout", "20"},
+  ServerProcess server(2, {"--model", kModel, "--drain-timeout", "120"},
                        {"TPSERVE_FAULT_STEP_DELAY_MS=10"}, launch);
   Client client(server.address());
   grpc::Status in_flight;
   v1::GenerateResponse response;
   v1::GenerateRequest long_request = Client::greedy({1, 2, 3}, 250);
   long_request.mutable_sampling()->set_n(4);
-  std::thread request([&] { in_flight = client.generate(long_request, &response); });
+  std::thread request(
+      [&] { in_flight = client.generate(long_request, &response, std::chrono::seconds(120)); });
   while (client.stats().running_sequences() == 0) std::this_thread::sleep_for(std::chrono::milliseconds(5));
   server.signal(SIGTERM);  // the script's pid: what `kill` of the job sends
   // The request takes 250 steps of at least 10 ms: it is still in flight when this holds.
