@@ -35,6 +35,15 @@ while (($#)); do
 done
 cases=("$@")
 ((${#cases[@]})) || cases=(admission prefix http)
+[[ $np =~ ^[1-9][0-9]*$ ]] || { echo "--np must be a positive integer, got '$np'" >&2; exit 2; }
+[[ ${HTTP_ROUNDS:-5} =~ ^[1-9][0-9]*$ ]] ||
+  { echo "HTTP_ROUNDS must be a positive integer, got '$HTTP_ROUNDS'" >&2; exit 2; }
+for c in "${cases[@]}"; do
+  case $c in
+    admission|prefix|http) ;;
+    *) echo "unknown case '$c' (admission, prefix, http)" >&2; exit 2 ;;
+  esac
+done
 mkdir -p "$out"
 model=$out/kvbench
 [[ -f $model/model.safetensors ]] ||
