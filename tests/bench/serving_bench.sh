@@ -177,6 +177,5 @@ PY
     stop_server
     serve_model=$model
     ;;
-  *) echo "unknown case $c" >&2; exit 2 ;;
   esac
 done

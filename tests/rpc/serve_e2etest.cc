@@ -154,10 +154,8 @@ TEST(ServeLifecycle, CancellingMidStreamFreesTheKvBlocks) {
     }
     EXPECT_EQ(reader->Finish().error_code(), StatusCode::CANCELLED);
   }
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  while (client.stats().kv_blocks_used() != 0 && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
+  client.await_stats([](const v1::StatsResponse& s) { return s.kv_blocks_used() == 0; },
+                     std::chrono::seconds(10));
   EXPECT_EQ(client.stats().kv_blocks_used(), 0);
   EXPECT_EQ(client.stats().running_sequences(), 0);
 }
@@ -375,7 +373,8 @@ TEST(ServeLifecycle, SigtermDrainsInFlightRequestsAndEveryRankExitsZero) {
   long_request.mutable_sampling()->set_n(16);
   std::thread request(
       [&] { in_flight = client.generate(long_request, &response, std::chrono::seconds(120)); });
-  while (client.stats().running_sequences() == 0) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  const auto running = [](const v1::StatsResponse& s) { return s.running_sequences() > 0; };
+  EXPECT_TRUE(client.await_stats(running, std::chrono::seconds(60))) << "the request never ran";
   // As a scheduler stopping the job would: SIGTERM to the ranks (rank 0 drains; the others follow).
   ASSERT_GT(server.rank0_pid(), 0);
   kill(server.rank0_pid(), SIGTERM);

@@ -104,7 +104,8 @@ TEST(ServeLifecycle, SigtermToMpirunShDrainsInFlightRequestsAndExitsZero) {
   long_request.mutable_sampling()->set_n(4);
   std::thread request(
       [&] { in_flight = client.generate(long_request, &response, std::chrono::seconds(120)); });
-  while (client.stats().running_sequences() == 0) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  const auto running = [](const v1::StatsResponse& s) { return s.running_sequences() > 0; };
+  EXPECT_TRUE(client.await_stats(running, std::chrono::seconds(60))) << "the request never ran";
   server.signal(SIGTERM);  // the script's pid: what `kill` of the job sends
   // The request takes 250 steps of at least 10 ms: it is still in flight when this holds.
   EXPECT_EQ(client.await_health(HealthStatus::NOT_SERVING, std::chrono::seconds(10)),
