@@ -8,7 +8,10 @@
 #   bash tests/fuzz/run.sh                 # CI: 8 s per target, under 2 minutes in all
 #   bash tests/fuzz/run.sh 600             # 10 minutes per target
 #   bash tests/fuzz/run.sh 600 tiktoken    # one target
-#   FUZZ_JOBS=1 FUZZ_RUNS=10000000 bash tests/fuzz/run.sh 86400 config_json   # until 10M executions
+#   FUZZ_RUNS=10000000 bash tests/fuzz/run.sh 86400 config_json               # until 10M executions
+#   FUZZ_FORK=2 FUZZ_RUNS=10000000 bash tests/fuzz/run.sh 86400 chat_template # the same on 2 cores
+# FUZZ_FORK=N runs libFuzzer's fork mode: N worker processes that share one corpus, their executions
+# counted together; a crash, hang or out-of-memory in any of them still ends the run and fails.
 # FUZZ_TIMEOUT (default 10) is the seconds one input may take before it counts as a hang; raise it
 # for a long run at low priority beside other work, where a starved process can stall that long
 # (an input reported as a timeout there should be re-run alone: a real hang still hangs).
@@ -43,10 +46,12 @@ for target in "${targets[@]}"; do
   log=$build/fuzz-$target.log
   runs=()
   [[ -n ${FUZZ_RUNS:-} ]] && runs=(-runs="$FUZZ_RUNS")
+  fork=()
+  [[ -n ${FUZZ_FORK:-} ]] && fork=(-fork="$FUZZ_FORK" -ignore_crashes=0 -ignore_timeouts=0 -ignore_ooms=0)
   # The parsers allocate what a file justifies: 2 GiB is far above any input here; a 10 s input is a hang.
   if ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=0 UBSAN_OPTIONS=print_stacktrace=1 \
      "$build/tests/fuzz/${target}_fuzz" "$corpus" "$root/tests/fuzz/corpus/$target" \
-       -max_total_time="$seconds" "${runs[@]}" -max_len="${max_len[$target]:-4096}" -timeout="${FUZZ_TIMEOUT:-10}" \
+       -max_total_time="$seconds" "${runs[@]}" "${fork[@]}" -max_len="${max_len[$target]:-4096}" -timeout="${FUZZ_TIMEOUT:-10}" \
        -rss_limit_mb=2048 -malloc_limit_mb=2048 -print_final_stats=1 \
        -artifact_prefix="$artifacts/" >"$log" 2>&1; then
     status=ok
@@ -54,7 +59,10 @@ for target in "${targets[@]}"; do
     status=FAILED
     failed+=("$target")
   fi
-  executions=$(grep -ao 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo "?")
+  executions=$(grep -ao 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || true)
+  # Fork mode prints no final stats: its last progress line ("#N: cov: ...") has the count.
+  [[ -n $executions ]] || executions=$(grep -ao '^#[0-9]*:' "$log" | tail -1 | tr -dc '0-9' || true)
+  [[ -n $executions ]] || executions="?"
   echo "fuzz: $target: $status, $executions executions in ${seconds}s max (log $log)"
   if [[ $status == FAILED ]]; then grep -a -m1 -A12 'ERROR\|WARNING\|==ABORTING\|deadly\|runtime error' "$log" || tail -20 "$log"; fi
 done
