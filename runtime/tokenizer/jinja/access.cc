@@ -116,7 +116,9 @@ Value string_method(const std::string& text, const std::string& name) {
 }
 
 Value dict_method(const Value& dict, const std::string& name) {
-  auto bind = [&](auto fn) { return Value(Function([dict, fn](CallArgs& args) -> Value { return fn(dict.as_dict(), args); })); };
+  auto bind = [&](auto fn) {
+    return Value::bound_method(Function([dict, fn](CallArgs& args) -> Value { return fn(dict.as_dict(), args); }), dict);
+  };
   if (name == "items") {
     return bind([](const Dict& d, CallArgs&) {
       List list;

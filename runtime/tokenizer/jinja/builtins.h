@@ -3,16 +3,11 @@
 // TemplateError, which the renderer turns into an error naming the template line.
 #pragma once
 
-#include <stdexcept>
 #include <string>
 
 #include "runtime/tokenizer/jinja/value.h"
 
 namespace tpserve::runtime::jinja {
-
-struct TemplateError : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
 
 // A call's argument by position, else by keyword (Python's binding of f(a, b=...)); null if absent.
 const Value* find_argument(const CallArgs& args, size_t index, const char* name);

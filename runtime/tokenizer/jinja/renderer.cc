@@ -4,6 +4,7 @@
 #include <cmath>
 #include <ctime>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "common/error.h"
 #include "runtime/tokenizer/jinja/ast.h"
@@ -83,6 +84,17 @@ Scope default_globals() {
 class Renderer {
  public:
   Renderer(const std::string& name, const RenderLimits& limits) : name_(name), limits_(limits) {}
+  Renderer(const Renderer&) = delete;
+  Renderer& operator=(const Renderer&) = delete;
+
+  // A namespace is the one value a template changes after making it, so it is the only way to a
+  // reference cycle ({% set ns.self = ns %}, or through a list or a bound method), which shared
+  // ownership alone would never free. Nothing a render makes outlives it, so emptying every
+  // namespace that was assigned to frees them all. They are held until then, so a value that stops
+  // at one is freed without recursing into it (whose depth can be more than its holders recorded).
+  ~Renderer() {
+    for (const Value& ns : assigned_namespaces_) ns.as_dict().items.clear();
+  }
 
   std::string run(const Body& body, Scope top_level) {
     scopes_.push_back(std::move(top_level));
@@ -142,6 +154,7 @@ class Renderer {
           if (!target.is_dict() || !target.as_dict().is_namespace) {
             throw TemplateError("cannot assign attribute on non-namespace object");
           }
+          if (assigned_.insert(&target.as_dict()).second) assigned_namespaces_.push_back(target);
           target.as_dict().set(stmt.attribute, std::move(value));
         } else {
           assign_targets(stmt.targets, value);
@@ -356,6 +369,8 @@ class Renderer {
   int64_t steps_ = 0;
   size_t emitted_ = 0;
   int call_depth_ = 0;
+  std::vector<Value> assigned_namespaces_;  // each namespace an attribute was set on, once
+  std::unordered_set<const Dict*> assigned_;
 };
 
 [[noreturn]] void unsupported(const std::string& op, const Value& a, const Value& b) {
@@ -506,7 +521,13 @@ Template& Template::operator=(Template&&) noexcept = default;
 std::string Template::render(const nlohmann::ordered_json& context, const RenderLimits& limits) const {
   Scope top_level = default_globals();
   if (context.is_object()) {
-    for (const auto& [key, value] : context.items()) top_level[key] = Value::from_json(value);
+    for (const auto& [key, value] : context.items()) {
+      try {
+        top_level[key] = Value::from_json(value);
+      } catch (const TemplateError& e) {
+        raise(ErrorCode::kInvalidArgument, "{}: the variable '{}': {}", name_, key, e.what());
+      }
+    }
   }
   return Renderer(name_, limits).run(*body_, std::move(top_level));
 }

@@ -25,6 +25,7 @@ namespace tpserve::runtime::jinja {
 struct Stmt;
 
 // Guards against runaway templates (a loop over range(10**9), macro recursion, huge repeats).
+// Values also nest at most kMaxValueDepth (value.h) deep, Python's recursion limit.
 struct RenderLimits {
   size_t max_output_bytes = size_t{64} << 20;
   int max_call_depth = 64;

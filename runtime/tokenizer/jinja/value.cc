@@ -9,6 +9,43 @@
 
 namespace tpserve::runtime::jinja {
 
+namespace {
+
+[[noreturn]] void too_deep() {
+  throw TemplateError("a value nests deeper than " + std::to_string(kMaxValueDepth) + " lists, dicts and namespaces");
+}
+
+// The depth of a value that holds a value `deepest` deep.
+uint32_t one_deeper(uint32_t deepest) {
+  if (deepest >= kMaxValueDepth) too_deep();
+  return deepest + 1;
+}
+
+template <typename Items, typename Get>
+uint32_t container_depth(const Items& items, Get get) {
+  uint32_t deepest = 0;
+  for (const auto& item : items) deepest = std::max(deepest, get(item).depth());
+  return one_deeper(deepest);
+}
+
+}  // namespace
+
+Value::Value(List list)
+    : kind_(Kind::kList),
+      depth_(container_depth(list, [](const Value& item) -> const Value& { return item; })),
+      list_(std::make_shared<List>(std::move(list))) {}
+
+Value::Value(std::shared_ptr<Dict> dict) : kind_(Kind::kDict) {
+  dict->depth = container_depth(dict->items, [](const auto& item) -> const Value& { return item.second; });
+  dict_ = std::move(dict);
+}
+
+Value Value::bound_method(Function fn, const Value& self) {
+  Value method(std::move(fn));
+  method.depth_ = one_deeper(self.depth());
+  return method;
+}
+
 const Value* Dict::find(std::string_view key) const {
   for (const auto& [k, v] : items) {
     if (k == key) return &v;
@@ -17,6 +54,7 @@ const Value* Dict::find(std::string_view key) const {
 }
 
 void Dict::set(const std::string& key, Value value) {
+  depth = std::max(depth, one_deeper(value.depth()));
   for (auto& [k, v] : items) {
     if (k == key) {
       v = std::move(value);
@@ -26,7 +64,11 @@ void Dict::set(const std::string& key, Value value) {
   items.emplace_back(key, std::move(value));
 }
 
-Value Value::from_json(const nlohmann::ordered_json& json) {
+Value Value::from_json(const nlohmann::ordered_json& json) { return from_json(json, 0); }
+
+Value Value::from_json(const nlohmann::ordered_json& json, uint32_t level) {
+  // Checked on the way down too: the recursion itself must stop before the stack does.
+  if (level >= kMaxValueDepth && (json.is_array() || json.is_object())) too_deep();
   switch (json.type()) {
     case nlohmann::ordered_json::value_t::null: return none();
     case nlohmann::ordered_json::value_t::boolean: return Value(json.get<bool>());
@@ -36,12 +78,12 @@ Value Value::from_json(const nlohmann::ordered_json& json) {
     case nlohmann::ordered_json::value_t::string: return Value(json.get<std::string>());
     case nlohmann::ordered_json::value_t::array: {
       List list;
-      for (const auto& item : json) list.push_back(from_json(item));
+      for (const auto& item : json) list.push_back(from_json(item, level + 1));
       return Value(std::move(list));
     }
     case nlohmann::ordered_json::value_t::object: {
       auto dict = std::make_shared<Dict>();
-      for (const auto& [key, item] : json.items()) dict->items.emplace_back(key, from_json(item));
+      for (const auto& [key, item] : json.items()) dict->items.emplace_back(key, from_json(item, level + 1));
       return Value(std::move(dict));
     }
     default: return none();
@@ -202,6 +244,7 @@ void json_value(std::string& out, const Value& value, const JsonStyle& style, in
       return;
     }
     case Value::Kind::kDict: {
+      if (value.as_dict().is_namespace) break;  // json.dumps refuses a jinja2 Namespace object too
       std::vector<const std::pair<std::string, Value>*> items;
       for (const auto& item : value.as_dict().items) items.push_back(&item);
       if (style.sort_keys) {

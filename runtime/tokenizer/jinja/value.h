@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -18,14 +19,29 @@
 
 namespace tpserve::runtime::jinja {
 
+// A runtime error in a template (a type error, an undefined attribute, a limit); the renderer turns
+// it into tpserve::Error naming the template line.
+struct TemplateError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// How deeply lists, dicts, namespaces and bound dict methods may nest (Python's recursion limit,
+// past which its repr, json.dumps and == fail too). Each value knows its depth when it is made, and
+// making a deeper one throws TemplateError, so that nothing that walks a value (printing, tojson,
+// comparing, freeing it) can recurse deep enough to overflow the stack.
+constexpr uint32_t kMaxValueDepth = 1000;
+
 class Value;
 using List = std::vector<Value>;
 
 struct Dict {
   std::vector<std::pair<std::string, Value>> items;
   bool is_namespace = false;  // jinja2's namespace(): the one object a template may assign attributes on
+  // 1 + the deepest item's depth. A namespace's is the deepest it has been: attributes only raise it.
+  uint32_t depth = 1;
 
   const Value* find(std::string_view key) const;
+  // Throws TemplateError, changing nothing, when `value` would nest deeper than kMaxValueDepth.
   void set(const std::string& key, Value value);
 };
 
@@ -53,11 +69,15 @@ class Value {
   Value(double f) : kind_(Kind::kFloat), float_(f) {}
   Value(std::string s) : kind_(Kind::kString), text_(std::move(s)) {}
   Value(const char* s) : kind_(Kind::kString), text_(s) {}
-  Value(List list) : kind_(Kind::kList), list_(std::make_shared<List>(std::move(list))) {}
-  Value(std::shared_ptr<Dict> dict) : kind_(Kind::kDict), dict_(std::move(dict)) {}
+  // A list or dict nesting deeper than kMaxValueDepth throws TemplateError.
+  Value(List list);
+  Value(std::shared_ptr<Dict> dict);
   Value(Function fn) : kind_(Kind::kFunction), fn_(std::make_shared<Function>(std::move(fn))) {}
+  // A method bound to `self` (a dict's items, get, ...): it holds self, one level deeper.
+  static Value bound_method(Function fn, const Value& self);
 
-  // A JSON document (the render context) as Python's json.loads would give it.
+  // A JSON document (the render context) as Python's json.loads would give it. A document nesting
+  // deeper than kMaxValueDepth throws TemplateError.
   static Value from_json(const nlohmann::ordered_json& json);
 
   Kind kind() const { return kind_; }
@@ -67,6 +87,8 @@ class Value {
   bool is_number() const { return kind_ == Kind::kInt || kind_ == Kind::kFloat || kind_ == Kind::kBool; }
   bool is_list() const { return kind_ == Kind::kList; }
   bool is_dict() const { return kind_ == Kind::kDict; }
+  // 0 for a scalar; for a list, dict or bound method 1 + the deepest value it holds.
+  uint32_t depth() const { return kind_ == Kind::kDict ? dict_->depth : depth_; }
 
   bool as_bool() const { return int_ != 0; }
   int64_t as_int() const { return int_; }
@@ -91,8 +113,10 @@ class Value {
 
  private:
   explicit Value(Kind kind) : kind_(kind) {}
+  static Value from_json(const nlohmann::ordered_json& json, uint32_t level);
 
   Kind kind_ = Kind::kUndefined;
+  uint32_t depth_ = 0;  // lists and bound methods; a dict keeps its own
   int64_t int_ = 0;
   double float_ = 0;
   std::string text_;

@@ -168,6 +168,50 @@ TEST(ChatTemplateJinjaTest, LiteralsOutsideTheirRangeAreErrorsOrPythonValues) {
             "1");
 }
 
+// Found by the chat_template fuzz target (a leak under LeakSanitizer: a namespace holding itself is
+// a reference cycle); reading on, a loop that wraps a namespace attribute in a list each turn built
+// values deep enough that printing, tojson, comparing or freeing them overflowed the stack, and
+// tojson recursed forever through a namespace. Values now stop at Python's recursion limit when
+// they are made, and tojson refuses a namespace as json.dumps does (the Python side of both
+// behaviours is in EachConstructMatchesPythonJinja2).
+TEST(ChatTemplateJinjaTest, ValuesNestNoDeeperThanPythonsRecursionLimit) {
+  const ordered_json none = ordered_json::object();
+  const std::string too_deep = "t, line 1: a value nests deeper than 1000 lists, dicts and namespaces";
+  auto wrapped = [](int times, const std::string& wrap) {
+    return "{% set ns = namespace(x=0, f=none, head=none) %}{% for i in range(" + std::to_string(times) +
+           ") %}{% set " + wrap + " %}{% endfor %}";
+  };
+  // 999 lists in a namespace: 1000 deep, the most there may be; all of it prints and serializes.
+  EXPECT_EQ(Template(wrapped(999, "ns.x = [ns.x]") + "{{ ns.x | tojson | length }} {{ ns.x | string | length }}", "t")
+                .render(none),
+            "1999 1999");
+  EXPECT_EQ(error_of([&] { Template(wrapped(1000, "ns.x = [ns.x]"), "t").render(none); }), too_deep);
+  EXPECT_EQ(error_of([&] { Template(wrapped(100000, "ns.x = [{'k': ns.x}]"), "t").render(none); }), too_deep);
+  EXPECT_EQ(error_of([&] { Template(wrapped(100000, "ns.head = namespace(next=ns.head)"), "t").render(none); }), too_deep);
+  // A bound dict method holds its dict: a chain of them is as deep.
+  EXPECT_EQ(error_of([&] { Template(wrapped(100000, "ns.f = {'a': ns.f}.items"), "t").render(none); }), too_deep);
+  // A namespace that holds itself renders as in Python, and the render frees it.
+  EXPECT_EQ(Template("{% set ns = namespace(n=1) %}{% set ns.me = [ns, ns] %}{% set ns.f = {'k': ns}.get %}"
+                     "{{ ns.me[0].me[1].n }} {{ ns.f('k').n }}",
+                     "t")
+                .render(none),
+            "1 1");
+  EXPECT_EQ(error_of([&] { Template("{% set ns = namespace() %}{% set ns.me = [ns] %}{{ ns.me | tojson }}", "t").render(none); }),
+            "t, line 1: Object of type Namespace is not JSON serializable");
+  // The render context: a JSON document too deep is refused by the variable's name, before any
+  // recursion into it can reach the end of the stack.
+  ordered_json deep = 0;
+  for (int i = 0; i < 100000; ++i) {
+    ordered_json outer = ordered_json::array();
+    outer.push_back(std::move(deep));
+    deep = std::move(outer);
+  }
+  ordered_json context = ordered_json::object();
+  context["messages"] = std::move(deep);
+  EXPECT_EQ(error_of([&] { Template("{{ messages | length }}", "t").render(context); }),
+            "t: the variable 'messages': a value nests deeper than 1000 lists, dicts and namespaces");
+}
+
 // transformers' AssistantTracker extension adds {% generation %}: the body renders as is.
 TEST(ChatTemplateJinjaTest, GenerationBlockRendersItsBody) {
   EXPECT_EQ(Template("a{% generation %}b{{ 1 }}{% endgeneration %}c", "g").render(ordered_json::object()), "ab1c");
