@@ -119,37 +119,45 @@ void MpiCommunicator::peer_failed(const std::string& reason) {
   abort_job(75);
 }
 
+std::optional<std::string> MpiCommunicator::exited_peer_while(const char* what) {
+  // A syscall per local peer, so only every 200 ms. A dead peer ends the wait at once rather than
+  // after the timeout, and before mpirun kills the survivors.
+  constexpr auto kPeerCheckInterval = std::chrono::milliseconds(200);
+  const auto now = std::chrono::steady_clock::now();
+  if (now < next_peer_check_) return std::nullopt;
+  next_peer_check_ = now + kPeerCheckInterval;
+  peers_->answer_pings();
+  if (auto exited = peers_->exited_peer()) {
+    return fmt::format("{}; rank {} was waiting for it in {}", *exited, rank_, what);
+  }
+  return std::nullopt;
+}
+
+std::vector<std::string> MpiCommunicator::silent_peers() {
+  std::vector<std::string> silent;
+  for (int peer : peers_->silent_peers(std::chrono::seconds(1))) silent.push_back(peers_->describe(peer));
+  return silent;
+}
+
 void MpiCommunicator::wait(MPI_Request& request, const char* what) {
   // Poll instead of blocking so a peer that never arrives is noticed. Spin briefly (the common
   // case on an idle rank is a short wait), then yield the core: CPU ranks are often oversubscribed.
-  // Every 200 ms (a syscall per local peer) this rank looks for a peer whose process is gone: that
-  // ends the wait at once rather than after the timeout, and before mpirun kills the survivors.
-  // The check also runs on entry (when due): a broadcast from this rank completes at once even
-  // when its receivers are gone, and an idle server's only collective is such a heartbeat.
-  constexpr auto kPeerCheckInterval = std::chrono::milliseconds(200);
-  const auto check_peers = [&](std::chrono::steady_clock::time_point now) {
-    if (now < next_peer_check_) return;
-    next_peer_check_ = now + kPeerCheckInterval;
-    peers_->answer_pings();
-    if (auto exited = peers_->exited_peer()) {
-      peer_failed(fmt::format("{}; rank {} was waiting for it in {}", *exited, rank_, what));
-    }
+  // The peer check also runs on entry (when due): a broadcast from this rank completes at once
+  // even when its receivers are gone, and an idle server's only collective is such a heartbeat.
+  const auto check_peers = [&] {
+    if (auto exited = exited_peer_while(what)) peer_failed(*exited);
   };
   const auto deadline = std::chrono::steady_clock::now() + timeout_;
-  check_peers(deadline - timeout_);
+  check_peers();
   for (int spins = 0;; ++spins) {
     int done = 0;
     TPS_MPI(MPI_Test(&request, &done, MPI_STATUS_IGNORE));
     if (done) return;
     if (spins <= 1000) continue;
-    const auto now = std::chrono::steady_clock::now();
-    check_peers(now);
-    if (now > deadline) {
+    check_peers();
+    if (std::chrono::steady_clock::now() > deadline) {
       const auto seconds = std::chrono::duration_cast<std::chrono::seconds>(timeout_).count();
-      std::vector<std::string> silent;
-      for (int peer : peers_->silent_peers(std::chrono::seconds(1))) {
-        silent.push_back(peers_->describe(peer));
-      }
+      const std::vector<std::string> silent = silent_peers();
       if (silent.empty()) {
         peer_failed(fmt::format("collective {} did not complete within {} s on rank {}, though every "
                                 "rank answers (ranks disagree on the collective sequence)",

@@ -5,6 +5,9 @@
 
 #include <chrono>
 #include <memory>
+#include <optional>
+#include <string>
+#include <vector>
 
 #include "parallel/communicator.h"
 #include "parallel/peer_watch.h"
@@ -59,12 +62,23 @@ class MpiCommunicator final : public Communicator {
   // the caller can answer its clients first and then call abort_job itself.
   void set_throw_on_peer_failure(bool on) { throw_on_peer_failure_ = on; }
 
+  // For every wait on a collective, this communicator's own and those of a device communicator over
+  // the same ranks (NCCL's watchdog), so that a failed peer is named the same way on either path.
+  // Call while polling: answers the other ranks' pings and, at most every 200 ms, looks for a peer
+  // on this host whose process has exited; returns the failure line naming it and `what`.
+  std::optional<std::string> exited_peer_while(const char* what);
+  // Past a wait's deadline: the peers that do not answer a ping within a second, each as
+  // "rank R (pid P on HOST)". Only ranks that are themselves waiting answer.
+  std::vector<std::string> silent_peers();
+  // Ends a wait that a peer failed: throws PeerFailure (see set_throw_on_peer_failure), or logs
+  // `reason` and ends the job.
+  [[noreturn]] void peer_failed(const std::string& reason);
+
  private:
   // Waits for a non-blocking collective. A peer on this host whose process has exited fails it
   // at once; past the timeout, so does any peer that stops answering. The failure names the peer
   // and `what`, and ends the job (or throws PeerFailure, see above).
   void wait(MPI_Request& request, const char* what);
-  [[noreturn]] void peer_failed(const std::string& reason);
 
   MPI_Comm comm_ = MPI_COMM_NULL;
   int rank_ = 0;

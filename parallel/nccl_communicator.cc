@@ -4,8 +4,12 @@
 #include <nccl.h>
 #include <sched.h>
 
+#include <fmt/ranges.h>
+
 #include <exception>
+#include <string>
 #include <thread>
+#include <vector>
 
 #include "common/check.h"
 #include "common/error.h"
@@ -141,6 +145,14 @@ void NcclCommunicator::fail(const char* what, const std::string& reason) {
   abort_job(1);
 }
 
+void NcclCommunicator::peer_lost(const std::string& reason) {
+  if (comm_ != nullptr) {
+    ncclCommAbort(comm_);  // also stops this rank's NCCL kernels
+    comm_ = nullptr;
+  }
+  host_.peer_failed(fmt::format("NCCL on GPU {}: {}", device_, reason));
+}
+
 void NcclCommunicator::wait(const char* what, bool include_stream) {
   const auto deadline = std::chrono::steady_clock::now() + timeout_;
   for (long polls = 0;; ++polls) {
@@ -160,7 +172,13 @@ void NcclCommunicator::wait(const char* what, bool include_stream) {
       }
     }
     if (polls < kSpinPolls) continue;
+    if (auto exited = host_.exited_peer_while(what)) peer_lost(*exited);
     if (std::chrono::steady_clock::now() > deadline) {
+      const std::vector<std::string> silent = host_.silent_peers();
+      if (!silent.empty()) {
+        peer_lost(fmt::format("{} stopped answering (hung or dead): {} did not complete within {:.1f} s on rank {}",
+                              fmt::join(silent, ", "), what, std::chrono::duration<double>(timeout_).count(), rank_));
+      }
       fail(what, fmt::format("did not complete within {:.1f} s ({}): a peer rank is hung or dead",
                              std::chrono::duration<double>(timeout_).count(),
                              state == ncclInProgress ? "NCCL call still in progress"

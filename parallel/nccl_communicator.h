@@ -7,7 +7,12 @@
 // before it finished). On a timeout, an asynchronous NCCL error or a CUDA error seen while
 // polling, the rank logs one line naming the collective, the rank and the error, calls
 // ncclCommAbort (which also stops its kernels) and ends the whole job (MPI_Abort), so no rank is
-// left spinning in a kernel whose peer is gone. So every collective returns with its result
+// left spinning in a kernel whose peer is gone. While it polls, it also watches the peers through
+// the host communicator (MpiCommunicator::exited_peer_while, silent_peers): a peer on this host
+// whose process has exited ends the wait within 200 ms, and past the deadline the peers that no
+// longer answer are named. Those failures abort NCCL and then fail as the host communicator's own
+// waits do (MpiCommunicator::peer_failed: a PeerFailure rank 0 of `serve` answers its clients
+// with, or the end of the job). So every collective returns with its result
 // complete on the stream: the simplest design that keeps "a failure never hangs" true even when
 // the next thing the caller does is an unwatched cudaMemcpy. A failure a call reports at once
 // (bad argument, nothing enqueued) raises tpserve::Error naming the call and the rank.
@@ -54,6 +59,10 @@ class NcclCommunicator final : public Communicator {
   // all work on the stream finished; on error or timeout, fail(). `what` names the collective.
   void wait(const char* what, bool include_stream = true);
   [[noreturn]] void fail(const char* what, const std::string& reason);
+  // A peer rank is dead or hung (found through the host communicator, which names it): aborts
+  // NCCL here, then ends the wait as the host communicator would, so that rank 0 of `serve` answers
+  // its clients with the reason (PeerFailure) before the job ends.
+  [[noreturn]] void peer_lost(const std::string& reason);
 
   MpiCommunicator& host_;
   ncclComm* comm_ = nullptr;
