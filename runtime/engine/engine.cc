@@ -342,6 +342,9 @@ void Engine::run_step() {
     ++stats_.steps;
     stats_.draft_tokens = scheduler_.counters().draft_tokens;
   }
+  // Before this step's tokens reach their clients: Stats read right after a token must count the
+  // KV blocks and sequences that made it (serve()'s own publish comes only at the next iteration).
+  publish_stats();
   sample_rows(step, logits_);
 }
 
