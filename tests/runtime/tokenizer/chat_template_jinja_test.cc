@@ -190,6 +190,15 @@ TEST(ChatTemplateJinjaTest, ValuesNestNoDeeperThanPythonsRecursionLimit) {
   EXPECT_EQ(error_of([&] { Template(wrapped(100000, "ns.head = namespace(next=ns.head)"), "t").render(none); }), too_deep);
   // A bound dict method holds its dict: a chain of them is as deep.
   EXPECT_EQ(error_of([&] { Template(wrapped(100000, "ns.f = {'a': ns.f}.items"), "t").render(none); }), too_deep);
+  // 100,000 namespaces linked one to the next after they were made (so each recorded a depth of 1 or
+  // 2): the render frees the chain without recursing down it, since it holds every namespace it
+  // assigned to until it has emptied them all.
+  EXPECT_EQ(Template("{% set ns = namespace(tail=namespace(n=none)) %}{% set ns.head = ns.tail %}"
+                     "{% for i in range(100000) %}{% set t = ns.tail %}{% set t.n = namespace(n=none) %}"
+                     "{% set ns.tail = t.n %}{% endfor %}{{ ns.head.n.n.n is defined }}",
+                     "t")
+                .render(none),
+            "True");
   // A namespace that holds itself renders as in Python, and the render frees it.
   EXPECT_EQ(Template("{% set ns = namespace(n=1) %}{% set ns.me = [ns, ns] %}{% set ns.f = {'k': ns}.get %}"
                      "{{ ns.me[0].me[1].n }} {{ ns.f('k').n }}",
