@@ -26,6 +26,16 @@ targets=("$@")
                                sampling_params gguf chat_template tokenizer_config)
 build=${FUZZ_BUILD_DIR:-$root/build-fuzz}
 
+# The numbers go to libFuzzer, which reads a non-number as 0 (-fork=abc: no fork mode) without a
+# word; refuse them here, before anything is built.
+positive() {
+  [[ $2 =~ ^[1-9][0-9]*$ ]] || { echo "run.sh: $1 must be a positive integer, got '$2'" >&2; exit 2; }
+}
+positive "the seconds per target" "$seconds"
+for knob in FUZZ_FORK FUZZ_RUNS FUZZ_TIMEOUT; do
+  [[ -z ${!knob:-} ]] || positive "$knob" "${!knob}"
+done
+
 launcher=()
 command -v ccache >/dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
 if [[ ! -f $build/build.ninja ]]; then
