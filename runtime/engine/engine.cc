@@ -245,6 +245,7 @@ void Engine::publish_stats() {
   stats_.kv_blocks_cached = scheduler_.blocks_cached();
   const SchedulerCounters& counters = scheduler_.counters();
   stats_.preemptions = counters.preemptions;
+  stats_.draft_tokens = counters.draft_tokens;
   stats_.prefix_query_tokens = counters.prefix_query_tokens;
   stats_.prefix_hit_tokens = counters.prefix_hit_tokens;
 }
@@ -340,7 +341,6 @@ void Engine::run_step() {
   {
     std::lock_guard lock(stats_mutex_);
     ++stats_.steps;
-    stats_.draft_tokens = scheduler_.counters().draft_tokens;
   }
   // Before this step's tokens reach their clients: Stats read right after a token must count the
   // KV blocks and sequences that made it (serve()'s own publish comes only at the next iteration).
